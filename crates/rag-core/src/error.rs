@@ -1,0 +1,176 @@
+//! The one error type of the workspace.
+//!
+//! Every backend maps its failures into [`RagError`]; every message says what failed and what
+//! to do about it, because the `rag` binary prints them to users as they are.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Result alias used across the workspace.
+pub type Result<T, E = RagError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a RAG pipeline.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RagError {
+    /// A setting is missing or inconsistent.
+    #[error("configuration error: {message}")]
+    Config {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A caller gave input the component cannot accept.
+    #[error("invalid input ({input}): {message}")]
+    InvalidInput {
+        /// Which input (a file and line, an argument, a field).
+        input: String,
+        /// What is wrong with it and what to do.
+        message: String,
+    },
+
+    /// A collection, document, file or model that does not exist.
+    #[error("not found: {what}{}", hint_suffix(.hint))]
+    NotFound {
+        /// What was looked for.
+        what: String,
+        /// What to do about it, if known.
+        hint: Option<String>,
+    },
+
+    /// A vector has a different length than the collection or model expects.
+    #[error(
+        "dimension mismatch in {context}: expected {expected}, got {actual} (use an embedder of dimension {expected}, or a new collection)"
+    )]
+    DimensionMismatch {
+        /// Where the mismatch was seen (collection name, model).
+        context: String,
+        /// The dimension the target expects.
+        expected: usize,
+        /// The dimension that was given.
+        actual: usize,
+    },
+
+    /// A backend failed in a way that may succeed if retried (rate limit, 5xx, connection reset).
+    #[error("{backend} failed (transient, retry may succeed): {message}")]
+    Transient {
+        /// Which backend failed.
+        backend: String,
+        /// What happened.
+        message: String,
+    },
+
+    /// A backend failed in a way that retrying will not fix (bad key, bad request, corrupt data).
+    #[error("{backend} failed: {message}")]
+    Permanent {
+        /// Which backend failed.
+        backend: String,
+        /// What happened and what to do.
+        message: String,
+    },
+
+    /// A Python exception raised inside a call into the embedded interpreter.
+    #[error("Python {exc_type}: {message}\n{traceback}")]
+    Python {
+        /// The exception's type, qualified (`ValueError`, `chromadb.errors.NotFoundError`).
+        exc_type: String,
+        /// `str(exception)`.
+        message: String,
+        /// The formatted Python traceback (may be empty).
+        traceback: String,
+    },
+
+    /// A Python package the requested backend needs is not installed in the venv.
+    #[error("Python package `{package}` is missing from {venv}: run `{setup_command}`")]
+    PythonPackageMissing {
+        /// The import name that failed.
+        package: String,
+        /// Which interpreter / venv was searched.
+        venv: String,
+        /// The set-up command that installs it.
+        setup_command: String,
+    },
+
+    /// An operation took longer than allowed.
+    #[error("timed out after {after:?}: {what}")]
+    Timeout {
+        /// What was being done.
+        what: String,
+        /// The limit that passed.
+        after: Duration,
+    },
+
+    /// A file-system error, with the path it concerns.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Anything else, with context.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    match hint {
+        Some(h) => format!(" ({h})"),
+        None => String::new(),
+    }
+}
+
+impl RagError {
+    /// Shorthand for [`RagError::Config`].
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::Config { message: message.into() }
+    }
+
+    /// Shorthand for [`RagError::InvalidInput`].
+    pub fn invalid_input(input: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidInput { input: input.into(), message: message.into() }
+    }
+
+    /// Shorthand for [`RagError::NotFound`].
+    pub fn not_found(what: impl Into<String>, hint: Option<&str>) -> Self {
+        Self::NotFound { what: what.into(), hint: hint.map(str::to_owned) }
+    }
+
+    /// Shorthand for [`RagError::Transient`].
+    pub fn transient(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Transient { backend: backend.into(), message: message.into() }
+    }
+
+    /// Shorthand for [`RagError::Permanent`].
+    pub fn permanent(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Permanent { backend: backend.into(), message: message.into() }
+    }
+
+    /// Shorthand for [`RagError::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transient { .. } | Self::Timeout { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_input_and_the_fix() {
+        let e = RagError::DimensionMismatch { context: "collection docs".into(), expected: 384, actual: 768 };
+        let s = e.to_string();
+        assert!(s.contains("384") && s.contains("768") && s.contains("collection docs"), "{s}");
+        let e = RagError::not_found("collection `x`", Some("run `rag ingest` first"));
+        assert_eq!(e.to_string(), "not found: collection `x` (run `rag ingest` first)");
+        assert!(RagError::transient("redis", "reset").is_retryable());
+        assert!(!RagError::permanent("openai", "bad key").is_retryable());
+    }
+}

@@ -1,0 +1,73 @@
+//! Rank fusion for hybrid retrieval: Reciprocal Rank Fusion and convex combination of
+//! min-max-normalised scores. Pure functions over ranked lists of ids.
+
+use std::collections::HashMap;
+
+/// Reciprocal Rank Fusion: `score(d) = sum over lists of 1 / (k + rank(d))`, ranks from 1.
+/// Returns `(id, fused score)` best first; ties keep the order of first appearance.
+pub fn reciprocal_rank_fusion<S: AsRef<str>>(lists: &[Vec<S>], k: f32) -> Vec<(String, f32)> {
+    let mut scores: HashMap<&str, (f32, usize)> = HashMap::new();
+    let mut order = 0usize;
+    for list in lists {
+        for (rank, id) in list.iter().enumerate() {
+            let entry = scores.entry(id.as_ref()).or_insert_with(|| {
+                order += 1;
+                (0.0, order)
+            });
+            entry.0 += 1.0 / (k + rank as f32 + 1.0);
+        }
+    }
+    sort_fused(scores)
+}
+
+/// Convex combination: `alpha * norm(dense) + (1 - alpha) * norm(keyword)` where `norm` is
+/// min-max normalisation within each list; a document missing from a list gets 0 from it.
+pub fn convex_combination<S: AsRef<str>>(dense: &[(S, f32)], keyword: &[(S, f32)], alpha: f32) -> Vec<(String, f32)> {
+    let mut scores: HashMap<&str, (f32, usize)> = HashMap::new();
+    let mut order = 0usize;
+    for (list, weight) in [(dense, alpha), (keyword, 1.0 - alpha)] {
+        let (lo, hi) = list
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (_, s)| (lo.min(*s), hi.max(*s)));
+        let range = hi - lo;
+        for (id, s) in list {
+            let norm = if range > f32::EPSILON { (s - lo) / range } else { 1.0 };
+            let entry = scores.entry(id.as_ref()).or_insert_with(|| {
+                order += 1;
+                (0.0, order)
+            });
+            entry.0 += weight * norm;
+        }
+    }
+    sort_fused(scores)
+}
+
+fn sort_fused(scores: HashMap<&str, (f32, usize)>) -> Vec<(String, f32)> {
+    let mut out: Vec<(&str, f32, usize)> = scores.into_iter().map(|(id, (s, o))| (id, s, o)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
+    out.into_iter().map(|(id, s, _)| (id.to_owned(), s)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rrf_rewards_agreement() {
+        let fused = reciprocal_rank_fusion(&[vec!["a", "b", "c"], vec!["b", "c", "a"]], 60.0);
+        assert_eq!(fused[0].0, "b", "{fused:?}");
+        let expected_b = 1.0 / 62.0 + 1.0 / 61.0;
+        assert!((fused[0].1 - expected_b).abs() < 1e-6);
+        assert_eq!(fused.len(), 3);
+    }
+
+    #[test]
+    fn convex_alpha_extremes_follow_one_side() {
+        let dense = [("a", 0.9), ("b", 0.5), ("c", 0.1)];
+        let kw = [("c", 12.0), ("b", 3.0), ("a", 1.0)];
+        assert_eq!(convex_combination(&dense, &kw, 1.0)[0].0, "a");
+        assert_eq!(convex_combination(&dense, &kw, 0.0)[0].0, "c");
+        let mid = convex_combination(&dense, &kw, 0.5);
+        assert!((mid[0].1 - 0.5).abs() < 1e-6 || mid[0].1 > 0.5);
+    }
+}

@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod error;
+mod filter;
+pub mod fusion;
+pub mod metrics;
+mod traits;
+mod types;
+
+pub use error::{RagError, Result};
+pub use filter::Filter;
+pub use traits::{Chunker, Embedder, Generator, Reranker, Retriever, VectorStore};
+pub use types::{
+    Chunk, ContextPassage, Distance, Document, EmbeddedChunk, Generation, GenerationEvent, GenerationRequest,
+    Metadata, MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreDescription, VectorQuery, content_hash,
+};
+
+/// mockall mocks of every core trait, for tests that assemble pipelines without Python.
+#[cfg(any(test, feature = "test-utils"))]
+pub mod mocks {
+    pub use crate::traits::{
+        MockChunker, MockEmbedder, MockGenerator, MockReranker, MockRetriever, MockVectorStore,
+    };
+}

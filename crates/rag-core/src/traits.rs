@@ -1,0 +1,157 @@
+//! The five seams of a pipeline (plus [`Retriever`]), each `#[async_trait]`, `Send + Sync`,
+//! object-safe, with blanket impls for `Arc<T>` and `Box<T>` so `Arc<dyn VectorStore>` and
+//! friends work everywhere a trait bound is asked for.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::{
+    Chunk, Document, EmbeddedChunk, Filter, Generation, GenerationEvent, GenerationRequest, Result,
+    RetrievalQuery, ScoredChunk, StoreDescription, VectorQuery,
+};
+
+/// A store of embedded chunks that answers nearest-neighbour queries.
+///
+/// Scores follow one convention for every backend: higher is more similar.
+#[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// Inserts or replaces chunks by id (idempotent).
+    async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()>;
+    /// The `k` nearest chunks to `query.vector` that pass `query.filter`, best first.
+    async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>>;
+    /// Deletes chunks by id; unknown ids are ignored.
+    async fn delete(&self, ids: Vec<String>) -> Result<()>;
+    /// Deletes every chunk whose metadata passes `filter`.
+    async fn delete_by_filter(&self, filter: Filter) -> Result<()>;
+    /// Number of stored chunks.
+    async fn count(&self) -> Result<usize>;
+    /// Backend, collection, dimension, distance, count and backend-specific details.
+    async fn describe(&self) -> Result<StoreDescription>;
+}
+
+/// Turns texts into vectors.
+#[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
+#[async_trait]
+pub trait Embedder: Send + Sync {
+    /// Embeds a batch; the output has one vector per input, in input order.
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>>;
+    /// Length of every vector this embedder returns.
+    fn dimension(&self) -> usize;
+    /// An id that changes whenever the vectors would (model name and revision, options).
+    fn model_id(&self) -> String;
+}
+
+/// Re-orders candidates by relevance to a query.
+#[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
+#[async_trait]
+pub trait Reranker: Send + Sync {
+    /// Scores every candidate against `query` and returns the best `top_k`, best first,
+    /// with the reranker's scores.
+    async fn rerank(&self, query: String, candidates: Vec<ScoredChunk>, top_k: usize) -> Result<Vec<ScoredChunk>>;
+    /// Reranks several queries at once (one crossing into the model where the backend can).
+    async fn rerank_batch(
+        &self,
+        batch: Vec<(String, Vec<ScoredChunk>)>,
+        top_k: usize,
+    ) -> Result<Vec<Vec<ScoredChunk>>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (q, c) in batch {
+            out.push(self.rerank(q, c, top_k).await?);
+        }
+        Ok(out)
+    }
+    /// An id for logs and reports.
+    fn model_id(&self) -> String;
+}
+
+/// Splits a document into chunks.
+#[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
+#[async_trait]
+pub trait Chunker: Send + Sync {
+    /// Chunks `document`; ids are deterministic for the same document and settings.
+    async fn chunk(&self, document: &Document) -> Result<Vec<Chunk>>;
+    /// A description of the chunker and its settings (part of the ingest manifest: when it
+    /// changes, documents are re-chunked).
+    fn fingerprint(&self) -> String;
+}
+
+/// Answers a question from context passages.
+#[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
+#[async_trait]
+pub trait Generator: Send + Sync {
+    /// Produces an answer, optional reasoning, and the ids of the passages used.
+    async fn generate(&self, request: GenerationRequest) -> Result<Generation>;
+    /// Streams the answer: zero or more [`GenerationEvent::Token`]s, then one
+    /// [`GenerationEvent::Final`]. The default runs [`Generator::generate`] and emits only the final event.
+    async fn generate_stream(&self, request: GenerationRequest) -> Result<BoxStream<'static, Result<GenerationEvent>>> {
+        let generation = self.generate(request).await?;
+        Ok(Box::pin(futures::stream::once(async move { Ok(GenerationEvent::Final(generation)) })))
+    }
+    /// A label for results and logs (`extractive`, `dspy:ChainOfThought(model)`).
+    fn name(&self) -> String;
+}
+
+/// Question in, scored chunks out: dense, keyword, hybrid, reranked, all behind one seam.
+#[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
+#[async_trait]
+pub trait Retriever: Send + Sync {
+    /// The best `query.k` chunks for `query.text` that pass `query.filter`, best first.
+    async fn retrieve(&self, query: RetrievalQuery) -> Result<Vec<ScoredChunk>>;
+}
+
+macro_rules! forward_smart_pointers {
+    ($($ptr:ident),*) => {$(
+        #[async_trait]
+        impl<T: VectorStore + ?Sized> VectorStore for $ptr<T> {
+            async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()> { (**self).upsert(chunks).await }
+            async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>> { (**self).query(query).await }
+            async fn delete(&self, ids: Vec<String>) -> Result<()> { (**self).delete(ids).await }
+            async fn delete_by_filter(&self, filter: Filter) -> Result<()> { (**self).delete_by_filter(filter).await }
+            async fn count(&self) -> Result<usize> { (**self).count().await }
+            async fn describe(&self) -> Result<StoreDescription> { (**self).describe().await }
+        }
+
+        #[async_trait]
+        impl<T: Embedder + ?Sized> Embedder for $ptr<T> {
+            async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> { (**self).embed(texts).await }
+            fn dimension(&self) -> usize { (**self).dimension() }
+            fn model_id(&self) -> String { (**self).model_id() }
+        }
+
+        #[async_trait]
+        impl<T: Reranker + ?Sized> Reranker for $ptr<T> {
+            async fn rerank(&self, query: String, candidates: Vec<ScoredChunk>, top_k: usize) -> Result<Vec<ScoredChunk>> {
+                (**self).rerank(query, candidates, top_k).await
+            }
+            async fn rerank_batch(&self, batch: Vec<(String, Vec<ScoredChunk>)>, top_k: usize) -> Result<Vec<Vec<ScoredChunk>>> {
+                (**self).rerank_batch(batch, top_k).await
+            }
+            fn model_id(&self) -> String { (**self).model_id() }
+        }
+
+        #[async_trait]
+        impl<T: Chunker + ?Sized> Chunker for $ptr<T> {
+            async fn chunk(&self, document: &Document) -> Result<Vec<Chunk>> { (**self).chunk(document).await }
+            fn fingerprint(&self) -> String { (**self).fingerprint() }
+        }
+
+        #[async_trait]
+        impl<T: Generator + ?Sized> Generator for $ptr<T> {
+            async fn generate(&self, request: GenerationRequest) -> Result<Generation> { (**self).generate(request).await }
+            async fn generate_stream(&self, request: GenerationRequest) -> Result<BoxStream<'static, Result<GenerationEvent>>> {
+                (**self).generate_stream(request).await
+            }
+            fn name(&self) -> String { (**self).name() }
+        }
+
+        #[async_trait]
+        impl<T: Retriever + ?Sized> Retriever for $ptr<T> {
+            async fn retrieve(&self, query: RetrievalQuery) -> Result<Vec<ScoredChunk>> { (**self).retrieve(query).await }
+        }
+    )*};
+}
+
+forward_smart_pointers!(Arc, Box);

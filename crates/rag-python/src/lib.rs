@@ -1,0 +1,25 @@
+//! The Python runtime shared by every Python-backed crate of the workspace.
+//!
+//! * [`runtime`] starts CPython **once**, from the project's venv, found without hand-set
+//!   variables (see [`venv::find_venv`]), so that `sys.prefix` is the venv and its C extensions import.
+//! * [`PythonRuntime::run`] runs a closure with the GIL on one of a few long-lived worker threads and
+//!   awaits its result, so async code never blocks its executor on Python, and no call pays for a
+//!   fresh OS thread (≈9 µs) or a fresh Python thread state.
+//! * [`py_err`] turns any `PyErr` into [`RagError::Python`] with type, message and traceback, and a
+//!   missing package into [`RagError::PythonPackageMissing`] naming the set-up command.
+//! * [`convert`] moves vectors as numpy arrays and metadata as typed Python values.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod convert;
+mod errors;
+mod init;
+mod pool;
+pub mod venv;
+
+pub use errors::{PyResultExt, import, py_err};
+pub use init::{PythonConfig, PythonRuntime, init, runtime};
+pub use pyo3;
+pub use numpy;
+
+/// The command that creates the venv and installs every pinned Python package.
+pub const SETUP_COMMAND: &str = "make setup";
