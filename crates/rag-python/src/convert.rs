@@ -51,7 +51,7 @@ pub fn vector_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<Vec<f32>
 pub fn metadata_value_to_py<'py>(py: Python<'py>, v: &MetadataValue) -> Result<Bound<'py, PyAny>> {
     let obj = match v {
         MetadataValue::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-        MetadataValue::Int(i) => i.into_pyobject(py).py_context(py)?.into_any(),
+        MetadataValue::Int(i) => PyInt::new(py, *i).into_any(),
         MetadataValue::Float(f) => PyFloat::new(py, *f).into_any(),
         MetadataValue::Str(s) => PyString::new(py, s).into_any(),
         MetadataValue::StrList(l) => PyList::new(py, l).py_context(py)?.into_any(),

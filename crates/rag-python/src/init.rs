@@ -67,6 +67,10 @@ for k, v in {
     'HF_HUB_DISABLE_TELEMETRY': '1',
     'ANONYMIZED_TELEMETRY': 'False',
     'LITELLM_LOCAL_MODEL_COST_MAP': 'True',
+    # Progress bars from transformers/tqdm would interleave with rag's own output.
+    'HF_HUB_DISABLE_PROGRESS_BARS': '1',
+    'TRANSFORMERS_VERBOSITY': 'error',
+    'TQDM_DISABLE': '1',
 }.items():
     os.environ.setdefault(k, v)
 ";

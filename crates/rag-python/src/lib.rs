@@ -14,6 +14,7 @@ pub mod convert;
 mod errors;
 mod init;
 mod pool;
+pub mod testing;
 pub mod venv;
 
 pub use errors::{PyResultExt, import, py_err};

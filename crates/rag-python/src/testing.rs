@@ -1,0 +1,102 @@
+//! Test support: local servers started from the venv (a fake OpenAI server, a Pinecone
+//! data-plane server, `chroma run`), killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rag_core::{RagError, Result};
+
+/// A child process serving on `127.0.0.1:port`, killed on drop.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl ServerProcess {
+    /// Base URL `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (also done on drop).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The repository root (where `python/` and `.venv` live).
+pub fn repo_root() -> PathBuf {
+    Path::new(crate::venv::BUILD_WORKSPACE_ROOT).canonicalize().unwrap_or_else(|_| PathBuf::from(crate::venv::BUILD_WORKSPACE_ROOT))
+}
+
+/// The venv's `bin/` directory.
+pub fn venv_bin() -> Result<PathBuf> {
+    Ok(crate::venv::find_venv(None)?.join("bin"))
+}
+
+/// Runs `python/testing/<script>` with the venv's Python; waits for its `PORT n` line.
+pub fn spawn_python_server(script: &str, args: &[&str]) -> Result<ServerProcess> {
+    let path = repo_root().join("python/testing").join(script);
+    let mut child = Command::new(venv_bin()?.join("python"))
+        .arg(&path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| RagError::io(&path, e))?;
+    let stdout = child.stdout.take().ok_or_else(|| RagError::Other("no stdout".into()))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).map_err(|e| RagError::io(&path, e))?;
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| RagError::Other(format!("{script} did not print its port (got {line:?})")))?;
+    Ok(ServerProcess { child, port })
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| RagError::Other(format!("bind: {e}")))?;
+    Ok(l.local_addr().map_err(|e| RagError::Other(format!("addr: {e}")))?.port())
+}
+
+/// Spawns `command` (a program and args) that will listen on `port`, waiting until it accepts
+/// connections (up to `timeout`).
+pub fn spawn_listening(program: &Path, args: &[String], port: u16, timeout: Duration) -> Result<ServerProcess> {
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| RagError::io(program, e))?;
+    let mut server = ServerProcess { child, port };
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(server);
+        }
+        if !server.is_running() {
+            return Err(RagError::Other(format!("{} exited before listening on {port}", program.display())));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(RagError::Timeout { what: format!("{} to listen on {port}", program.display()), after: timeout })
+}
