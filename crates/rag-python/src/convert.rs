@@ -105,3 +105,93 @@ pub fn metadata_from_py(d: &Bound<'_, PyAny>, skip: &[&str]) -> Metadata {
     }
     m
 }
+
+/// A JSON value as the equivalent Python object (dict, list, str, int, float, bool, None):
+/// filters are built as JSON in Rust and handed to each client in its own shape.
+pub fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> Result<Bound<'py, PyAny>> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => PyInt::new(py, i).into_any(),
+            (None, Some(f)) => PyFloat::new(py, f).into_any(),
+            _ => PyString::new(py, &n.to_string()).into_any(),
+        },
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(a) => {
+            let items = a.iter().map(|x| json_to_py(py, x)).collect::<Result<Vec<_>>>()?;
+            PyList::new(py, items).py_context(py)?.into_any()
+        }
+        Value::Object(o) => {
+            let d = PyDict::new(py);
+            for (k, x) in o {
+                d.set_item(k, json_to_py(py, x)?).py_context(py)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+/// A typed metadata value as JSON (for filter translation).
+pub fn metadata_value_to_json(v: &MetadataValue) -> serde_json::Value {
+    match v {
+        MetadataValue::Bool(b) => (*b).into(),
+        MetadataValue::Int(i) => (*i).into(),
+        MetadataValue::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number),
+        MetadataValue::Str(s) => s.clone().into(),
+        MetadataValue::StrList(l) => l.clone().into(),
+    }
+}
+
+/// Reserved metadata keys under which stores keep a chunk's own fields next to its metadata.
+pub mod reserved {
+    /// Parent document id.
+    pub const DOC_ID: &str = "doc_id";
+    /// Chunk index in its document.
+    pub const CHUNK_INDEX: &str = "chunk_index";
+    /// Byte span start.
+    pub const SPAN_START: &str = "span_start";
+    /// Byte span end.
+    pub const SPAN_END: &str = "span_end";
+    /// Token count.
+    pub const TOKEN_COUNT: &str = "token_count";
+    /// Content hash.
+    pub const CONTENT_HASH: &str = "content_hash";
+    /// Every reserved key.
+    pub const ALL: [&str; 6] = [DOC_ID, CHUNK_INDEX, SPAN_START, SPAN_END, TOKEN_COUNT, CONTENT_HASH];
+}
+
+/// A chunk's metadata plus its reserved fields, as stores persist it.
+pub fn chunk_payload(chunk: &rag_core::Chunk) -> Metadata {
+    let mut m = chunk.metadata.clone();
+    m.insert(reserved::DOC_ID.into(), MetadataValue::Str(chunk.doc_id.clone()));
+    m.insert(reserved::CHUNK_INDEX.into(), MetadataValue::Int(chunk.index as i64));
+    m.insert(reserved::SPAN_START.into(), MetadataValue::Int(chunk.span.start as i64));
+    m.insert(reserved::SPAN_END.into(), MetadataValue::Int(chunk.span.end as i64));
+    m.insert(reserved::TOKEN_COUNT.into(), MetadataValue::Int(chunk.token_count as i64));
+    m.insert(reserved::CONTENT_HASH.into(), MetadataValue::Str(chunk.content_hash.clone()));
+    m
+}
+
+/// Rebuilds a chunk from its id, text and persisted payload (the inverse of [`chunk_payload`]).
+pub fn chunk_from_payload(id: String, text: String, mut payload: Metadata) -> rag_core::Chunk {
+    let int = |m: &mut Metadata, k: &str| match m.remove(k) {
+        Some(MetadataValue::Int(i)) => usize::try_from(i).unwrap_or(0),
+        Some(MetadataValue::Float(f)) => f as usize,
+        _ => 0,
+    };
+    let doc_id = match payload.remove(reserved::DOC_ID) {
+        Some(MetadataValue::Str(s)) => s,
+        _ => String::new(),
+    };
+    let index = int(&mut payload, reserved::CHUNK_INDEX);
+    let start = int(&mut payload, reserved::SPAN_START);
+    let end = int(&mut payload, reserved::SPAN_END);
+    let token_count = int(&mut payload, reserved::TOKEN_COUNT);
+    let content_hash = match payload.remove(reserved::CONTENT_HASH) {
+        Some(MetadataValue::Str(s)) => s,
+        _ => rag_core::content_hash(&text),
+    };
+    rag_core::Chunk { id, doc_id, index, text, span: rag_core::Span { start, end }, token_count, content_hash, metadata: payload }
+}

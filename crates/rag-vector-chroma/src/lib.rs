@@ -1,1 +1,485 @@
-//! wip
+//! [`ChromaStore`]: a [`VectorStore`] over ChromaDB, driven through PyO3.
+//!
+//! * Modes: embedded persistent ([`ChromaMode::Persistent`], the project's default), in-memory,
+//!   and client/server ([`ChromaMode::Http`], against `chroma run` or a hosted Chroma).
+//! * Embeddings are always passed in; Chroma's default embedding function (which downloads a
+//!   model) is never attached.
+//! * Distance and dimension are recorded in the collection's metadata (`hnsw:space`,
+//!   `rag:dimension`); reopening with different ones is refused with a clear error.
+//! * Metadata keeps its types, so a stock Python chromadb client reading the same directory sees
+//!   ids, documents and typed metadata as it expects. A chunk's own fields are stored beside the
+//!   metadata under the keys in [`rag_python::convert::reserved`].
+//! * Scores: cosine `1 - d`; l2 `-d`; ip `1 - d` (= the dot product). Higher is more similar.
+//! * List-valued metadata: `Filter::Eq(field, value)` is sent as `$eq`, which Chroma applies to
+//!   scalar fields only.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rag_core::{
+    Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
+};
+use rag_python::PyResultExt;
+use rag_python::convert::{chunk_from_payload, chunk_payload, json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json};
+use rag_python::pyo3::prelude::*;
+use rag_python::pyo3::types::{PyDict, PyList};
+use serde_json::{Value, json};
+
+const DIMENSION_KEY: &str = "rag:dimension";
+const SPACE_KEY: &str = "hnsw:space";
+
+/// Where Chroma keeps its data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChromaMode {
+    /// `chromadb.PersistentClient(path)`: embedded, on disk.
+    Persistent(PathBuf),
+    /// `chromadb.EphemeralClient()`: embedded, in memory, gone at exit.
+    InMemory,
+    /// `chromadb.HttpClient(...)`: a Chroma server.
+    Http {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Use HTTPS.
+        ssl: bool,
+        /// Extra headers (auth tokens).
+        headers: BTreeMap<String, String>,
+    },
+}
+
+/// Builder for [`ChromaStore`].
+#[derive(Debug, Clone)]
+pub struct ChromaStoreBuilder {
+    mode: ChromaMode,
+    collection: String,
+    distance: Distance,
+    dimension: Option<usize>,
+    create_if_missing: bool,
+}
+
+impl ChromaStoreBuilder {
+    /// Collection name (3 to 512 characters; Chroma's rule).
+    pub fn collection(mut self, name: impl Into<String>) -> Self {
+        self.collection = name.into();
+        self
+    }
+    /// Distance for a new collection; must match an existing one.
+    pub fn distance(mut self, d: Distance) -> Self {
+        self.distance = d;
+        self
+    }
+    /// Vector dimension; recorded on a new collection, checked against an existing one.
+    pub fn dimension(mut self, d: usize) -> Self {
+        self.dimension = Some(d);
+        self
+    }
+    /// Create the collection if it does not exist (default true); false makes a missing
+    /// collection a [`RagError::NotFound`].
+    pub fn create_if_missing(mut self, yes: bool) -> Self {
+        self.create_if_missing = yes;
+        self
+    }
+
+    /// Connects and gets or creates the collection.
+    pub async fn build(self) -> Result<ChromaStore> {
+        let n = self.collection.chars().count();
+        if !(3..=512).contains(&n) {
+            return Err(RagError::invalid_input(
+                "collection",
+                format!("Chroma collection names need 3 to 512 characters; `{}` has {n}", self.collection),
+            ));
+        }
+        if let ChromaMode::Persistent(p) = &self.mode {
+            std::fs::create_dir_all(p).map_err(|e| RagError::io(p, e))?;
+        }
+        let cfg = self.clone();
+        let (client, collection, dimension, max_batch) = rag_python::runtime()?
+            .run(move |py| open(py, &cfg))
+            .await
+            .map_err(|e| classify(e, &self.collection))?;
+        Ok(ChromaStore {
+            inner: Arc::new(Inner {
+                _client: client,
+                collection,
+                name: self.collection,
+                mode: self.mode,
+                distance: self.distance,
+                dimension: Mutex::new(dimension),
+                max_batch,
+            }),
+        })
+    }
+}
+
+type Opened = (Py<PyAny>, Py<PyAny>, Option<usize>, usize);
+
+fn open(py: Python<'_>, cfg: &ChromaStoreBuilder) -> Result<Opened> {
+    let chromadb = rag_python::import(py, "chromadb")?;
+    let settings = chromadb
+        .getattr("config")
+        .and_then(|c| c.getattr("Settings"))
+        .and_then(|s| {
+            let kw = PyDict::new(py);
+            kw.set_item("anonymized_telemetry", false)?;
+            s.call((), Some(&kw))
+        })
+        .py_context(py)?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("settings", &settings).py_context(py)?;
+    let client = match &cfg.mode {
+        ChromaMode::Persistent(path) => {
+            kwargs.set_item("path", path.display().to_string()).py_context(py)?;
+            chromadb.getattr("PersistentClient").and_then(|c| c.call((), Some(&kwargs)))
+        }
+        ChromaMode::InMemory => chromadb.getattr("EphemeralClient").and_then(|c| c.call((), Some(&kwargs))),
+        ChromaMode::Http { host, port, ssl, headers } => {
+            kwargs.set_item("host", host).py_context(py)?;
+            kwargs.set_item("port", *port).py_context(py)?;
+            kwargs.set_item("ssl", *ssl).py_context(py)?;
+            kwargs.set_item("headers", headers.clone()).py_context(py)?;
+            chromadb.getattr("HttpClient").and_then(|c| c.call((), Some(&kwargs)))
+        }
+    }
+    .py_context(py)?;
+    let max_batch: usize = client.call_method0("get_max_batch_size").and_then(|m| m.extract()).unwrap_or(5000);
+    // embedding_function=None: Chroma's default one downloads a model and fails offline.
+    let kw = PyDict::new(py);
+    kw.set_item("name", &cfg.collection).py_context(py)?;
+    kw.set_item("embedding_function", py.None()).py_context(py)?;
+    let existing = client.call_method("get_collection", (), Some(&kw));
+    let collection = match existing {
+        Ok(c) => c,
+        Err(e) if is_not_found(py, &e) => {
+            if !cfg.create_if_missing {
+                return Err(RagError::not_found(
+                    format!("Chroma collection `{}`", cfg.collection),
+                    Some("ingest into it first, or enable create_if_missing"),
+                ));
+            }
+            let meta = PyDict::new(py);
+            meta.set_item(SPACE_KEY, cfg.distance.as_str()).py_context(py)?;
+            if let Some(d) = cfg.dimension {
+                meta.set_item(DIMENSION_KEY, d).py_context(py)?;
+            }
+            kw.set_item("metadata", meta).py_context(py)?;
+            client.call_method("get_or_create_collection", (), Some(&kw)).py_context(py)?
+        }
+        Err(e) => return Err(rag_python::py_err(py, e)),
+    };
+    let meta = metadata_from_py(&collection.getattr("metadata").py_context(py)?, &[]);
+    let stored_space = meta.get(SPACE_KEY).and_then(MetadataValue::as_str).unwrap_or("l2");
+    if stored_space != cfg.distance.as_str() {
+        return Err(RagError::config(format!(
+            "Chroma collection `{}` uses distance `{stored_space}`, but `{}` was asked for: use the same distance, or a new collection name",
+            cfg.collection,
+            cfg.distance.as_str()
+        )));
+    }
+    let stored_dim = meta.get(DIMENSION_KEY).and_then(MetadataValue::as_f64).map(|d| d as usize);
+    let dimension = match (stored_dim, cfg.dimension) {
+        (Some(s), Some(asked)) if s != asked => {
+            return Err(RagError::DimensionMismatch { context: format!("Chroma collection `{}`", cfg.collection), expected: s, actual: asked });
+        }
+        (Some(s), _) => Some(s),
+        (None, asked) => asked,
+    };
+    Ok((client.unbind(), collection.unbind(), dimension, max_batch.max(1)))
+}
+
+fn is_not_found(py: Python<'_>, e: &PyErr) -> bool {
+    let ty = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_default();
+    let msg = e.value(py).to_string();
+    ty.contains("NotFound") || msg.contains("does not exist") || msg.contains("not found")
+}
+
+/// Connection failures to a Chroma server are transient; the rest stays as raised.
+fn classify(e: RagError, collection: &str) -> RagError {
+    match e {
+        RagError::Python { ref exc_type, ref message, .. }
+            if exc_type.contains("Connect") || message.contains("Could not connect") || message.contains("Connection refused") =>
+        {
+            RagError::transient("chroma", format!("collection `{collection}`: {message} (is the Chroma server running?)"))
+        }
+        other => other,
+    }
+}
+
+struct Inner {
+    // Keeps the client (and Chroma's shared system behind it) alive as long as the collection.
+    _client: Py<PyAny>,
+    collection: Py<PyAny>,
+    name: String,
+    mode: ChromaMode,
+    distance: Distance,
+    /// Known once given, read from the collection, or set by the first upsert.
+    dimension: Mutex<Option<usize>>,
+    max_batch: usize,
+}
+
+/// A ChromaDB collection as a [`VectorStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct ChromaStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ChromaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChromaStore").field("collection", &self.inner.name).field("mode", &self.inner.mode).finish()
+    }
+}
+
+/// Chroma's `where` for a typed filter. Single-element AND/OR collapse (Chroma requires two or more).
+pub fn to_chroma_where(filter: &Filter) -> Result<Value> {
+    filter.validate()?;
+    Ok(translate(filter))
+}
+
+fn translate(filter: &Filter) -> Value {
+    let leaf = |f: &str, op: &str, v: Value| json!({ f: { op: v } });
+    let list = |vs: &[MetadataValue]| Value::Array(vs.iter().map(metadata_value_to_json).collect());
+    match filter {
+        Filter::Eq(f, v) => leaf(f, "$eq", metadata_value_to_json(v)),
+        Filter::Ne(f, v) => leaf(f, "$ne", metadata_value_to_json(v)),
+        Filter::In(f, vs) => leaf(f, "$in", list(vs)),
+        Filter::Nin(f, vs) => leaf(f, "$nin", list(vs)),
+        Filter::Gt(f, x) => leaf(f, "$gt", json!(x)),
+        Filter::Gte(f, x) => leaf(f, "$gte", json!(x)),
+        Filter::Lt(f, x) => leaf(f, "$lt", json!(x)),
+        Filter::Lte(f, x) => leaf(f, "$lte", json!(x)),
+        Filter::And(v) | Filter::Or(v) if v.len() == 1 => translate(&v[0]),
+        Filter::And(v) => json!({ "$and": v.iter().map(translate).collect::<Vec<_>>() }),
+        Filter::Or(v) => json!({ "$or": v.iter().map(translate).collect::<Vec<_>>() }),
+    }
+}
+
+impl ChromaStore {
+    /// A builder for `mode`, with collection `rag`, cosine distance, created if missing.
+    pub fn builder(mode: ChromaMode) -> ChromaStoreBuilder {
+        ChromaStoreBuilder { mode, collection: "rag".into(), distance: Distance::Cosine, dimension: None, create_if_missing: true }
+    }
+
+    /// The collection name.
+    pub fn collection_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn dimension(&self) -> Option<usize> {
+        *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks `actual` against the known dimension; records it on the collection the first time.
+    async fn check_dimension(&self, actual: usize, what: &str) -> Result<()> {
+        match self.dimension() {
+            Some(expected) if expected != actual => Err(RagError::DimensionMismatch {
+                context: format!("Chroma collection `{}` ({what})", self.inner.name),
+                expected,
+                actual,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                let inner = self.inner.clone();
+                rag_python::runtime()?
+                    .run(move |py| {
+                        let coll = inner.collection.bind(py);
+                        // hnsw:space cannot be modified after creation: send only our key.
+                        let update = PyDict::new(py);
+                        update.set_item(DIMENSION_KEY, actual).py_context(py)?;
+                        let kw = PyDict::new(py);
+                        kw.set_item("metadata", update).py_context(py)?;
+                        coll.call_method("modify", (), Some(&kw)).py_context(py)?;
+                        Ok(())
+                    })
+                    .await?;
+                *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner()) = Some(actual);
+                Ok(())
+            }
+        }
+    }
+
+    fn score(&self, distance: f32) -> f32 {
+        match self.inner.distance {
+            Distance::Cosine | Distance::Ip => 1.0 - distance,
+            Distance::L2 => -distance,
+        }
+    }
+}
+
+#[async_trait]
+impl VectorStore for ChromaStore {
+    async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let dim = chunks[0].embedding.len();
+        if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
+            return Err(RagError::DimensionMismatch { context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id), expected: dim, actual: c.embedding.len() });
+        }
+        self.check_dimension(dim, "upsert").await?;
+        // Chroma rejects duplicate ids in one call: the last occurrence wins, as in a sequential upsert.
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<EmbeddedChunk> = chunks.into_iter().rev().filter(|c| seen.insert(c.chunk.id.clone())).collect();
+        unique.reverse();
+        for batch in unique.chunks(self.inner.max_batch) {
+            let inner = self.inner.clone();
+            let batch = batch.to_vec();
+            rag_python::runtime()?
+                .run(move |py| {
+                    let ids: Vec<&str> = batch.iter().map(|c| c.chunk.id.as_str()).collect();
+                    let docs: Vec<&str> = batch.iter().map(|c| c.chunk.text.as_str()).collect();
+                    let vectors: Vec<Vec<f32>> = batch.iter().map(|c| c.embedding.clone()).collect();
+                    let metas = PyList::empty(py);
+                    for c in &batch {
+                        let mut payload = chunk_payload(&c.chunk);
+                        // Chroma refuses empty lists as metadata values.
+                        payload.retain(|_, v| !matches!(v, MetadataValue::StrList(l) if l.is_empty()));
+                        metas.append(metadata_to_py(py, &payload)?).py_context(py)?;
+                    }
+                    let kw = PyDict::new(py);
+                    kw.set_item("ids", ids).py_context(py)?;
+                    kw.set_item("embeddings", matrix_to_numpy(py, &vectors)?).py_context(py)?;
+                    kw.set_item("documents", docs).py_context(py)?;
+                    kw.set_item("metadatas", metas).py_context(py)?;
+                    inner.collection.bind(py).call_method("upsert", (), Some(&kw)).py_context(py)?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| classify(e, &self.inner.name))?;
+        }
+        Ok(())
+    }
+
+    async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>> {
+        if let Some(expected) = self.dimension()
+            && expected != query.vector.len()
+        {
+            return Err(RagError::DimensionMismatch { context: format!("Chroma collection `{}` (query)", self.inner.name), expected, actual: query.vector.len() });
+        }
+        if query.k == 0 {
+            return Ok(Vec::new());
+        }
+        let filter = query.filter.as_ref().map(to_chroma_where).transpose()?;
+        let inner = self.inner.clone();
+        let rows = rag_python::runtime()?
+            .run(move |py| {
+                let coll = inner.collection.bind(py);
+                let count: usize = coll.call_method0("count").and_then(|c| c.extract()).py_context(py)?;
+                if count == 0 {
+                    return Ok(Vec::new());
+                }
+                let kw = PyDict::new(py);
+                kw.set_item("query_embeddings", matrix_to_numpy(py, std::slice::from_ref(&query.vector))?).py_context(py)?;
+                kw.set_item("n_results", query.k.min(count)).py_context(py)?;
+                kw.set_item("include", vec!["documents", "metadatas", "distances"]).py_context(py)?;
+                if let Some(w) = &filter {
+                    kw.set_item("where", json_to_py(py, w)?).py_context(py)?;
+                }
+                let res = coll.call_method("query", (), Some(&kw)).py_context(py)?;
+                let first = |key: &str| res.get_item(key).and_then(|v| v.get_item(0));
+                let ids: Vec<String> = first("ids").and_then(|v| v.extract()).py_context(py)?;
+                let docs: Vec<Option<String>> = first("documents").and_then(|v| v.extract()).py_context(py)?;
+                let dists: Vec<f32> = first("distances").and_then(|v| v.extract()).py_context(py)?;
+                let metas = first("metadatas").py_context(py)?;
+                let mut out = Vec::with_capacity(ids.len());
+                for (i, id) in ids.into_iter().enumerate() {
+                    let meta = metas.get_item(i).map(|m| metadata_from_py(&m, &[])).unwrap_or_default();
+                    out.push((id, docs.get(i).cloned().flatten().unwrap_or_default(), meta, dists.get(i).copied().unwrap_or(f32::MAX)));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| classify(e, &self.inner.name))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, text, meta, d)| ScoredChunk { chunk: chunk_from_payload(id, text, meta), score: self.score(d) })
+            .collect())
+    }
+
+    async fn delete(&self, ids: Vec<String>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for batch in ids.chunks(self.inner.max_batch) {
+            let inner = self.inner.clone();
+            let batch = batch.to_vec();
+            rag_python::runtime()?
+                .run(move |py| {
+                    let kw = PyDict::new(py);
+                    kw.set_item("ids", batch).py_context(py)?;
+                    inner.collection.bind(py).call_method("delete", (), Some(&kw)).py_context(py)?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| classify(e, &self.inner.name))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_by_filter(&self, filter: Filter) -> Result<()> {
+        let w = to_chroma_where(&filter)?;
+        let inner = self.inner.clone();
+        rag_python::runtime()?
+            .run(move |py| {
+                let kw = PyDict::new(py);
+                kw.set_item("where", json_to_py(py, &w)?).py_context(py)?;
+                inner.collection.bind(py).call_method("delete", (), Some(&kw)).py_context(py)?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| classify(e, &self.inner.name))
+    }
+
+    async fn count(&self) -> Result<usize> {
+        let inner = self.inner.clone();
+        rag_python::runtime()?
+            .run(move |py| inner.collection.bind(py).call_method0("count").and_then(|c| c.extract()).py_context(py))
+            .await
+            .map_err(|e| classify(e, &self.inner.name))
+    }
+
+    async fn describe(&self) -> Result<StoreDescription> {
+        let count = self.count().await?;
+        let mut details = BTreeMap::new();
+        match &self.inner.mode {
+            ChromaMode::Persistent(p) => {
+                details.insert("mode".into(), "persistent".into());
+                details.insert("path".into(), p.display().to_string());
+            }
+            ChromaMode::InMemory => {
+                details.insert("mode".into(), "in-memory".into());
+            }
+            ChromaMode::Http { host, port, ssl, .. } => {
+                details.insert("mode".into(), "http".into());
+                details.insert("url".into(), format!("{}://{host}:{port}", if *ssl { "https" } else { "http" }));
+            }
+        }
+        details.insert("max_batch_size".into(), self.inner.max_batch.to_string());
+        Ok(StoreDescription {
+            backend: "chroma".into(),
+            collection: self.inner.name.clone(),
+            dimension: self.dimension(),
+            distance: self.inner.distance,
+            count,
+            details,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_translation() {
+        let f = Filter::eq("lang", "en").and(Filter::gte("year", 2020).or(Filter::is_in("tag", ["a", "b"])));
+        assert_eq!(
+            to_chroma_where(&f).unwrap(),
+            json!({"$and": [{"lang": {"$eq": "en"}}, {"$or": [{"year": {"$gte": 2020.0}}, {"tag": {"$in": ["a", "b"]}}]}]})
+        );
+        assert_eq!(to_chroma_where(&Filter::And(vec![Filter::ne("x", 1)])).unwrap(), json!({"x": {"$ne": 1}}));
+        assert!(to_chroma_where(&Filter::Or(vec![])).is_err());
+    }
+}

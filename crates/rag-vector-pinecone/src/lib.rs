@@ -1,1 +1,440 @@
-//! wip
+//! [`PineconeStore`]: a [`VectorStore`] over a Pinecone index through the Python `pinecone` client.
+//!
+//! * `Pinecone(api_key)` with an index name (resolved, and created as a serverless index with
+//!   dimension, metric, cloud and region if missing) or an index host; namespaces.
+//! * Upserts are split within Pinecone's request limits (1,000 vectors and 2 MB a request);
+//!   the chunk text is kept in metadata (`text`), and a vector whose metadata exceeds Pinecone's
+//!   40 KB is refused with an error naming the chunk.
+//! * The typed filter becomes Pinecone's operators (`$eq $ne $in $nin $gt $gte $lt $lte $and $or`).
+//! * Scores: cosine and dotproduct as returned; euclidean (a distance) as `-distance`.
+//! * Pinecone stores numbers as floats: integer metadata comes back as `Float`.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use rag_core::{
+    Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
+};
+use rag_python::PyResultExt;
+use rag_python::convert::{chunk_from_payload, chunk_payload, json_to_py, metadata_from_py, metadata_value_to_json, vector_to_numpy};
+use rag_python::pyo3::prelude::*;
+use rag_python::pyo3::types::{PyDict, PyModule};
+use serde_json::{Value, json};
+
+const TEXT_KEY: &str = "text";
+/// Pinecone's documented limits.
+const MAX_VECTORS_PER_REQUEST: usize = 1000;
+const MAX_BYTES_PER_REQUEST: usize = 2 * 1024 * 1024;
+const MAX_METADATA_BYTES: usize = 40 * 1024;
+
+fn ops(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
+    static OPS: OnceLock<Py<PyModule>> = OnceLock::new();
+    if let Some(m) = OPS.get() {
+        return Ok(m.bind(py).clone());
+    }
+    let code = std::ffi::CString::new(include_str!("pinecone_ops.py")).map_err(|_| RagError::Other("NUL in embedded source".into()))?;
+    let m = PyModule::from_code(py, code.as_c_str(), c"rag_pinecone_ops.py", c"rag_pinecone_ops").py_context(py)?;
+    let _ = OPS.set(m.clone().unbind());
+    Ok(m)
+}
+
+/// Which index to use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PineconeIndex {
+    /// By name: resolved through the control plane, created if missing.
+    Name(String),
+    /// By data-plane host (`https://my-index-abc.svc.pinecone.io`); no control-plane call.
+    Host(String),
+}
+
+/// Builder for [`PineconeStore`].
+#[derive(Clone)]
+pub struct PineconeStoreBuilder {
+    api_key: Option<String>,
+    index: PineconeIndex,
+    control_host: Option<String>,
+    namespace: String,
+    distance: Distance,
+    dimension: Option<usize>,
+    create_if_missing: bool,
+    cloud: String,
+    region: String,
+}
+
+impl std::fmt::Debug for PineconeStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PineconeStoreBuilder")
+            .field("index", &self.index)
+            .field("namespace", &self.namespace)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PineconeStoreBuilder {
+    /// API key; unset reads `PINECONE_API_KEY`. Never logged.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+    /// Control-plane URL (default Pinecone's); tests point it at a local server.
+    pub fn control_host(mut self, host: impl Into<String>) -> Self {
+        self.control_host = Some(host.into());
+        self
+    }
+    /// Namespace (default `""`).
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.namespace = ns.into();
+        self
+    }
+    /// Metric for a new index; must match an existing one.
+    pub fn distance(mut self, d: Distance) -> Self {
+        self.distance = d;
+        self
+    }
+    /// Dimension (needed to create an index).
+    pub fn dimension(mut self, d: usize) -> Self {
+        self.dimension = Some(d);
+        self
+    }
+    /// Create a missing index (default true).
+    pub fn create_if_missing(mut self, yes: bool) -> Self {
+        self.create_if_missing = yes;
+        self
+    }
+    /// Serverless cloud and region for a new index (default aws / us-east-1).
+    pub fn serverless(mut self, cloud: impl Into<String>, region: impl Into<String>) -> Self {
+        self.cloud = cloud.into();
+        self.region = region.into();
+        self
+    }
+
+    /// Connects (and creates the index if needed).
+    pub async fn build(self) -> Result<PineconeStore> {
+        let api_key = self.api_key.clone().or_else(|| std::env::var("PINECONE_API_KEY").ok()).ok_or_else(|| {
+            RagError::config("Pinecone: no API key: set PINECONE_API_KEY or the `api_key` setting")
+        })?;
+        let cfg = self.clone();
+        let (client, index, info) = rag_python::runtime()?
+            .run(move |py| {
+                let (name, host) = match &cfg.index {
+                    PineconeIndex::Name(n) => (Some(n.clone()), None),
+                    PineconeIndex::Host(h) => (None, Some(h.clone())),
+                };
+                let res = ops(py)?
+                    .getattr("connect")
+                    .and_then(|f| {
+                        f.call1((api_key, name, host, cfg.control_host.clone(), cfg.create_if_missing, cfg.dimension, cfg.distance.as_str(), &cfg.cloud, &cfg.region))
+                    })
+                    .map_err(|e| {
+                        let err = rag_python::py_err(py, e);
+                        match err {
+                            RagError::Python { ref exc_type, ref message, .. } if exc_type == "LookupError" => {
+                                RagError::not_found(message.clone(), Some("create it, or enable create_if_missing"))
+                            }
+                            other => classify(other),
+                        }
+                    })?;
+                let (client, index, info): (Py<PyAny>, Py<PyAny>, Option<(usize, String)>) = res.extract().py_context(py)?;
+                Ok((client, index, info))
+            })
+            .await?;
+        let mut dimension = self.dimension;
+        if let Some((d, metric)) = info {
+            if metric != self.distance.as_str() {
+                return Err(RagError::config(format!(
+                    "Pinecone index {:?} uses metric `{metric}`, but `{}` was asked for",
+                    self.index,
+                    self.distance.as_str()
+                )));
+            }
+            if let Some(asked) = self.dimension.filter(|a| *a != d) {
+                return Err(RagError::DimensionMismatch { context: format!("Pinecone index {:?}", self.index), expected: d, actual: asked });
+            }
+            dimension = Some(d);
+        }
+        Ok(PineconeStore {
+            inner: Arc::new(Inner { _client: client, index, cfg: self, dimension: Mutex::new(dimension) }),
+        })
+    }
+}
+
+fn classify(e: RagError) -> RagError {
+    match e {
+        RagError::Python { ref exc_type, ref message, .. } => {
+            let transient = ["Connect", "Timeout", "ServiceUnavailable", "TooManyRequests", "RateLimit", "ServerError"].iter().any(|t| exc_type.contains(t));
+            if transient {
+                RagError::transient("pinecone", format!("{exc_type}: {message}"))
+            } else if exc_type.contains("Unauthorized") || exc_type.contains("Forbidden") || message.contains("Invalid API Key") {
+                RagError::permanent("pinecone", format!("{message} (check PINECONE_API_KEY)"))
+            } else {
+                e
+            }
+        }
+        other => other,
+    }
+}
+
+struct Inner {
+    _client: Py<PyAny>,
+    index: Py<PyAny>,
+    cfg: PineconeStoreBuilder,
+    dimension: Mutex<Option<usize>>,
+}
+
+/// A Pinecone index namespace as a [`VectorStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct PineconeStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PineconeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PineconeStore").field("cfg", &self.inner.cfg).finish()
+    }
+}
+
+/// Pinecone's filter JSON for a typed filter.
+pub fn to_pinecone_filter(filter: &Filter) -> Result<Value> {
+    filter.validate()?;
+    Ok(translate(filter))
+}
+
+fn translate(filter: &Filter) -> Value {
+    let leaf = |f: &str, op: &str, v: Value| json!({ f: { op: v } });
+    let list = |vs: &[MetadataValue]| Value::Array(vs.iter().map(metadata_value_to_json).collect());
+    match filter {
+        Filter::Eq(f, v) => leaf(f, "$eq", metadata_value_to_json(v)),
+        Filter::Ne(f, v) => leaf(f, "$ne", metadata_value_to_json(v)),
+        Filter::In(f, vs) => leaf(f, "$in", list(vs)),
+        Filter::Nin(f, vs) => leaf(f, "$nin", list(vs)),
+        Filter::Gt(f, x) => leaf(f, "$gt", json!(x)),
+        Filter::Gte(f, x) => leaf(f, "$gte", json!(x)),
+        Filter::Lt(f, x) => leaf(f, "$lt", json!(x)),
+        Filter::Lte(f, x) => leaf(f, "$lte", json!(x)),
+        Filter::And(v) => json!({ "$and": v.iter().map(translate).collect::<Vec<_>>() }),
+        Filter::Or(v) => json!({ "$or": v.iter().map(translate).collect::<Vec<_>>() }),
+    }
+}
+
+/// One upsert record as JSON, and its estimated request size.
+fn record(c: &EmbeddedChunk) -> Result<(Value, usize)> {
+    let mut meta = chunk_payload(&c.chunk);
+    meta.insert(TEXT_KEY.into(), MetadataValue::Str(c.chunk.text.clone()));
+    let meta: serde_json::Map<String, Value> = meta.iter().map(|(k, v)| (k.clone(), metadata_value_to_json(v))).collect();
+    let meta_bytes = serde_json::to_vec(&meta).map(|v| v.len()).unwrap_or(0);
+    if meta_bytes > MAX_METADATA_BYTES {
+        return Err(RagError::invalid_input(
+            format!("chunk `{}`", c.chunk.id),
+            format!("its metadata with text is {meta_bytes} bytes, over Pinecone's {MAX_METADATA_BYTES}: use a smaller chunk size"),
+        ));
+    }
+    let rec = json!({"id": c.chunk.id, "values": c.embedding, "metadata": meta});
+    let size = serde_json::to_vec(&rec).map(|v| v.len()).unwrap_or(usize::MAX);
+    Ok((rec, size))
+}
+
+/// Splits records into requests within the vector and byte limits.
+fn batches(records: Vec<(Value, usize)>) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 64usize; // the request envelope
+    for (rec, size) in records {
+        if !cur.is_empty() && (cur.len() >= MAX_VECTORS_PER_REQUEST || bytes + size + 1 > MAX_BYTES_PER_REQUEST) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 64;
+        }
+        bytes += size + 1;
+        cur.push(rec);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+impl PineconeStore {
+    /// A builder for `index`, namespace `""`, cosine, aws/us-east-1, created if missing.
+    pub fn builder(index: PineconeIndex) -> PineconeStoreBuilder {
+        PineconeStoreBuilder {
+            api_key: None,
+            index,
+            control_host: None,
+            namespace: String::new(),
+            distance: Distance::Cosine,
+            dimension: None,
+            create_if_missing: true,
+            cloud: "aws".into(),
+            region: "us-east-1".into(),
+        }
+    }
+
+    fn dimension(&self) -> Option<usize> {
+        *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_dimension(&self, actual: usize, what: &str) -> Result<()> {
+        let mut d = self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner());
+        match *d {
+            Some(expected) if expected != actual => {
+                Err(RagError::DimensionMismatch { context: format!("Pinecone index {:?} ({what})", self.inner.cfg.index), expected, actual })
+            }
+            Some(_) => Ok(()),
+            None => {
+                *d = Some(actual);
+                Ok(())
+            }
+        }
+    }
+
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        F: for<'py> FnOnce(Python<'py>, &Bound<'py, PyModule>, &Bound<'py, PyAny>, &str) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        rag_python::runtime()?.run(move |py| f(py, &ops(py)?, inner.index.bind(py), &inner.cfg.namespace)).await.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl VectorStore for PineconeStore {
+    async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let dim = chunks[0].embedding.len();
+        if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
+            return Err(RagError::DimensionMismatch { context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id), expected: dim, actual: c.embedding.len() });
+        }
+        self.check_dimension(dim, "upsert")?;
+        let records = chunks.iter().map(record).collect::<Result<Vec<_>>>()?;
+        let batches = Value::Array(batches(records).into_iter().map(Value::Array).collect());
+        self.call(move |py, ops, index, ns| {
+            let b = json_to_py(py, &batches)?;
+            ops.getattr("upsert").and_then(|f| f.call1((index, ns, b))).py_context(py)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>> {
+        if let Some(d) = self.dimension().filter(|d| *d != query.vector.len()) {
+            return Err(RagError::DimensionMismatch { context: format!("Pinecone index {:?} (query)", self.inner.cfg.index), expected: d, actual: query.vector.len() });
+        }
+        if query.k == 0 {
+            return Ok(Vec::new());
+        }
+        let flt = query.filter.as_ref().map(to_pinecone_filter).transpose()?;
+        let rows = self
+            .call(move |py, ops, index, ns| {
+                let flt = match &flt {
+                    Some(f) => json_to_py(py, f)?,
+                    None => py.None().into_bound(py),
+                };
+                let res = ops.getattr("query").and_then(|f| f.call1((index, ns, vector_to_numpy(py, &query.vector), query.k, flt))).py_context(py)?;
+                let mut out = Vec::new();
+                for item in res.try_iter().py_context(py)? {
+                    let item = item.py_context(py)?;
+                    let id: String = item.get_item(0).and_then(|x| x.extract()).py_context(py)?;
+                    let score: f32 = item.get_item(1).and_then(|x| x.extract()).py_context(py)?;
+                    let meta = metadata_from_py(&item.get_item(2).py_context(py)?, &[]);
+                    out.push((id, score, meta));
+                }
+                Ok(out)
+            })
+            .await?;
+        let sign = if self.inner.cfg.distance == Distance::L2 { -1.0 } else { 1.0 };
+        Ok(rows
+            .into_iter()
+            .map(|(id, score, mut meta)| {
+                let text = match meta.remove(TEXT_KEY) {
+                    Some(MetadataValue::Str(s)) => s,
+                    _ => String::new(),
+                };
+                ScoredChunk { chunk: chunk_from_payload(id, text, meta), score: sign * score }
+            })
+            .collect())
+    }
+
+    async fn delete(&self, ids: Vec<String>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.call(move |py, ops, index, ns| {
+            ops.getattr("delete_ids").and_then(|f| f.call1((index, ns, ids))).py_context(py)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_by_filter(&self, filter: Filter) -> Result<()> {
+        let flt = to_pinecone_filter(&filter)?;
+        self.call(move |py, ops, index, ns| {
+            let f = json_to_py(py, &flt)?;
+            ops.getattr("delete_filter").and_then(|d| d.call1((index, ns, f))).py_context(py)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<usize> {
+        self.call(|py, ops, index, ns| {
+            let s = ops.getattr("stats").and_then(|f| f.call1((index, ns))).py_context(py)?;
+            s.get_item("namespace_count").and_then(|c| c.extract()).py_context(py)
+        })
+        .await
+    }
+
+    async fn describe(&self) -> Result<StoreDescription> {
+        let stats: BTreeMap<String, String> = self
+            .call(|py, ops, index, ns| {
+                let s = ops.getattr("stats").and_then(|f| f.call1((index, ns))).py_context(py)?;
+                let d = s.cast::<PyDict>().map_err(|e| RagError::Other(e.to_string()))?;
+                let mut out = BTreeMap::new();
+                for (k, v) in d.iter() {
+                    out.insert(k.to_string(), v.str().map(|s| s.to_string()).unwrap_or_default());
+                }
+                Ok(out)
+            })
+            .await?;
+        let count = stats.get("namespace_count").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let mut details = stats;
+        details.insert("namespace".into(), self.inner.cfg.namespace.clone());
+        let collection = match &self.inner.cfg.index {
+            PineconeIndex::Name(n) => n.clone(),
+            PineconeIndex::Host(h) => {
+                details.insert("host".into(), h.clone());
+                h.clone()
+            }
+        };
+        Ok(StoreDescription { backend: "pinecone".into(), collection, dimension: self.dimension(), distance: self.inner.cfg.distance, count, details })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_translation() {
+        let f = Filter::not_in("lang", ["de"]).and(Filter::lte("year", 2020).or(Filter::eq("ok", true)));
+        assert_eq!(
+            to_pinecone_filter(&f).unwrap(),
+            json!({"$and": [{"lang": {"$nin": ["de"]}}, {"$or": [{"year": {"$lte": 2020.0}}, {"ok": {"$eq": true}}]}]})
+        );
+    }
+
+    #[test]
+    fn batches_respect_vector_and_byte_limits() {
+        let recs: Vec<(Value, usize)> = (0..2500).map(|i| (json!(i), 100)).collect();
+        let b = batches(recs);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![1000, 1000, 500]);
+        let big: Vec<(Value, usize)> = (0..10).map(|i| (json!(i), 700_000)).collect();
+        let b = batches(big);
+        assert!(b.iter().all(|x| x.len() * 700_001 + 64 <= MAX_BYTES_PER_REQUEST), "{:?}", b.iter().map(Vec::len).collect::<Vec<_>>());
+        assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 10);
+    }
+}

@@ -1,1 +1,494 @@
-//! wip
+//! [`QdrantStore`]: a [`VectorStore`] over Qdrant through the Python `qdrant-client`.
+//!
+//! * Modes: local on-disk (`QdrantClient(path=...)`), in-memory, and server (`url`, `api_key`,
+//!   gRPC preference) for users who outgrow one machine.
+//! * Creates the collection if missing with size and distance (Cosine, Euclid, Dot); refuses a
+//!   dimension or distance mismatch clearly.
+//! * String ids map to deterministic UUIDs (v5; Qdrant accepts only unsigned ints or UUIDs); the
+//!   original id is kept in the payload (`chunk_id`) and returned.
+//! * Queries use `query_points` (`.search` is gone in 1.20); the typed filter becomes real
+//!   `models.Filter` / `FieldCondition` / `Range` / `MatchAny` objects.
+//! * Scores: Cosine and Dot as Qdrant returns them; Euclid as `-distance`. Higher is more similar.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use rag_core::{
+    Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
+};
+use rag_python::PyResultExt;
+use rag_python::convert::{chunk_from_payload, chunk_payload, json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json, vector_to_numpy};
+use rag_python::pyo3::prelude::*;
+use rag_python::pyo3::types::{PyDict, PyList, PyModule};
+use serde_json::{Value, json};
+
+/// Payload keys for the chunk's text and original string id.
+const TEXT_KEY: &str = "text";
+const ID_KEY: &str = "chunk_id";
+/// Namespace for string id -> UUID v5.
+const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a1f_3c2e_9b4d_4e8a_a6f0_52c1_d3e4_b5a6);
+
+/// Where Qdrant keeps its data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QdrantMode {
+    /// Local mode on disk (`QdrantClient(path=...)`); one process at a time.
+    Local(PathBuf),
+    /// Local mode in memory.
+    InMemory,
+    /// A Qdrant server.
+    Server {
+        /// `http://host:6333` or `https://...`.
+        url: String,
+        /// API key, if the server needs one. Never logged.
+        api_key: Option<String>,
+        /// Use gRPC for data operations.
+        prefer_grpc: bool,
+    },
+}
+
+/// The deterministic UUID Qdrant stores for a string id.
+pub fn point_id(id: &str) -> String {
+    uuid::Uuid::new_v5(&ID_NAMESPACE, id.as_bytes()).to_string()
+}
+
+fn ops(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
+    static OPS: OnceLock<Py<PyModule>> = OnceLock::new();
+    if let Some(m) = OPS.get() {
+        return Ok(m.bind(py).clone());
+    }
+    let m = PyModule::from_code(py, c_str(include_str!("qdrant_ops.py"))?.as_c_str(), c"rag_qdrant_ops.py", c"rag_qdrant_ops")
+        .py_context(py)?;
+    let _ = OPS.set(m.clone().unbind());
+    Ok(m)
+}
+
+fn c_str(s: &str) -> Result<std::ffi::CString> {
+    std::ffi::CString::new(s).map_err(|_| RagError::Other("embedded Python source contains a NUL byte".into()))
+}
+
+/// Builder for [`QdrantStore`].
+#[derive(Clone)]
+pub struct QdrantStoreBuilder {
+    mode: QdrantMode,
+    collection: String,
+    distance: Distance,
+    dimension: Option<usize>,
+    create_if_missing: bool,
+    batch_size: usize,
+}
+
+impl std::fmt::Debug for QdrantStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match &self.mode {
+            QdrantMode::Server { url, prefer_grpc, .. } => format!("server({url}, grpc={prefer_grpc})"),
+            m => format!("{m:?}"),
+        };
+        f.debug_struct("QdrantStoreBuilder").field("mode", &mode).field("collection", &self.collection).finish_non_exhaustive()
+    }
+}
+
+impl QdrantStoreBuilder {
+    /// Collection name.
+    pub fn collection(mut self, name: impl Into<String>) -> Self {
+        self.collection = name.into();
+        self
+    }
+    /// Distance for a new collection; must match an existing one.
+    pub fn distance(mut self, d: Distance) -> Self {
+        self.distance = d;
+        self
+    }
+    /// Vector size; without it a new collection is created at the first upsert.
+    pub fn dimension(mut self, d: usize) -> Self {
+        self.dimension = Some(d);
+        self
+    }
+    /// Create a missing collection (default true); false makes it [`RagError::NotFound`].
+    pub fn create_if_missing(mut self, yes: bool) -> Self {
+        self.create_if_missing = yes;
+        self
+    }
+    /// Points per upsert request (default 256).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// Connects; creates the collection if missing and the dimension is known.
+    pub async fn build(self) -> Result<QdrantStore> {
+        if self.collection.is_empty() {
+            return Err(RagError::invalid_input("collection", "the Qdrant collection name is empty"));
+        }
+        if let QdrantMode::Local(p) = &self.mode {
+            std::fs::create_dir_all(p).map_err(|e| RagError::io(p, e))?;
+        }
+        let cfg = self.clone();
+        let (client, dimension) = rag_python::runtime()?
+            .run(move |py| {
+                let ops = ops(py)?;
+                let kw = PyDict::new(py);
+                match &cfg.mode {
+                    QdrantMode::Local(p) => {
+                        kw.set_item("mode", "local").py_context(py)?;
+                        kw.set_item("path", p.display().to_string()).py_context(py)?;
+                    }
+                    QdrantMode::InMemory => kw.set_item("mode", "memory").py_context(py)?,
+                    QdrantMode::Server { url, api_key, prefer_grpc } => {
+                        kw.set_item("mode", "server").py_context(py)?;
+                        kw.set_item("url", url).py_context(py)?;
+                        kw.set_item("api_key", api_key.clone()).py_context(py)?;
+                        kw.set_item("prefer_grpc", *prefer_grpc).py_context(py)?;
+                    }
+                }
+                let client = ops.getattr("connect").and_then(|f| f.call((), Some(&kw))).map_err(|e| open_error(py, e, &cfg.mode))?;
+                let info = ops.getattr("collection_info").and_then(|f| f.call1((&client, &cfg.collection))).py_context(py)?;
+                let dimension = if info.is_none() {
+                    if !cfg.create_if_missing {
+                        return Err(RagError::not_found(format!("Qdrant collection `{}`", cfg.collection), Some("ingest into it first, or enable create_if_missing")));
+                    }
+                    if let Some(d) = cfg.dimension {
+                        ops.getattr("create").and_then(|f| f.call1((&client, &cfg.collection, d, cfg.distance.as_str()))).py_context(py)?;
+                    }
+                    cfg.dimension
+                } else {
+                    let (size, distance): (usize, String) = info.extract().py_context(py)?;
+                    if distance != cfg.distance.as_str() {
+                        return Err(RagError::config(format!(
+                            "Qdrant collection `{}` uses distance `{distance}`, but `{}` was asked for: use the same distance, or a new collection",
+                            cfg.collection,
+                            cfg.distance.as_str()
+                        )));
+                    }
+                    if let Some(asked) = cfg.dimension.filter(|a| *a != size) {
+                        return Err(RagError::DimensionMismatch { context: format!("Qdrant collection `{}`", cfg.collection), expected: size, actual: asked });
+                    }
+                    Some(size)
+                };
+                Ok((client.unbind(), dimension))
+            })
+            .await?;
+        Ok(QdrantStore {
+            inner: Arc::new(Inner { client, name: self.collection, mode: self.mode, distance: self.distance, dimension: Mutex::new(dimension), batch_size: self.batch_size }),
+        })
+    }
+}
+
+fn open_error(py: Python<'_>, e: PyErr, mode: &QdrantMode) -> RagError {
+    let err = rag_python::py_err(py, e);
+    match (&err, mode) {
+        (RagError::Python { message, .. }, QdrantMode::Local(p)) if message.contains("already accessed") => RagError::permanent(
+            "qdrant",
+            format!("the local Qdrant storage {} is open in another process or store: close it first (local mode allows one client)", p.display()),
+        ),
+        _ => err,
+    }
+}
+
+struct Inner {
+    client: Py<PyAny>,
+    name: String,
+    mode: QdrantMode,
+    distance: Distance,
+    dimension: Mutex<Option<usize>>,
+    batch_size: usize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Local mode holds a file lock until the client is closed; release it so the same path
+        // can be reopened in this process.
+        let _ = Python::try_attach(|py| self.client.bind(py).call_method0("close").map(|_| ()));
+    }
+}
+
+/// A Qdrant collection as a [`VectorStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct QdrantStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for QdrantStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QdrantStore").field("collection", &self.inner.name).finish_non_exhaustive()
+    }
+}
+
+/// Qdrant's REST filter JSON for a typed filter (validated into `models.Filter` in Python).
+pub fn to_qdrant_filter(filter: &Filter) -> Result<Value> {
+    filter.validate()?;
+    Ok(as_filter(filter))
+}
+
+/// A condition as a (must, must_not) contribution.
+fn condition(filter: &Filter) -> (Option<Value>, Option<Value>) {
+    let number = |v: &MetadataValue| v.as_f64();
+    let field_match = |f: &str, v: &MetadataValue| match number(v) {
+        // Numbers match by range so 2 and 2.0 are the same, as in the reference semantics.
+        Some(x) => json!({"key": f, "range": {"gte": x, "lte": x}}),
+        None => json!({"key": f, "match": {"value": metadata_value_to_json(v)}}),
+    };
+    let any = |f: &str, vs: &[MetadataValue]| {
+        if vs.iter().all(|v| matches!(v, MetadataValue::Str(_))) {
+            json!({"key": f, "match": {"any": vs.iter().map(metadata_value_to_json).collect::<Vec<_>>()}})
+        } else {
+            json!({"should": vs.iter().map(|v| field_match(f, v)).collect::<Vec<_>>()})
+        }
+    };
+    match filter {
+        Filter::Eq(f, v) => (Some(field_match(f, v)), None),
+        Filter::Ne(f, v) => (None, Some(field_match(f, v))),
+        Filter::In(f, vs) => (Some(any(f, vs)), None),
+        Filter::Nin(f, vs) => (None, Some(any(f, vs))),
+        Filter::Gt(f, x) => (Some(json!({"key": f, "range": {"gt": x}})), None),
+        Filter::Gte(f, x) => (Some(json!({"key": f, "range": {"gte": x}})), None),
+        Filter::Lt(f, x) => (Some(json!({"key": f, "range": {"lt": x}})), None),
+        Filter::Lte(f, x) => (Some(json!({"key": f, "range": {"lte": x}})), None),
+        Filter::And(_) | Filter::Or(_) => (Some(as_filter(filter)), None),
+    }
+}
+
+fn as_filter(filter: &Filter) -> Value {
+    match filter {
+        Filter::Or(v) => json!({"should": v.iter().map(|c| as_filter_single(c)).collect::<Vec<_>>()}),
+        Filter::And(v) => {
+            let (mut must, mut must_not) = (Vec::new(), Vec::new());
+            for c in v {
+                let (m, n) = condition(c);
+                must.extend(m);
+                must_not.extend(n);
+            }
+            json!({"must": must, "must_not": must_not})
+        }
+        leaf => as_filter_single(leaf),
+    }
+}
+
+/// One filter as a self-contained Qdrant filter object.
+fn as_filter_single(filter: &Filter) -> Value {
+    match condition(filter) {
+        (Some(m), None) if matches!(filter, Filter::And(_) | Filter::Or(_)) => m,
+        (m, n) => json!({"must": m.into_iter().collect::<Vec<_>>(), "must_not": n.into_iter().collect::<Vec<_>>()}),
+    }
+}
+
+impl QdrantStore {
+    /// A builder for `mode`, collection `rag`, cosine, created if missing.
+    pub fn builder(mode: QdrantMode) -> QdrantStoreBuilder {
+        QdrantStoreBuilder { mode, collection: "rag".into(), distance: Distance::Cosine, dimension: None, create_if_missing: true, batch_size: 256 }
+    }
+
+    fn dimension(&self) -> Option<usize> {
+        *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn score(&self, s: f32) -> f32 {
+        match self.inner.distance {
+            Distance::L2 => -s,
+            _ => s,
+        }
+    }
+
+    async fn ensure_collection(&self, dim: usize) -> Result<()> {
+        match self.dimension() {
+            Some(d) if d != dim => Err(RagError::DimensionMismatch { context: format!("Qdrant collection `{}`", self.inner.name), expected: d, actual: dim }),
+            Some(_) => Ok(()),
+            None => {
+                let inner = self.inner.clone();
+                rag_python::runtime()?
+                    .run(move |py| {
+                        ops(py)?.getattr("create").and_then(|f| f.call1((inner.client.bind(py), &inner.name, dim, inner.distance.as_str()))).py_context(py)?;
+                        Ok(())
+                    })
+                    .await?;
+                *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner()) = Some(dim);
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `f(ops, client, collection)` on the Python runtime.
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        F: for<'py> FnOnce(Python<'py>, &Bound<'py, PyModule>, &Bound<'py, PyAny>, &str) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        rag_python::runtime()?.run(move |py| f(py, &ops(py)?, inner.client.bind(py), &inner.name)).await.map_err(classify)
+    }
+}
+
+fn classify(e: RagError) -> RagError {
+    match e {
+        RagError::Python { ref exc_type, ref message, .. } if exc_type.contains("ResponseHandlingException") || message.contains("Connection refused") => {
+            RagError::transient("qdrant", message.clone())
+        }
+        other => other,
+    }
+}
+
+#[async_trait]
+impl VectorStore for QdrantStore {
+    async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let dim = chunks[0].embedding.len();
+        if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
+            return Err(RagError::DimensionMismatch { context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id), expected: dim, actual: c.embedding.len() });
+        }
+        self.ensure_collection(dim).await?;
+        let batch_size = self.inner.batch_size;
+        self.call(move |py, ops, client, name| {
+            let ids: Vec<String> = chunks.iter().map(|c| point_id(&c.chunk.id)).collect();
+            let vectors: Vec<Vec<f32>> = chunks.iter().map(|c| c.embedding.clone()).collect();
+            let payloads = PyList::empty(py);
+            for c in &chunks {
+                let mut p = chunk_payload(&c.chunk);
+                p.insert(TEXT_KEY.into(), MetadataValue::Str(c.chunk.text.clone()));
+                p.insert(ID_KEY.into(), MetadataValue::Str(c.chunk.id.clone()));
+                payloads.append(metadata_to_py(py, &p)?).py_context(py)?;
+            }
+            let matrix = matrix_to_numpy(py, &vectors)?;
+            ops.getattr("upsert").and_then(|f| f.call1((client, name, ids, matrix, payloads, batch_size))).py_context(py)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>> {
+        match self.dimension() {
+            Some(d) if d != query.vector.len() => {
+                return Err(RagError::DimensionMismatch { context: format!("Qdrant collection `{}` (query)", self.inner.name), expected: d, actual: query.vector.len() });
+            }
+            None => return Ok(Vec::new()), // no collection yet: nothing stored
+            _ => {}
+        }
+        if query.k == 0 {
+            return Ok(Vec::new());
+        }
+        let spec = query.filter.as_ref().map(to_qdrant_filter).transpose()?;
+        let rows = self
+            .call(move |py, ops, client, name| {
+                let spec = match &spec {
+                    Some(s) => json_to_py(py, s)?,
+                    None => py.None().into_bound(py),
+                };
+                let res = ops.getattr("query").and_then(|f| f.call1((client, name, vector_to_numpy(py, &query.vector), query.k, spec))).py_context(py)?;
+                let mut out = Vec::new();
+                for item in res.try_iter().py_context(py)? {
+                    let item = item.py_context(py)?;
+                    let score: f32 = item.get_item(0).and_then(|s| s.extract()).py_context(py)?;
+                    let payload = metadata_from_py(&item.get_item(1).py_context(py)?, &[]);
+                    out.push((score, payload));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(score, mut payload)| {
+                let text = match payload.remove(TEXT_KEY) {
+                    Some(MetadataValue::Str(s)) => s,
+                    _ => String::new(),
+                };
+                let id = match payload.remove(ID_KEY) {
+                    Some(MetadataValue::Str(s)) => s,
+                    _ => String::new(),
+                };
+                ScoredChunk { chunk: chunk_from_payload(id, text, payload), score: self.score(score) }
+            })
+            .collect())
+    }
+
+    async fn delete(&self, ids: Vec<String>) -> Result<()> {
+        if ids.is_empty() || self.dimension().is_none() {
+            return Ok(());
+        }
+        let uuids: Vec<String> = ids.iter().map(|i| point_id(i)).collect();
+        self.call(move |py, ops, client, name| {
+            ops.getattr("delete_ids").and_then(|f| f.call1((client, name, uuids))).py_context(py)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_by_filter(&self, filter: Filter) -> Result<()> {
+        let spec = to_qdrant_filter(&filter)?;
+        if self.dimension().is_none() {
+            return Ok(());
+        }
+        self.call(move |py, ops, client, name| {
+            let spec = json_to_py(py, &spec)?;
+            ops.getattr("delete_filter").and_then(|f| f.call1((client, name, spec))).py_context(py)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<usize> {
+        if self.dimension().is_none() {
+            return Ok(0);
+        }
+        self.call(|py, ops, client, name| ops.getattr("count").and_then(|f| f.call1((client, name))).and_then(|c| c.extract()).py_context(py)).await
+    }
+
+    async fn describe(&self) -> Result<StoreDescription> {
+        let mut details: BTreeMap<String, String> = BTreeMap::new();
+        match &self.inner.mode {
+            QdrantMode::Local(p) => {
+                details.insert("mode".into(), "local".into());
+                details.insert("path".into(), p.display().to_string());
+            }
+            QdrantMode::InMemory => {
+                details.insert("mode".into(), "in-memory".into());
+            }
+            QdrantMode::Server { url, prefer_grpc, .. } => {
+                details.insert("mode".into(), "server".into());
+                details.insert("url".into(), url.clone());
+                details.insert("prefer_grpc".into(), prefer_grpc.to_string());
+            }
+        }
+        let count = if self.dimension().is_some() {
+            let info: BTreeMap<String, String> =
+                self.call(|py, ops, client, name| ops.getattr("describe").and_then(|f| f.call1((client, name))).and_then(|d| d.extract()).py_context(py)).await?;
+            let count = info.get("points_count").and_then(|c| c.parse().ok()).unwrap_or(0);
+            details.extend(info);
+            count
+        } else {
+            details.insert("status".into(), "not created (no vectors yet)".into());
+            0
+        };
+        Ok(StoreDescription { backend: "qdrant".into(), collection: self.inner.name.clone(), dimension: self.dimension(), distance: self.inner.distance, count, details })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_deterministic_uuids() {
+        assert_eq!(point_id("doc#1"), point_id("doc#1"));
+        assert_ne!(point_id("doc#1"), point_id("doc#2"));
+        assert!(uuid::Uuid::parse_str(&point_id("x")).is_ok());
+    }
+
+    #[test]
+    fn filter_translation() {
+        let f = Filter::eq("lang", "en").and(Filter::ne("year", 2020)).and(Filter::gt("score", 0.5));
+        assert_eq!(
+            to_qdrant_filter(&f).unwrap(),
+            json!({"must": [{"key": "lang", "match": {"value": "en"}}, {"key": "score", "range": {"gt": 0.5}}],
+                   "must_not": [{"key": "year", "range": {"gte": 2020.0, "lte": 2020.0}}]})
+        );
+        let f = Filter::is_in("tag", ["a", "b"]).or(Filter::lt("year", 2000));
+        assert_eq!(
+            to_qdrant_filter(&f).unwrap(),
+            json!({"should": [{"must": [{"key": "tag", "match": {"any": ["a", "b"]}}], "must_not": []},
+                              {"must": [{"key": "year", "range": {"lt": 2000.0}}], "must_not": []}]})
+        );
+    }
+}
