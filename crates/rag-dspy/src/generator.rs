@@ -1,0 +1,197 @@
+//! [`DspyGenerator`]: ChainOfThought as a [`Generator`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use rag_core::{Generation, GenerationEvent, GenerationRequest, Generator, RagError, Result};
+use rag_python::PyResultExt;
+use rag_python::pyo3::prelude::*;
+
+use crate::lm::{LmConfig, make_lm};
+use crate::{classify, ops};
+
+/// Builder for [`DspyGenerator`].
+#[derive(Debug, Clone)]
+pub struct DspyGeneratorBuilder {
+    lm: LmConfig,
+    signature: String,
+    cache_dir: Option<PathBuf>,
+}
+
+impl DspyGeneratorBuilder {
+    fn lm_field(&mut self, f: impl FnOnce(&mut LmConfig)) -> &mut Self {
+        f(&mut self.lm);
+        self
+    }
+    /// DSPy signature (default `"context, question -> answer"`); it must take `context` and `question`.
+    pub fn signature(mut self, s: impl Into<String>) -> Self {
+        self.signature = s.into();
+        self
+    }
+    /// Base URL of an OpenAI-compatible server.
+    pub fn api_base(mut self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.lm_field(|l| if let LmConfig::Lm { api_base, .. } = l { *api_base = Some(url) });
+        self
+    }
+    /// API key (else litellm reads the provider's variable, e.g. `OPENAI_API_KEY`). Never logged.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        self.lm_field(|l| if let LmConfig::Lm { api_key, .. } = l { *api_key = Some(key) });
+        self
+    }
+    /// Max tokens per answer.
+    pub fn max_tokens(mut self, n: usize) -> Self {
+        self.lm_field(|l| if let LmConfig::Lm { max_tokens, .. } = l { *max_tokens = n });
+        self
+    }
+    /// Temperature.
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.lm_field(|l| if let LmConfig::Lm { temperature, .. } = l { *temperature = t });
+        self
+    }
+    /// Request timeout.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.lm_field(|l| if let LmConfig::Lm { timeout, .. } = l { *timeout = d });
+        self
+    }
+    /// Retries (litellm's, with its backoff).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.lm_field(|l| if let LmConfig::Lm { retries, .. } = l { *retries = n });
+        self
+    }
+    /// DSPy's response cache on or off (default on).
+    pub fn cache(mut self, on: bool) -> Self {
+        self.lm_field(|l| if let LmConfig::Lm { cache, .. } = l { *cache = on });
+        self
+    }
+    /// Where DSPy keeps its disk cache (`DSPY_CACHEDIR`), if it has not started yet.
+    pub fn cache_dir(mut self, dir: PathBuf) -> Self {
+        self.cache_dir = Some(dir);
+        self
+    }
+
+    /// Creates the LM and the ChainOfThought program.
+    pub async fn build(self) -> Result<DspyGenerator> {
+        if let Some(dir) = &self.cache_dir {
+            crate::set_cache_dir(dir.clone()).await?;
+        }
+        let (lm, signature) = (self.lm.clone(), self.signature.clone());
+        let (lm_obj, program) = rag_python::runtime()?
+            .run(move |py| {
+                let lm_obj = make_lm(py, &lm)?;
+                let program = ops(py)?.getattr("chain_of_thought").and_then(|f| f.call1((&signature,))).py_context(py).map_err(|e| match e {
+                    RagError::Python { message, .. } => RagError::invalid_input("signature", format!("`{signature}` is not a valid DSPy signature: {message}")),
+                    other => other,
+                })?;
+                Ok((lm_obj, program.unbind()))
+            })
+            .await?;
+        Ok(DspyGenerator { lm: Arc::new(lm_obj), program: Arc::new(program), name: format!("dspy:ChainOfThought({})", self.lm.label()) })
+    }
+}
+
+/// ChainOfThought over the numbered context, with a per-generator LM.
+#[derive(Clone)]
+pub struct DspyGenerator {
+    lm: Arc<Py<PyAny>>,
+    program: Arc<Py<PyAny>>,
+    name: String,
+}
+
+impl std::fmt::Debug for DspyGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DspyGenerator").field("name", &self.name).finish()
+    }
+}
+
+impl DspyGenerator {
+    /// A builder for an LM by litellm model string.
+    pub fn builder(model: impl Into<String>) -> DspyGeneratorBuilder {
+        DspyGeneratorBuilder { lm: LmConfig::model(model), signature: "context, question -> answer".into(), cache_dir: None }
+    }
+
+    /// A builder for any [`LmConfig`] (e.g. [`LmConfig::Dummy`] in tests).
+    pub fn with_lm(lm: LmConfig) -> DspyGeneratorBuilder {
+        DspyGeneratorBuilder { lm, signature: "context, question -> answer".into(), cache_dir: None }
+    }
+}
+
+/// Turns `rag_dspy.run_cot`'s dict into a [`Generation`].
+fn to_generation(d: &Bound<'_, PyAny>, request: &GenerationRequest, name: &str) -> Result<Generation> {
+    let py = d.py();
+    let answer: String = d.get_item("answer").and_then(|a| a.extract()).py_context(py)?;
+    let reasoning: Option<String> = d.get_item("reasoning").ok().filter(|r| !r.is_none()).and_then(|r| r.str().ok().map(|s| s.to_string()));
+    let cited: Vec<usize> = d.get_item("cited").and_then(|c| c.extract()).py_context(py)?;
+    // The answer's [n] citations, else every passage it was given.
+    let used_context_ids = if cited.is_empty() {
+        request.context.iter().map(|p| p.id.clone()).collect()
+    } else {
+        cited.iter().filter_map(|i| request.context.get(i - 1).map(|p| p.id.clone())).collect()
+    };
+    Ok(Generation { answer, reasoning, used_context_ids, generator: name.to_owned() })
+}
+
+/// Receives streamed pieces from Python.
+#[pyclass(frozen)]
+struct Emitter {
+    tx: tokio::sync::mpsc::Sender<Result<GenerationEvent>>,
+}
+
+#[pymethods]
+impl Emitter {
+    fn __call__(&self, kind: &str, text: String) {
+        if kind == "token" {
+            // The receiver may be gone (the caller stopped listening): nothing to do then.
+            let _ = self.tx.blocking_send(Ok(GenerationEvent::Token(text)));
+        }
+    }
+}
+
+#[async_trait]
+impl Generator for DspyGenerator {
+    async fn generate(&self, request: GenerationRequest) -> Result<Generation> {
+        let (lm, program, name) = (self.lm.clone(), self.program.clone(), self.name.clone());
+        rag_python::runtime()?
+            .run(move |py| {
+                let texts: Vec<&str> = request.context.iter().map(|p| p.text.as_str()).collect();
+                let out = ops(py)?
+                    .getattr("run_cot")
+                    .and_then(|f| f.call1((program.bind(py), lm.bind(py), texts, &request.question)))
+                    .py_context(py)?;
+                to_generation(&out, &request, &name)
+            })
+            .await
+            .map_err(classify)
+    }
+
+    async fn generate_stream(&self, request: GenerationRequest) -> Result<BoxStream<'static, Result<GenerationEvent>>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let (lm, program, name) = (self.lm.clone(), self.program.clone(), self.name.clone());
+        let runtime = rag_python::runtime()?;
+        let done_tx = tx.clone();
+        tokio::spawn(async move {
+            let result = runtime
+                .run(move |py| {
+                    let texts: Vec<&str> = request.context.iter().map(|p| p.text.as_str()).collect();
+                    let emitter = Py::new(py, Emitter { tx }).py_context(py)?;
+                    let out = ops(py)?
+                        .getattr("stream_cot")
+                        .and_then(|f| f.call1((program.bind(py), lm.bind(py), texts, &request.question, emitter)))
+                        .py_context(py)?;
+                    to_generation(&out, &request, &name)
+                })
+                .await
+                .map_err(classify);
+            let _ = done_tx.send(result.map(GenerationEvent::Final)).await;
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}

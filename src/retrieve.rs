@@ -1,0 +1,215 @@
+//! Retrieval: dense, keyword (BM25) and hybrid are one component, [`HybridRetriever`], with
+//! either side switched off.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use rag_core::fusion::{convex_combination, reciprocal_rank_fusion};
+use rag_core::{Embedder, RagError, Result, RetrievalQuery, Retriever, ScoredChunk, VectorQuery, VectorStore};
+
+use crate::keyword::KeywordIndex;
+
+/// How the two sides are combined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fusion {
+    /// Reciprocal Rank Fusion with constant `k` (60 by default).
+    Rrf {
+        /// The RRF constant.
+        k: f32,
+    },
+    /// `alpha * dense + (1 - alpha) * keyword` over min-max-normalised scores.
+    Convex {
+        /// Weight of the dense side.
+        alpha: f32,
+    },
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Self::Rrf { k: 60.0 }
+    }
+}
+
+/// The dense side: an embedder and a vector store.
+#[derive(Clone)]
+pub struct DenseSide {
+    /// Embeds the query.
+    pub embedder: Arc<dyn Embedder>,
+    /// Answers the nearest-neighbour query.
+    pub store: Arc<dyn VectorStore>,
+}
+
+/// Over-retrieves from a vector store and a keyword index, then fuses.
+#[derive(Clone)]
+pub struct HybridRetriever {
+    dense: Option<DenseSide>,
+    keyword: Option<Arc<KeywordIndex>>,
+    fusion: Fusion,
+    candidates: usize,
+}
+
+impl std::fmt::Debug for HybridRetriever {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HybridRetriever")
+            .field("dense", &self.dense.is_some())
+            .field("keyword", &self.keyword.is_some())
+            .field("fusion", &self.fusion)
+            .field("candidates", &self.candidates)
+            .finish()
+    }
+}
+
+/// Per-stage wall time of one retrieval, in milliseconds.
+pub type StageTimings = BTreeMap<String, f64>;
+
+impl HybridRetriever {
+    /// Both sides, fused.
+    pub fn hybrid(dense: DenseSide, keyword: Arc<KeywordIndex>, fusion: Fusion) -> Self {
+        Self { dense: Some(dense), keyword: Some(keyword), fusion, candidates: 100 }
+    }
+
+    /// Dense only.
+    pub fn dense_only(dense: DenseSide) -> Self {
+        Self { dense: Some(dense), keyword: None, fusion: Fusion::default(), candidates: 100 }
+    }
+
+    /// Keyword (BM25) only.
+    pub fn keyword_only(keyword: Arc<KeywordIndex>) -> Self {
+        Self { dense: None, keyword: Some(keyword), fusion: Fusion::default(), candidates: 100 }
+    }
+
+    /// Candidates taken from each side before fusion (default 100; at least `k`).
+    pub fn candidates(mut self, n: usize) -> Self {
+        self.candidates = n.max(1);
+        self
+    }
+
+    /// Embeds `question` once per call; exposed so a caller can time the model apart.
+    async fn dense_hits(&self, d: &DenseSide, q: &RetrievalQuery, n: usize, t: &mut StageTimings) -> Result<Vec<ScoredChunk>> {
+        let start = Instant::now();
+        let mut v = d.embedder.embed(vec![q.text.clone()]).await?;
+        t.insert("embed_query".into(), ms(start));
+        let vector = v.pop().ok_or_else(|| RagError::Other("the embedder returned no vector for the query".into()))?;
+        let start = Instant::now();
+        let hits = d.store.query(VectorQuery { vector, k: n, filter: q.filter.clone() }).await?;
+        t.insert("vector_search".into(), ms(start));
+        Ok(hits)
+    }
+
+    async fn keyword_hits(&self, k: &Arc<KeywordIndex>, q: &RetrievalQuery, n: usize, t: &mut StageTimings) -> Result<Vec<ScoredChunk>> {
+        let start = Instant::now();
+        let (index, text, filter) = (k.clone(), q.text.clone(), q.filter.clone());
+        let hits = tokio::task::spawn_blocking(move || index.search(&text, n, filter.as_ref()))
+            .await
+            .map_err(|e| RagError::Other(format!("keyword search task failed: {e}")))??;
+        t.insert("keyword_search".into(), ms(start));
+        Ok(hits)
+    }
+
+    /// Retrieves with per-stage timings.
+    pub async fn retrieve_timed(&self, query: RetrievalQuery) -> Result<(Vec<ScoredChunk>, StageTimings)> {
+        let mut t = StageTimings::new();
+        let n = self.candidates.max(query.k);
+        let (dense, keyword) = match (&self.dense, &self.keyword) {
+            (Some(d), Some(k)) => {
+                let mut td = StageTimings::new();
+                let mut tk = StageTimings::new();
+                let (a, b) = tokio::join!(self.dense_hits(d, &query, n, &mut td), self.keyword_hits(k, &query, n, &mut tk));
+                t.extend(td);
+                t.extend(tk);
+                (a?, b?)
+            }
+            (Some(d), None) => (self.dense_hits(d, &query, query.k, &mut t).await?, Vec::new()),
+            (None, Some(k)) => (Vec::new(), self.keyword_hits(k, &query, query.k, &mut t).await?),
+            (None, None) => return Err(RagError::config("a retriever needs a dense side, a keyword side, or both")),
+        };
+        if self.dense.is_none() || self.keyword.is_none() {
+            let mut one = if self.dense.is_some() { dense } else { keyword };
+            one.truncate(query.k);
+            return Ok((one, t));
+        }
+        let start = Instant::now();
+        let fused = fuse(dense, keyword, self.fusion, query.k);
+        t.insert("fusion".into(), ms(start));
+        Ok((fused, t))
+    }
+}
+
+/// Fuses two ranked lists into the top `k`, with fused scores.
+pub fn fuse(dense: Vec<ScoredChunk>, keyword: Vec<ScoredChunk>, fusion: Fusion, k: usize) -> Vec<ScoredChunk> {
+    let ranked = match fusion {
+        Fusion::Rrf { k: c } => {
+            let lists = [dense.iter().map(|h| h.chunk.id.as_str()).collect::<Vec<_>>(), keyword.iter().map(|h| h.chunk.id.as_str()).collect()];
+            reciprocal_rank_fusion(&lists, c)
+        }
+        Fusion::Convex { alpha } => {
+            let d: Vec<(&str, f32)> = dense.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
+            let kw: Vec<(&str, f32)> = keyword.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
+            convex_combination(&d, &kw, alpha)
+        }
+    };
+    let mut by_id: HashMap<String, ScoredChunk> = HashMap::new();
+    for h in keyword.into_iter().chain(dense) {
+        by_id.insert(h.chunk.id.clone(), h);
+    }
+    ranked
+        .into_iter()
+        .take(k)
+        .filter_map(|(id, score)| by_id.remove(&id).map(|mut h| {
+            h.score = score;
+            h
+        }))
+        .collect()
+}
+
+fn ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+#[async_trait]
+impl Retriever for HybridRetriever {
+    async fn retrieve(&self, query: RetrievalQuery) -> Result<Vec<ScoredChunk>> {
+        Ok(self.retrieve_timed(query).await?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rag_core::Chunk;
+    use rag_core::mocks::{MockEmbedder, MockVectorStore};
+
+    fn hit(id: &str, score: f32) -> ScoredChunk {
+        ScoredChunk { chunk: Chunk::new(id, "d", format!("text of {id}")), score }
+    }
+
+    #[tokio::test]
+    async fn hybrid_fuses_both_sides_and_passes_filters_through() {
+        let mut embedder = MockEmbedder::new();
+        embedder.expect_embed().times(1).returning(|t| Ok(vec![vec![1.0, 0.0]; t.len()]));
+        let mut store = MockVectorStore::new();
+        store
+            .expect_query()
+            .withf(|q| q.k == 10 && q.filter == Some(rag_core::Filter::eq("lang", "en")))
+            .returning(|_| Ok(vec![hit("a", 0.9), hit("b", 0.8)]));
+        let keyword = Arc::new(KeywordIndex::open(None, &Default::default()).unwrap());
+        let mut c = Chunk::new("b", "d", "b is about rust programming");
+        c.metadata.insert("lang".into(), "en".into());
+        let mut c2 = Chunk::new("c", "d", "rust rust rust");
+        c2.metadata.insert("lang".into(), "en".into());
+        keyword.upsert(&[c, c2]).unwrap();
+        keyword.commit().unwrap();
+        let r = HybridRetriever::hybrid(DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) }, keyword, Fusion::default()).candidates(10);
+        let mut q = RetrievalQuery::new("rust", 3);
+        q.filter = Some(rag_core::Filter::eq("lang", "en"));
+        let (hits, timings) = r.retrieve_timed(q).await.unwrap();
+        let ids: Vec<&str> = hits.iter().map(|h| h.chunk.id.as_str()).collect();
+        assert_eq!(ids[0], "b", "in both lists, so first: {ids:?}");
+        assert_eq!(ids.len(), 3);
+        for stage in ["embed_query", "vector_search", "keyword_search", "fusion"] {
+            assert!(timings.contains_key(stage), "{timings:?}");
+        }
+    }
+}
