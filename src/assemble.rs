@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rag_chunk::{ContextWindow, Encoding, MarkdownChunker, SemanticChunker, TokenChunker, TokenCounter};
 #[allow(unused_imports)]
 use rag_core::{Chunker, Embedder, Generator, RagError, Reranker, Result, VectorStore};
-use rag_chunk::{ContextWindow, Encoding, MarkdownChunker, SemanticChunker, TokenChunker, TokenCounter};
 
 use crate::config::RagConfig;
 use crate::keyword::KeywordIndex;
@@ -46,7 +46,8 @@ async fn embedder(cfg: &RagConfig) -> Result<(Arc<dyn Embedder>, Option<crate::p
     let base: Arc<dyn Embedder> = match cfg.embedder.backend.as_str() {
         #[cfg(feature = "openai")]
         "openai" => {
-            let mut b = rag_embed::OpenAIEmbedder::builder().model(cfg.embedder.model.clone().unwrap_or_else(|| "text-embedding-3-small".into()));
+            let mut b = rag_embed::OpenAIEmbedder::builder()
+                .model(cfg.embedder.model.clone().unwrap_or_else(|| "text-embedding-3-small".into()));
             if let Some(url) = &cfg.embedder.api_base {
                 b = b.base_url(url);
             }
@@ -60,13 +61,19 @@ async fn embedder(cfg: &RagConfig) -> Result<(Arc<dyn Embedder>, Option<crate::p
         }
         #[cfg(feature = "sentence-transformers")]
         "sentence-transformers" => {
-            let mut b = rag_embed::SentenceTransformerEmbedder::builder().batch_size(cfg.embedder.batch_size).device(&cfg.embedder.device);
+            let mut b = rag_embed::SentenceTransformerEmbedder::builder()
+                .batch_size(cfg.embedder.batch_size)
+                .device(&cfg.embedder.device);
             if let Some(m) = &cfg.embedder.model {
                 b = b.model(m);
             }
             Arc::new(b.build().await?)
         }
-        other => return Err(RagError::config(format!("embedder.backend = `{other}` is not compiled into this build (enable its Cargo feature)"))),
+        other => {
+            return Err(RagError::config(format!(
+                "embedder.backend = `{other}` is not compiled into this build (enable its Cargo feature)"
+            )));
+        }
     };
     let cache: Option<Arc<dyn EmbeddingCache>> = match cfg.cache.backend.as_str() {
         "none" => None,
@@ -76,7 +83,11 @@ async fn embedder(cfg: &RagConfig) -> Result<(Arc<dyn Embedder>, Option<crate::p
             Some(Arc::new(rag_embed::RedisCache::new(&cfg.cache.redis_url, ttl)?))
         }
         "local" => Some(Arc::new(LocalCache::open(cfg.data_dir.join("cache").join("embeddings.redb"))?)),
-        other => return Err(RagError::config(format!("cache.backend = `{other}` is not compiled into this build (enable the redis-cache feature)"))),
+        other => {
+            return Err(RagError::config(format!(
+                "cache.backend = `{other}` is not compiled into this build (enable the redis-cache feature)"
+            )));
+        }
     };
     let model = base.model_id();
     match cache {
@@ -94,6 +105,7 @@ async fn embedder(cfg: &RagConfig) -> Result<(Arc<dyn Embedder>, Option<crate::p
     }
 }
 
+#[cfg(any(feature = "sentence-transformers", feature = "openai"))]
 #[allow(unused_variables)]
 async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore>, String)> {
     let s = &cfg.store;
@@ -103,10 +115,20 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
             use rag_vector_chroma::{ChromaMode, ChromaStore};
             let mode = match s.chroma_mode.as_str() {
                 "memory" => ChromaMode::InMemory,
-                "http" => ChromaMode::Http { host: s.chroma_host.clone(), port: s.chroma_port, ssl: s.chroma_ssl, headers: Default::default() },
+                "http" => ChromaMode::Http {
+                    host: s.chroma_host.clone(),
+                    port: s.chroma_port,
+                    ssl: s.chroma_ssl,
+                    headers: Default::default(),
+                },
                 _ => ChromaMode::Persistent(cfg.collection_dir().join("chroma")),
             };
-            let store = ChromaStore::builder(mode.clone()).collection(chroma_name(&cfg.collection)).distance(s.distance).dimension(dimension).build().await?;
+            let store = ChromaStore::builder(mode.clone())
+                .collection(chroma_name(&cfg.collection))
+                .distance(s.distance)
+                .dimension(dimension)
+                .build()
+                .await?;
             Ok((Arc::new(store), format!("chroma ({mode:?})")))
         }
         #[cfg(feature = "qdrant")]
@@ -115,7 +137,10 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
             let mode = match s.qdrant_mode.as_str() {
                 "memory" => QdrantMode::InMemory,
                 "server" => QdrantMode::Server {
-                    url: s.qdrant_url.clone().ok_or_else(|| RagError::config("store.qdrant_mode = server needs store.qdrant_url"))?,
+                    url: s
+                        .qdrant_url
+                        .clone()
+                        .ok_or_else(|| RagError::config("store.qdrant_mode = server needs store.qdrant_url"))?,
                     api_key: std::env::var(&s.qdrant_api_key_env).ok(),
                     prefer_grpc: s.qdrant_prefer_grpc,
                 },
@@ -125,7 +150,8 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
                 QdrantMode::Server { url, .. } => format!("qdrant (server {url})"),
                 m => format!("qdrant ({m:?})"),
             };
-            let store = QdrantStore::builder(mode).collection(&cfg.collection).distance(s.distance).dimension(dimension).build().await?;
+            let store =
+                QdrantStore::builder(mode).collection(&cfg.collection).distance(s.distance).dimension(dimension).build().await?;
             Ok((Arc::new(store), label))
         }
         #[cfg(feature = "pinecone")]
@@ -149,7 +175,9 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
             }
             Ok((Arc::new(b.build().await?), format!("pinecone ({index:?})")))
         }
-        other => Err(RagError::config(format!("store.backend = `{other}` is not compiled into this build (enable its Cargo feature)"))),
+        other => {
+            Err(RagError::config(format!("store.backend = `{other}` is not compiled into this build (enable its Cargo feature)")))
+        }
     }
 }
 
@@ -192,7 +220,9 @@ async fn reranker(cfg: &RagConfig) -> Result<Option<Arc<dyn Reranker>>> {
     #[cfg(feature = "cross-encoder")]
     {
         let model = cfg.rerank.model.clone().ok_or_else(|| {
-            RagError::config("rerank.enabled needs rerank.model: a cross-encoder directory (none ships offline; see README, Reranking)")
+            RagError::config(
+                "rerank.enabled needs rerank.model: a cross-encoder directory (none ships offline; see README, Reranking)",
+            )
         })?;
         let r = rag_rerank::CrossEncoderReranker::builder(model)
             .batch_size(cfg.rerank.batch_size)
@@ -255,7 +285,9 @@ pub async fn build_pipeline(cfg: &RagConfig, needs: Needs) -> Result<RagPipeline
             }
         }
         #[cfg(not(any(feature = "sentence-transformers", feature = "openai")))]
-        return Err(RagError::config("dense and hybrid retrieval need an embedder feature (sentence-transformers or openai); this build has none: use --retriever bm25"));
+        return Err(RagError::config(
+            "dense and hybrid retrieval need an embedder feature (sentence-transformers or openai); this build has none: use --retriever bm25",
+        ));
     }
     if needs == Needs::All
         && let Some(r) = reranker(cfg).await?

@@ -193,7 +193,14 @@ pub struct ChunkerConfig {
 
 impl Default for ChunkerConfig {
     fn default() -> Self {
-        Self { kind: "semantic".into(), min_tokens: 64, max_tokens: 256, chunk_size: 256, overlap: 32, encoding: "cl100k_base".into() }
+        Self {
+            kind: "semantic".into(),
+            min_tokens: 64,
+            max_tokens: 256,
+            chunk_size: 256,
+            overlap: 32,
+            encoding: "cl100k_base".into(),
+        }
     }
 }
 
@@ -351,7 +358,9 @@ impl RagConfig {
     /// Parses a TOML file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| RagError::io(path, e))?;
-        toml::from_str(&text).map_err(|e| RagError::invalid_input(path.display().to_string(), format!("{e}(see docs/configuration.md for every key)")))
+        toml::from_str(&text).map_err(|e| {
+            RagError::invalid_input(path.display().to_string(), format!("{e}(see docs/configuration.md for every key)"))
+        })
     }
 
     /// Applies `RAG_*` variables read through `get`.
@@ -366,7 +375,9 @@ impl RagConfig {
 
     /// Sets one dotted key from a string (used by environment variables and `--set key=value`).
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        let num = |v: &str| v.parse::<usize>().map_err(|_| RagError::invalid_input(key.to_owned(), format!("`{v}` is not a whole number")));
+        let num = |v: &str| {
+            v.parse::<usize>().map_err(|_| RagError::invalid_input(key.to_owned(), format!("`{v}` is not a whole number")))
+        };
         let boolean = |v: &str| match v.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" => Ok(false),
@@ -449,5 +460,42 @@ mod tests {
         std::fs::write(&path, "colection = \"typo\"\n").unwrap();
         let err = RagConfig::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("rag.toml") && err.contains("colection"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// Every key of `RagConfig` is documented in docs/configuration.md, and the documented
+    /// example parses (with its commented keys uncommented) into a `RagConfig`.
+    #[test]
+    fn configuration_doc_matches_the_struct() {
+        let doc = include_str!("../docs/configuration.md");
+        let value = toml::Value::try_from(RagConfig::default()).unwrap();
+        let mut missing = Vec::new();
+        for (section, v) in value.as_table().unwrap() {
+            match v.as_table() {
+                Some(t) => {
+                    for key in t.keys() {
+                        if !doc.contains(&format!("\n{key} =")) && !doc.contains(&format!("# {key} =")) {
+                            missing.push(format!("{section}.{key}"));
+                        }
+                    }
+                }
+                None if !doc.contains(&format!("{section} =")) => missing.push(section.clone()),
+                None => {}
+            }
+        }
+        assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+        let example = doc.split("```toml").nth(1).unwrap().split("```").next().unwrap();
+        let uncommented: String = example
+            .lines()
+            .map(|l| if l.starts_with("# ") && l.contains(" = ") { &l[2..] } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: RagConfig = toml::from_str(&uncommented).unwrap();
+        assert_eq!(parsed.retrieval.k, 5);
+        assert_eq!(parsed.generator.lm.as_deref(), Some("openai/gpt-4o-mini"));
     }
 }

@@ -23,16 +23,13 @@ impl Default for ExtractiveGenerator {
 }
 
 const STOP: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "in", "is", "it", "of", "on", "or", "that", "the",
-    "this", "to", "was", "what", "when", "where", "which", "who", "why", "with", "can", "not", "no", "its", "their", "there", "than",
+    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "in", "is", "it", "of", "on", "or",
+    "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "with", "can", "not", "no", "its",
+    "their", "there", "than",
 ];
 
 fn terms(text: &str) -> Vec<String> {
-    text.unicode_words()
-        .map(|w| w.to_lowercase())
-        .filter(|w| !STOP.contains(&w.as_str()))
-        .map(|w| stem(&w))
-        .collect()
+    text.unicode_words().map(|w| w.to_lowercase()).filter(|w| !STOP.contains(&w.as_str())).map(|w| stem(&w)).collect()
 }
 
 /// A light suffix stripper: enough to match "reduces" with "reduce" and "infections" with "infection".
@@ -74,7 +71,12 @@ impl ExtractiveGenerator {
                 if t.chars().filter(|c| c.is_alphanumeric()).count() < 3 {
                     continue;
                 }
-                cands.push(Candidate { passage: p, order: o, text: t.split_whitespace().collect::<Vec<_>>().join(" "), terms: terms(t) });
+                cands.push(Candidate {
+                    passage: p,
+                    order: o,
+                    text: t.split_whitespace().collect::<Vec<_>>().join(" "),
+                    terms: terms(t),
+                });
             }
         }
         let q: HashSet<String> = terms(&request.question).into_iter().collect();

@@ -2,7 +2,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod assemble;
+pub mod bench;
 pub mod config;
+pub mod eval;
 pub mod generate;
 pub mod keyword;
 pub mod manifest;
@@ -15,12 +17,18 @@ pub use keyword::{KeywordConfig, KeywordIndex};
 pub use pipeline::{Citation, IngestReport, QueryOptions, QueryResult, RagPipeline, RagPipelineBuilder, RetrievalMode, Stats};
 pub use retrieve::{DenseSide, Fusion, HybridRetriever};
 
+/// Chunking and context windows (`rag-chunk`).
+pub use rag_chunk as chunk;
 /// The core traits, types and error (re-exported from `rag-core`).
 pub use rag_core as core;
 pub use rag_core::{Chunk, Document, Filter, RagError, Result};
-/// Chunking and context windows (`rag-chunk`).
-pub use rag_chunk as chunk;
 
+/// Embedders and the embedding cache (features `sentence-transformers`, `openai`, `redis-cache`).
+#[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "redis-cache"))]
+pub use rag_embed as embed;
+/// The embedded Python runtime.
+#[cfg(feature = "python")]
+pub use rag_python as python;
 /// ChromaDB vector store (feature `chroma`).
 #[cfg(feature = "chroma")]
 pub use rag_vector_chroma as chroma;
@@ -30,12 +38,6 @@ pub use rag_vector_pinecone as pinecone;
 /// Qdrant vector store (feature `qdrant`).
 #[cfg(feature = "qdrant")]
 pub use rag_vector_qdrant as qdrant;
-/// Embedders and the embedding cache (features `sentence-transformers`, `openai`, `redis-cache`).
-#[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "redis-cache"))]
-pub use rag_embed as embed;
-/// The embedded Python runtime.
-#[cfg(feature = "python")]
-pub use rag_python as python;
 
 /// mockall mocks of every core trait (feature `test-utils`).
 #[cfg(feature = "test-utils")]

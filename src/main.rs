@@ -1,1 +1,400 @@
-fn main() {}
+//! `rag`: ingest, query, evaluate and benchmark a RAG pipeline from the command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use rag::assemble::{Needs, build_pipeline};
+use rag::config::RagConfig;
+use rag::pipeline::{Progress, QueryOptions, RetrievalMode};
+use rag::{Filter, RagError, Result};
+use rag_core::{GenerationEvent, MetadataValue};
+
+#[derive(Parser)]
+#[command(name = "rag", version, about = "Production RAG in Rust: ingest, query, eval, bench, stats")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Configuration file (default: ./rag.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (stores, indexes, caches) [env: RAG_DATA_DIR] [default: .rag].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Collection name [env: RAG_COLLECTION] [default: rag].
+    #[arg(long, global = true)]
+    collection: Option<String>,
+    /// Override any configuration key: --set retrieval.k=8 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Print one JSON object on stdout (no progress bar).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Tracing logs with per-stage timings on stderr (-vv for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest files and folders (.txt, .md, BEIR .jsonl).
+    Ingest {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Remove documents that came from these paths before and are gone now.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Answer a question with citations.
+    Query {
+        /// The question.
+        question: String,
+        /// Chunks to retrieve and pack.
+        #[arg(long)]
+        k: Option<usize>,
+        /// dense, bm25 or hybrid.
+        #[arg(long)]
+        retriever: Option<String>,
+        /// Rerank with the configured cross-encoder.
+        #[arg(long)]
+        rerank: bool,
+        /// Stream the answer as it is generated.
+        #[arg(long)]
+        stream: bool,
+        /// Metadata filter, e.g. --where lang=en --where year>=2020 (all must hold).
+        #[arg(long = "where", value_name = "FIELD OP VALUE")]
+        filters: Vec<String>,
+    },
+    /// Evaluate retrieval on a BEIR dataset (nDCG@10, Recall@100, MRR@10).
+    Eval {
+        /// Dataset folder with corpus.jsonl, queries.jsonl, qrels/test.tsv.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// dense, bm25 or hybrid.
+        #[arg(long, default_value = "hybrid")]
+        retriever: String,
+        /// Rerank with the configured cross-encoder.
+        #[arg(long)]
+        rerank: bool,
+        /// Evaluate only the first N queries.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Benchmark ingestion and query latency on a BEIR dataset.
+    Bench {
+        /// Dataset folder with corpus.jsonl and queries.jsonl.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Documents to ingest into a fresh bench collection.
+        #[arg(long, default_value_t = 1000)]
+        docs: usize,
+        /// Queries to run.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// Queries in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Ingest without the embedding cache (measures the model, not the cache).
+        #[arg(long)]
+        cold: bool,
+    },
+    /// Collection, counts, backends, models, data directory.
+    Stats,
+}
+
+fn config(g: &Global) -> Result<RagConfig> {
+    let mut cfg = RagConfig::load(g.config.as_deref())?;
+    if let Some(d) = &g.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(c) = &g.collection {
+        cfg.collection = c.clone();
+    }
+    for s in &g.sets {
+        let (k, v) = s.split_once('=').ok_or_else(|| RagError::invalid_input("--set", format!("`{s}`: use KEY=VALUE")))?;
+        cfg.set(k.trim(), v.trim())?;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn parse_filter(s: &str) -> Result<Filter> {
+    for op in [">=", "<=", "!=", "=", ">", "<"] {
+        if let Some((k, v)) = s.split_once(op) {
+            let (k, v) = (k.trim(), v.trim());
+            if k.is_empty() || v.is_empty() {
+                break;
+            }
+            let num =
+                || v.parse::<f64>().map_err(|_| RagError::invalid_input("--where", format!("`{s}`: `{v}` is not a number")));
+            let value = if let Ok(i) = v.parse::<i64>() {
+                MetadataValue::Int(i)
+            } else if let Ok(f) = v.parse::<f64>() {
+                MetadataValue::Float(f)
+            } else if let Ok(b) = v.parse::<bool>() {
+                MetadataValue::Bool(b)
+            } else {
+                MetadataValue::Str(v.trim_matches('"').to_owned())
+            };
+            return Ok(match op {
+                "=" => Filter::Eq(k.into(), value),
+                "!=" => Filter::Ne(k.into(), value),
+                ">=" => Filter::gte(k, num()?),
+                "<=" => Filter::lte(k, num()?),
+                ">" => Filter::gt(k, num()?),
+                _ => Filter::lt(k, num()?),
+            });
+        }
+    }
+    Err(RagError::invalid_input(
+        "--where",
+        format!("`{s}`: use FIELD=VALUE, FIELD!=VALUE, FIELD>=N, FIELD<=N, FIELD>N or FIELD<N"),
+    ))
+}
+
+fn progress_bar(json: bool, what: &'static str) -> (Option<Progress>, Option<indicatif::ProgressBar>) {
+    if json || !std::io::stderr().is_terminal() {
+        return (None, None);
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    let b = bar.clone();
+    let f: Progress = Arc::new(move |done, total| {
+        b.set_length(total);
+        b.set_position(done);
+    });
+    (Some(f), Some(bar))
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| RagError::Other(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Ingest { paths, prune } => {
+            let cfg = config(g)?;
+            let pipeline = build_pipeline(&cfg, Needs::All).await?;
+            let (progress, bar) = progress_bar(g.json, "ingesting");
+            let report = pipeline.ingest(&paths, prune, progress).await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            if g.json {
+                return print_json(&report);
+            }
+            println!(
+                "{} documents ({} unchanged, {} removed), {} chunks written, {} embedded, {} from cache, in {:.1} s",
+                report.documents,
+                report.unchanged,
+                report.removed,
+                report.chunks,
+                report.embedded,
+                report.cache_hits,
+                report.seconds
+            );
+            for s in &report.skipped {
+                println!("skipped {}: {}", s.path, s.reason);
+            }
+            Ok(())
+        }
+        Command::Query { question, k, retriever, rerank, stream, filters } => {
+            let mut cfg = config(g)?;
+            let mode: Option<RetrievalMode> = retriever.as_deref().map(str::parse).transpose()?;
+            if rerank {
+                cfg.rerank.enabled = true;
+            }
+            let needs = if mode == Some(RetrievalMode::Bm25) { Needs::KeywordOnly } else { Needs::All };
+            let pipeline = build_pipeline(&cfg, needs).await?;
+            let filter = filters.iter().map(|f| parse_filter(f)).try_fold(None::<Filter>, |acc, f| {
+                let f = f?;
+                Ok::<_, RagError>(Some(match acc {
+                    Some(a) => a.and(f),
+                    None => f,
+                }))
+            })?;
+            let opts = QueryOptions { k, mode, rerank: rerank.then_some(true), filter };
+            if stream && !g.json {
+                let (head, mut events) = pipeline.stream_query(&question, &opts).await?;
+                let mut last = None;
+                while let Some(ev) = events.next().await {
+                    match ev? {
+                        GenerationEvent::Token(t) => {
+                            print!("{t}");
+                            let _ = std::io::Write::flush(&mut std::io::stdout());
+                        }
+                        GenerationEvent::Final(f) => last = Some(f),
+                    }
+                }
+                if let Some(f) = last {
+                    println!("\r{}", f.answer);
+                }
+                print_citations(&head.citations);
+                return Ok(());
+            }
+            let result = pipeline.query(&question, &opts).await?;
+            if g.json {
+                return print_json(&result);
+            }
+            println!("{}\n", result.answer);
+            if let Some(r) = &result.reasoning {
+                println!("Reasoning: {r}\n");
+            }
+            print_citations(&result.citations);
+            for d in &result.degraded {
+                println!("note: {d}");
+            }
+            println!("({} in {:.0} ms)", result.generator, result.timings_ms.get("total").copied().unwrap_or(0.0));
+            Ok(())
+        }
+        Command::Eval { dataset, retriever, rerank, limit } => {
+            let mut cfg = config(g)?;
+            if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
+                cfg.collection = dataset.file_name().map_or("eval".into(), |n| n.to_string_lossy().into_owned());
+            }
+            if rerank {
+                cfg.rerank.enabled = true;
+            }
+            let mode: RetrievalMode = retriever.parse()?;
+            // The corpus is ingested with both sides, so every mode evaluates the same collection.
+            cfg.retrieval.mode = "hybrid".into();
+            let pipeline = build_pipeline(&cfg, Needs::All).await?;
+            let (progress, bar) = progress_bar(g.json, "eval");
+            let report = rag::eval::run_eval(&pipeline, &dataset, mode, rerank, limit, progress).await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            if g.json {
+                return print_json(&report);
+            }
+            println!(
+                "{:?}{}: nDCG@10 {:.4}  Recall@100 {:.4}  MRR@10 {:.4}  ({} queries, {:.1} s)",
+                report.retriever,
+                if report.rerank { " + rerank" } else { "" },
+                report.ndcg_at_10,
+                report.recall_at_100,
+                report.mrr_at_10,
+                report.queries,
+                report.query_seconds
+            );
+            Ok(())
+        }
+        Command::Bench { dataset, docs, queries, concurrency, cold } => {
+            let mut cfg = config(g)?;
+            cfg.collection = format!("bench-{docs}");
+            let dir = cfg.collection_dir();
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
+            }
+            if cold {
+                cfg.cache.backend = "none".into();
+            }
+            let pipeline = build_pipeline(&cfg, Needs::All).await?;
+            let corpus = cfg.data_dir.join(format!("bench-corpus-{docs}.jsonl"));
+            rag::bench::slice_corpus(&dataset, docs, &corpus)?;
+            let data = rag::eval::BeirDataset::load(&dataset)?;
+            let questions: Vec<String> = data.queries.values().cycle().take(queries).cloned().collect();
+            let report = rag::bench::run_bench(&pipeline, &corpus, &questions, concurrency).await?;
+            if g.json {
+                return print_json(&report);
+            }
+            println!(
+                "ingest: {} docs at {:.1} docs/s ({} embedded, {} cached)\nquery: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {:.1} QPS at concurrency {}",
+                report.documents,
+                report.ingest_docs_per_s,
+                report.ingest.embedded,
+                report.ingest.cache_hits,
+                report.p50_ms,
+                report.p95_ms,
+                report.p99_ms,
+                report.qps,
+                concurrency
+            );
+            for (stage, share) in &report.stage_share {
+                println!(
+                    "  {stage:<16} {:>5.1}%  ({:.2} ms mean)",
+                    share * 100.0,
+                    report.stage_mean_ms.get(stage).copied().unwrap_or(0.0)
+                );
+            }
+            Ok(())
+        }
+        Command::Stats => {
+            let cfg = config(g)?;
+            let pipeline = build_pipeline(&cfg, Needs::All).await?;
+            let s = pipeline.stats().await?;
+            if g.json {
+                return print_json(&s);
+            }
+            println!(
+                "collection {}: {} documents, {} chunks ({} in the keyword index)",
+                s.collection, s.documents, s.chunks, s.keyword_chunks
+            );
+            for (k, v) in &s.backends {
+                println!("  {k:<10} {v}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_citations(citations: &[rag::Citation]) {
+    for (i, c) in citations.iter().enumerate() {
+        let snippet: String = c.text.chars().take(160).collect();
+        println!(
+            "[{}] {} ({}, bytes {}..{}, score {:.3})\n    {}",
+            i + 1,
+            c.doc_id,
+            c.chunk_id,
+            c.span[0],
+            c.span[1],
+            c.score,
+            snippet.replace('\n', " ")
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.global.verbose {
+        0 => "warn",
+        1 => "info,rag=debug",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

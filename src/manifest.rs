@@ -42,8 +42,9 @@ impl Manifest {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| RagError::io(parent, e))?;
         }
-        let db = redb::Database::create(path)
-            .map_err(|e| RagError::permanent("ingest manifest", format!("{}: {e} (is another `rag ingest` running?)", path.display())))?;
+        let db = redb::Database::create(path).map_err(|e| {
+            RagError::permanent("ingest manifest", format!("{}: {e} (is another `rag ingest` running?)", path.display()))
+        })?;
         Ok(Self { db: Arc::new(db) })
     }
 

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use rag_chunk::ContextWindow;
 use rag_core::{
-    Chunk, Chunker, Document, EmbeddedChunk, Embedder, Filter, GenerationEvent, GenerationRequest, Generator, MetadataValue, RagError,
-    Reranker, Result, RetrievalQuery, ScoredChunk, VectorStore, content_hash,
+    Chunk, Chunker, Document, EmbeddedChunk, Embedder, Filter, GenerationEvent, GenerationRequest, Generator, MetadataValue,
+    RagError, Reranker, Result, RetrievalQuery, ScoredChunk, VectorStore, content_hash,
 };
 use serde::Serialize;
 
@@ -267,7 +267,9 @@ impl RagPipelineBuilder {
             None => Arc::new(KeywordIndex::open(Some(&data_dir.join("keyword")), &Default::default())?),
         };
         if self.mode != RetrievalMode::Bm25 && (self.embedder.is_none() || self.store.is_none()) {
-            return Err(RagError::config("dense and hybrid retrieval need an embedder and a vector store: add both, or use bm25"));
+            return Err(RagError::config(
+                "dense and hybrid retrieval need an embedder and a vector store: add both, or use bm25",
+            ));
         }
         if self.store.is_some() != self.embedder.is_some() {
             return Err(RagError::config("a vector store needs an embedder (and an embedder a vector store)"));
@@ -343,7 +345,10 @@ pub struct RagPipeline {
 
 impl std::fmt::Debug for RagPipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RagPipeline").field("collection", &self.collection).field("backends", &self.backends).finish_non_exhaustive()
+        f.debug_struct("RagPipeline")
+            .field("collection", &self.collection)
+            .field("backends", &self.backends)
+            .finish_non_exhaustive()
     }
 }
 
@@ -415,7 +420,11 @@ impl RagPipeline {
         for f in &files {
             total += if f.kind == SourceKind::Jsonl { readers::validate_jsonl(&f.path)? as u64 } else { 1 };
         }
-        let roots: BTreeSet<String> = files.iter().map(|f| f.root.clone()).chain(paths.iter().filter_map(|p| p.canonicalize().ok()).map(|p| p.display().to_string())).collect();
+        let roots: BTreeSet<String> = files
+            .iter()
+            .map(|f| f.root.clone())
+            .chain(paths.iter().filter_map(|p| p.canonicalize().ok()).map(|p| p.display().to_string()))
+            .collect();
         let mut report = IngestReport::default();
         let mut seen: HashSet<String> = HashSet::new();
         let mut batch: Vec<Pending> = Vec::new();
@@ -506,9 +515,13 @@ impl RagPipeline {
                 let texts: Vec<String> = slice.iter().map(|c| embedding_text(c)).collect();
                 let vectors = embedder.embed(texts).await?;
                 if vectors.len() != slice.len() {
-                    return Err(RagError::permanent("embedder", format!("returned {} vectors for {} chunks", vectors.len(), slice.len())));
+                    return Err(RagError::permanent(
+                        "embedder",
+                        format!("returned {} vectors for {} chunks", vectors.len(), slice.len()),
+                    ));
                 }
-                let embedded = slice.iter().zip(vectors).map(|(c, v)| EmbeddedChunk { chunk: (*c).clone(), embedding: v }).collect();
+                let embedded =
+                    slice.iter().zip(vectors).map(|(c, v)| EmbeddedChunk { chunk: (*c).clone(), embedding: v }).collect();
                 store.upsert(embedded).await?;
             }
         }
@@ -517,7 +530,12 @@ impl RagPipeline {
             .iter()
             .flat_map(|p| {
                 let new: HashSet<&str> = p.chunks.iter().map(|c| c.id.as_str()).collect();
-                p.old.iter().flat_map(|o| o.chunk_ids.iter()).filter(move |id| !new.contains(id.as_str())).cloned().collect::<Vec<_>>()
+                p.old
+                    .iter()
+                    .flat_map(|o| o.chunk_ids.iter())
+                    .filter(move |id| !new.contains(id.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>()
             })
             .collect();
         if let Some(store) = &self.store
@@ -535,7 +553,16 @@ impl RagPipeline {
         .map_err(|e| RagError::Other(format!("keyword index task failed: {e}")))??;
         let fin: Vec<(String, ManifestEntry)> = batch
             .iter()
-            .map(|p| (p.doc_id.clone(), ManifestEntry { hash: Some(p.hash.clone()), chunk_ids: p.chunks.iter().map(|c| c.id.clone()).collect(), root: p.root.clone() }))
+            .map(|p| {
+                (
+                    p.doc_id.clone(),
+                    ManifestEntry {
+                        hash: Some(p.hash.clone()),
+                        chunk_ids: p.chunks.iter().map(|c| c.id.clone()).collect(),
+                        root: p.root.clone(),
+                    },
+                )
+            })
             .collect();
         self.manifest.put_many(&fin)?;
         Ok(chunks.len() as u64)
@@ -573,7 +600,11 @@ impl RagPipeline {
             (RetrievalMode::Bm25, _) => HybridRetriever::keyword_only(self.keyword.clone()),
             (RetrievalMode::Dense, Some(d)) => HybridRetriever::dense_only(d),
             (RetrievalMode::Hybrid, Some(d)) => HybridRetriever::hybrid(d, self.keyword.clone(), self.fusion),
-            (m, None) => return Err(RagError::config(format!("{m:?} retrieval needs an embedder and a vector store; this pipeline has none (use bm25)"))),
+            (m, None) => {
+                return Err(RagError::config(format!(
+                    "{m:?} retrieval needs an embedder and a vector store; this pipeline has none (use bm25)"
+                )));
+            }
         };
         Ok(r.candidates(self.candidates))
     }
@@ -594,7 +625,13 @@ impl RagPipeline {
 
     /// Retrieves (and reranks, if asked) the chunks for `question`, recording timings and
     /// degradations.
-    pub async fn retrieve(&self, question: &str, opts: &QueryOptions, timings: &mut StageTimings, degraded: &mut Vec<String>) -> Result<Vec<ScoredChunk>> {
+    pub async fn retrieve(
+        &self,
+        question: &str,
+        opts: &QueryOptions,
+        timings: &mut StageTimings,
+        degraded: &mut Vec<String>,
+    ) -> Result<Vec<ScoredChunk>> {
         let mode = opts.mode.unwrap_or(self.mode);
         let k = opts.k.unwrap_or(self.k);
         let rerank = opts.rerank.unwrap_or(self.rerank);
@@ -663,7 +700,11 @@ impl RagPipeline {
             }
             Err(_) => {
                 tracing::warn!(timeout = ?self.generation_timeout, "generator timed out: answering extractively");
-                degraded.push(format!("generator `{}` timed out after {:?}; answered extractively", self.generator.name(), self.generation_timeout));
+                degraded.push(format!(
+                    "generator `{}` timed out after {:?}; answered extractively",
+                    self.generator.name(),
+                    self.generation_timeout
+                ));
                 self.fallback.answer(&request)
             }
         };
@@ -686,7 +727,11 @@ impl RagPipeline {
 
     /// Like [`RagPipeline::query`], but the answer arrives as a stream of events; the returned
     /// result carries citations and retrieval timings (its `answer` is empty).
-    pub async fn stream_query(&self, question: &str, opts: &QueryOptions) -> Result<(QueryResult, BoxStream<'static, Result<GenerationEvent>>)> {
+    pub async fn stream_query(
+        &self,
+        question: &str,
+        opts: &QueryOptions,
+    ) -> Result<(QueryResult, BoxStream<'static, Result<GenerationEvent>>)> {
         if question.trim().is_empty() {
             return Err(RagError::invalid_input("question", "the question is empty"));
         }

@@ -77,7 +77,10 @@ pub fn scan(paths: &[PathBuf]) -> Result<(Vec<SourceFile>, Vec<Skipped>)> {
         found.sort();
         for f in found {
             let Some(kind) = kind_of(&f) else {
-                skipped.push(Skipped { path: f.display().to_string(), reason: "unsupported file type (use .txt, .md or .jsonl)".into() });
+                skipped.push(Skipped {
+                    path: f.display().to_string(),
+                    reason: "unsupported file type (use .txt, .md or .jsonl)".into(),
+                });
                 continue;
             };
             let rel = if root.is_dir() {
@@ -122,7 +125,9 @@ fn json_metadata(v: &serde_json::Value) -> Option<MetadataValue> {
         Value::Bool(b) => Some(MetadataValue::Bool(*b)),
         Value::Number(n) => n.as_i64().map(MetadataValue::Int).or_else(|| n.as_f64().map(MetadataValue::Float)),
         Value::String(s) => Some(MetadataValue::Str(s.clone())),
-        Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().map(MetadataValue::StrList),
+        Value::Array(a) => {
+            a.iter().map(|x| x.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().map(MetadataValue::StrList)
+        }
         _ => None,
     }
 }
@@ -130,14 +135,16 @@ fn json_metadata(v: &serde_json::Value) -> Option<MetadataValue> {
 /// Parses one JSONL line into a document; the error names the file and line.
 fn parse_line(path: &Path, lineno: usize, line: &str) -> Result<Document> {
     let at = || format!("{}:{lineno}", path.display());
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| RagError::invalid_input(at(), format!("malformed JSON ({e}); fix or remove the line")))?;
+    let v: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| RagError::invalid_input(at(), format!("malformed JSON ({e}); fix or remove the line")))?;
     let obj = v.as_object().ok_or_else(|| RagError::invalid_input(at(), "expected a JSON object with `_id` and `text`"))?;
     let id = match obj.get("_id").or_else(|| obj.get("id")) {
         Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
         Some(serde_json::Value::Number(n)) => n.to_string(),
         _ => return Err(RagError::invalid_input(at(), "missing `_id` (a non-empty string)")),
     };
-    let body = obj.get("text").and_then(|t| t.as_str()).ok_or_else(|| RagError::invalid_input(at(), "missing `text` (a string)"))?;
+    let body =
+        obj.get("text").and_then(|t| t.as_str()).ok_or_else(|| RagError::invalid_input(at(), "missing `text` (a string)"))?;
     let title = obj.get("title").and_then(|t| t.as_str()).unwrap_or("").trim();
     let text = if title.is_empty() { body.to_owned() } else { format!("{title}\n\n{body}") };
     let mut metadata = Metadata::new();
@@ -189,7 +196,10 @@ impl Iterator for JsonlReader {
             let line = match self.lines.next()? {
                 Ok(l) => l,
                 Err(e) => {
-                    return Some(Err(RagError::invalid_input(format!("{}:{}", self.path.display(), self.lineno), format!("unreadable line: {e}"))));
+                    return Some(Err(RagError::invalid_input(
+                        format!("{}:{}", self.path.display(), self.lineno),
+                        format!("unreadable line: {e}"),
+                    )));
                 }
             };
             if line.trim().is_empty() {

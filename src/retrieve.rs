@@ -98,7 +98,13 @@ impl HybridRetriever {
         Ok(hits)
     }
 
-    async fn keyword_hits(&self, k: &Arc<KeywordIndex>, q: &RetrievalQuery, n: usize, t: &mut StageTimings) -> Result<Vec<ScoredChunk>> {
+    async fn keyword_hits(
+        &self,
+        k: &Arc<KeywordIndex>,
+        q: &RetrievalQuery,
+        n: usize,
+        t: &mut StageTimings,
+    ) -> Result<Vec<ScoredChunk>> {
         let start = Instant::now();
         let (index, text, filter) = (k.clone(), q.text.clone(), q.filter.clone());
         let hits = tokio::task::spawn_blocking(move || index.search(&text, n, filter.as_ref()))
@@ -141,7 +147,10 @@ impl HybridRetriever {
 pub fn fuse(dense: Vec<ScoredChunk>, keyword: Vec<ScoredChunk>, fusion: Fusion, k: usize) -> Vec<ScoredChunk> {
     let ranked = match fusion {
         Fusion::Rrf { k: c } => {
-            let lists = [dense.iter().map(|h| h.chunk.id.as_str()).collect::<Vec<_>>(), keyword.iter().map(|h| h.chunk.id.as_str()).collect()];
+            let lists = [
+                dense.iter().map(|h| h.chunk.id.as_str()).collect::<Vec<_>>(),
+                keyword.iter().map(|h| h.chunk.id.as_str()).collect(),
+            ];
             reciprocal_rank_fusion(&lists, c)
         }
         Fusion::Convex { alpha } => {
@@ -157,10 +166,12 @@ pub fn fuse(dense: Vec<ScoredChunk>, keyword: Vec<ScoredChunk>, fusion: Fusion, 
     ranked
         .into_iter()
         .take(k)
-        .filter_map(|(id, score)| by_id.remove(&id).map(|mut h| {
-            h.score = score;
-            h
-        }))
+        .filter_map(|(id, score)| {
+            by_id.remove(&id).map(|mut h| {
+                h.score = score;
+                h
+            })
+        })
         .collect()
 }
 
@@ -201,7 +212,12 @@ mod tests {
         c2.metadata.insert("lang".into(), "en".into());
         keyword.upsert(&[c, c2]).unwrap();
         keyword.commit().unwrap();
-        let r = HybridRetriever::hybrid(DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) }, keyword, Fusion::default()).candidates(10);
+        let r = HybridRetriever::hybrid(
+            DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) },
+            keyword,
+            Fusion::default(),
+        )
+        .candidates(10);
         let mut q = RetrievalQuery::new("rust", 3);
         q.filter = Some(rag_core::Filter::eq("lang", "en"));
         let (hits, timings) = r.retrieve_timed(q).await.unwrap();

@@ -3,6 +3,7 @@
 //! local mode, and Pinecone against the local data-plane server in `python/testing/`
 //! (no Pinecone emulator exists).
 //! Needs `make setup`; fails (never skips) without it.
+#![cfg(any(feature = "chroma", feature = "qdrant", feature = "pinecone"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeSet;
@@ -14,7 +15,8 @@ use rag_core::{Chunk, Distance, EmbeddedChunk, Filter, Metadata, MetadataValue, 
 
 const DIM: usize = 8;
 
-type Factory = Arc<dyn Fn(String, bool) -> Pin<Box<dyn Future<Output = rag_core::Result<Arc<dyn VectorStore>>> + Send>> + Send + Sync>;
+type Factory =
+    Arc<dyn Fn(String, bool) -> Pin<Box<dyn Future<Output = rag_core::Result<Arc<dyn VectorStore>>> + Send>> + Send + Sync>;
 
 fn vector(i: usize) -> Vec<f32> {
     // Pseudo-random, distinct for every i (splitmix64): the i-th vector is closest to itself.
@@ -38,7 +40,7 @@ fn meta(i: usize) -> Metadata {
     m.insert("year".into(), MetadataValue::Int(2015 + (i % 8) as i64));
     m.insert("lang".into(), MetadataValue::Str(["en", "de", "fr"][i % 3].into()));
     m.insert("score".into(), MetadataValue::Float((i % 10) as f64 / 10.0));
-    m.insert("ok".into(), MetadataValue::Bool(i % 2 == 0));
+    m.insert("ok".into(), MetadataValue::Bool(i.is_multiple_of(2)));
     m
 }
 
@@ -109,7 +111,11 @@ async fn run_conformance(name: &str, factory: Factory, persists: bool) {
     assert!(matches!(err, RagError::InvalidInput { .. }), "{name}: {err}");
 
     // k larger than the collection.
-    assert_eq!(store.query(VectorQuery { vector: vector(1), k: 1000, filter: None }).await.unwrap().len(), n, "{name}: k > count");
+    assert_eq!(
+        store.query(VectorQuery { vector: vector(1), k: 1000, filter: None }).await.unwrap().len(),
+        n,
+        "{name}: k > count"
+    );
 
     // Idempotent re-upsert.
     store.upsert((0..10).map(|i| chunk(i, &texts[i])).collect()).await.unwrap();
@@ -198,10 +204,11 @@ mod chroma {
         let dir = tempfile::tempdir().unwrap();
         let port = rag_python::testing::free_port().unwrap();
         let chroma = rag_python::testing::venv_bin().unwrap().join("chroma");
-        let args: Vec<String> = ["run", "--path", &dir.path().display().to_string(), "--host", "127.0.0.1", "--port", &port.to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> =
+            ["run", "--path", &dir.path().display().to_string(), "--host", "127.0.0.1", "--port", &port.to_string()]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         let mut server = rag_python::testing::spawn_listening(&chroma, &args, port, std::time::Duration::from_secs(60)).unwrap();
         let mode = ChromaMode::Http { host: "127.0.0.1".into(), port, ssl: false, headers: Default::default() };
         run_conformance("chroma-server", factory(mode.clone()), true).await;
@@ -216,11 +223,22 @@ mod chroma {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stock_python_client_reads_the_same_collection() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ChromaStore::builder(ChromaMode::Persistent(dir.path().to_owned())).collection("shared").dimension(DIM).build().await.unwrap();
+        let store = ChromaStore::builder(ChromaMode::Persistent(dir.path().to_owned()))
+            .collection("shared")
+            .dimension(DIM)
+            .build()
+            .await
+            .unwrap();
         let mut chunks: Vec<EmbeddedChunk> = (0..30).map(|i| chunk(i, &format!("document text {i} é"))).collect();
         chunks[3].chunk.metadata.insert("tags".into(), MetadataValue::StrList(vec!["a".into(), "b".into()]));
         store.upsert(chunks).await.unwrap();
-        let rust_top: Vec<String> = store.query(VectorQuery { vector: vector(11), k: 5, filter: None }).await.unwrap().iter().map(|h| h.chunk.id.clone()).collect();
+        let rust_top: Vec<String> = store
+            .query(VectorQuery { vector: vector(11), k: 5, filter: None })
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.chunk.id.clone())
+            .collect();
         let probe = serde_json::to_string(&vector(11)).unwrap();
         let script = format!(
             r#"
@@ -236,7 +254,8 @@ print(json.dumps({{"ids": got["ids"], "docs": got["documents"], "metas": got["me
         let python = rag_python::testing::venv_bin().unwrap().join("python");
         let out = std::process::Command::new(python).arg("-c").arg(script).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(out.stdout.rsplit(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(out.stdout.rsplit(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap()).unwrap();
         assert_eq!(v["count"], 30);
         assert_eq!(v["ids"], serde_json::json!(["c3", "c4"]));
         assert_eq!(v["docs"][0], "document text 3 é");
@@ -277,7 +296,12 @@ mod qdrant {
         let factory: Factory = Arc::new(move |name, create| {
             let path = path.clone();
             Box::pin(async move {
-                let s = QdrantStore::builder(QdrantMode::Local(path)).collection(name).dimension(DIM).create_if_missing(create).build().await?;
+                let s = QdrantStore::builder(QdrantMode::Local(path))
+                    .collection(name)
+                    .dimension(DIM)
+                    .create_if_missing(create)
+                    .build()
+                    .await?;
                 Ok(Arc::new(s) as Arc<dyn VectorStore>)
             })
         });
@@ -314,7 +338,12 @@ mod pinecone {
         assert!(stats["max_vectors_per_request"].as_u64().unwrap() <= 1000, "{stats}");
         assert!(stats["max_bytes_per_request"].as_u64().unwrap() <= 2 * 1024 * 1024, "{stats}");
         // A bad key is a permanent error.
-        let err = PineconeStore::builder(PineconeIndex::Name("any".into())).api_key("bad-key").control_host(server.url()).build().await.unwrap_err();
+        let err = PineconeStore::builder(PineconeIndex::Name("any".into()))
+            .api_key("bad-key")
+            .control_host(server.url())
+            .build()
+            .await
+            .unwrap_err();
         assert!(!matches!(err, RagError::Transient { .. }), "{err}");
     }
 

@@ -16,7 +16,7 @@ fn corpus() -> Vec<Document> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/scifact")))
         .join("corpus.jsonl");
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = std::fs::File::open(&path).expect("SciFact corpus (set RAG_SCIFACT)");
     std::io::BufReader::new(file)
         .lines()
         .map(|l| {
@@ -81,7 +81,8 @@ n = sum(len(t.encode()) for t in texts)
 best = 1e9
 for _ in range(4):
     t = time.perf_counter(); c = sum(len(enc.encode_ordinary(x)) for x in texts); best = min(best, time.perf_counter() - t)
-print(f"{{'python tiktoken (cl100k, encode_ordinary)':<44} {{n / 1e6 / best:>8.2}} MB/s  ({{c}} tokens, {{best:.3}} s)")
+label = 'python tiktoken (cl100k, encode_ordinary)'
+print(f"{{label:<44}} {{n / 1e6 / best:>8.2f}} MB/s  ({{c}} items, {{best:.3f}} s)")
 "#,
         ranks = write_ranks(&dir).display().to_string(),
         texts = texts.display().to_string()

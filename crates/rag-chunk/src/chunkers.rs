@@ -108,7 +108,8 @@ impl TokenChunker {
 
     /// Chunks synchronously (the trait method is a thin async wrapper).
     pub fn chunk_document(&self, doc: &Document) -> Vec<Chunk> {
-        let pieces = token_windows(&self.counter, &doc.text, Span { start: 0, end: doc.text.len() }, self.chunk_size, self.overlap);
+        let pieces =
+            token_windows(&self.counter, &doc.text, Span { start: 0, end: doc.text.len() }, self.chunk_size, self.overlap);
         to_chunks(doc, pieces)
     }
 }

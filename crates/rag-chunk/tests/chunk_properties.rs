@@ -154,14 +154,18 @@ fn edge_cases() {
     // Emoji and CJK never split inside a character.
     let cjk = "日本語の文章です。これは二番目の文です。🎉🎉🎉 絵文字もあります。".repeat(20);
     let d = Document::new("j", cjk);
-    for chunks in [sem.chunk_document(&d), tok.chunk_document(&d), TokenChunker::new(counter.clone(), 3, 1).unwrap().chunk_document(&d)] {
+    for chunks in
+        [sem.chunk_document(&d), tok.chunk_document(&d), TokenChunker::new(counter.clone(), 3, 1).unwrap().chunk_document(&d)]
+    {
         assert!(!chunks.is_empty());
         for ch in &chunks {
             assert!(d.text.is_char_boundary(ch.span.start) && d.text.is_char_boundary(ch.span.end));
         }
     }
     // Sentences are not cut on every '.', e.g. decimals and abbreviations in one sentence.
-    let c = SemanticChunker::new(counter.clone(), 1, 200).unwrap().chunk_document(&Document::new("x", "The value was 3.14 in e.g. the lab. Next sentence here."));
+    let c = SemanticChunker::new(counter.clone(), 1, 200)
+        .unwrap()
+        .chunk_document(&Document::new("x", "The value was 3.14 in e.g. the lab. Next sentence here."));
     assert_eq!(c.len(), 1);
     // Configuration errors.
     assert!(TokenChunker::new(counter.clone(), 10, 10).is_err());
@@ -184,7 +188,8 @@ fn markdown_heading_paths_and_code_blocks() {
     assert_eq!(paths.last().unwrap(), &vec!["Guide".to_owned(), "Use".to_owned()]);
     let code = chunks.iter().find(|c| c.text.contains("cargo install")).unwrap();
     assert!(code.text.contains("# not a heading"), "code block kept whole: {:?}", code.text);
-    assert!(!chunks.iter().any(|c| c.metadata.get("heading_path") == Some(&rag_core::MetadataValue::StrList(vec!["Guide".into(), "Install".into(), "not a heading".into()]))));
+    assert!(!chunks.iter().any(|c| c.metadata.get("heading_path")
+        == Some(&rag_core::MetadataValue::StrList(vec!["Guide".into(), "Install".into(), "not a heading".into()]))));
 }
 
 #[test]
@@ -192,7 +197,10 @@ fn context_window_truncates_and_orders() {
     let counter = tc();
     let long = "Sentence one is here. Sentence two follows it. ".repeat(40);
     let ranked: Vec<ScoredChunk> = (0..5)
-        .map(|i| ScoredChunk { chunk: Chunk::new(format!("c{i}"), "d", if i == 2 { long.clone() } else { format!("Passage number {i}.") }), score: 5.0 - i as f32 })
+        .map(|i| ScoredChunk {
+            chunk: Chunk::new(format!("c{i}"), "d", if i == 2 { long.clone() } else { format!("Passage number {i}.") }),
+            score: 5.0 - i as f32,
+        })
         .collect();
     let window = ContextWindow::new(counter.clone(), 200).reserved_for_answer(50).min_truncated_tokens(10);
     let packed = window.pack("Which passage?", &ranked);

@@ -26,9 +26,7 @@ pub fn convex_combination<S: AsRef<str>>(dense: &[(S, f32)], keyword: &[(S, f32)
     let mut scores: HashMap<&str, (f32, usize)> = HashMap::new();
     let mut order = 0usize;
     for (list, weight) in [(dense, alpha), (keyword, 1.0 - alpha)] {
-        let (lo, hi) = list
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (_, s)| (lo.min(*s), hi.max(*s)));
+        let (lo, hi) = list.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (_, s)| (lo.min(*s), hi.max(*s)));
         let range = hi - lo;
         for (id, s) in list {
             let norm = if range > f32::EPSILON { (s - lo) / range } else { 1.0 };

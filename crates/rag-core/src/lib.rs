@@ -12,14 +12,12 @@ pub use error::{RagError, Result};
 pub use filter::Filter;
 pub use traits::{Chunker, Embedder, Generator, Reranker, Retriever, VectorStore};
 pub use types::{
-    Chunk, ContextPassage, Distance, Document, EmbeddedChunk, Generation, GenerationEvent, GenerationRequest,
-    Metadata, MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreDescription, VectorQuery, content_hash,
+    Chunk, ContextPassage, Distance, Document, EmbeddedChunk, Generation, GenerationEvent, GenerationRequest, Metadata,
+    MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreDescription, VectorQuery, content_hash,
 };
 
 /// mockall mocks of every core trait, for tests that assemble pipelines without Python.
 #[cfg(any(test, feature = "test-utils"))]
 pub mod mocks {
-    pub use crate::traits::{
-        MockChunker, MockEmbedder, MockGenerator, MockReranker, MockRetriever, MockVectorStore,
-    };
+    pub use crate::traits::{MockChunker, MockEmbedder, MockGenerator, MockReranker, MockRetriever, MockVectorStore};
 }

@@ -4,12 +4,8 @@ use std::collections::{HashMap, HashSet};
 
 /// nDCG@k with graded relevance (`qrels`: doc id -> grade > 0). Returns 0 when no document is relevant.
 pub fn ndcg_at_k(ranked: &[String], qrels: &HashMap<String, u32>, k: usize) -> f64 {
-    let dcg: f64 = ranked
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, id)| f64::from(*qrels.get(id).unwrap_or(&0)) / (i as f64 + 2.0).log2())
-        .sum();
+    let dcg: f64 =
+        ranked.iter().take(k).enumerate().map(|(i, id)| f64::from(*qrels.get(id).unwrap_or(&0)) / (i as f64 + 2.0).log2()).sum();
     let mut ideal: Vec<u32> = qrels.values().copied().filter(|g| *g > 0).collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
     let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, g)| f64::from(*g) / (i as f64 + 2.0).log2()).sum();
@@ -28,11 +24,7 @@ pub fn recall_at_k(ranked: &[String], qrels: &HashMap<String, u32>, k: usize) ->
 
 /// MRR@k: 1 / rank of the first relevant document within the top k, else 0.
 pub fn mrr_at_k(ranked: &[String], qrels: &HashMap<String, u32>, k: usize) -> f64 {
-    ranked
-        .iter()
-        .take(k)
-        .position(|id| qrels.get(id).is_some_and(|g| *g > 0))
-        .map_or(0.0, |p| 1.0 / (p as f64 + 1.0))
+    ranked.iter().take(k).position(|id| qrels.get(id).is_some_and(|g| *g > 0)).map_or(0.0, |p| 1.0 / (p as f64 + 1.0))
 }
 
 /// Collapses a ranked list of chunk hits to documents, keeping each document's best rank

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::{
-    Chunk, Document, EmbeddedChunk, Filter, Generation, GenerationEvent, GenerationRequest, Result,
-    RetrievalQuery, ScoredChunk, StoreDescription, VectorQuery,
+    Chunk, Document, EmbeddedChunk, Filter, Generation, GenerationEvent, GenerationRequest, Result, RetrievalQuery, ScoredChunk,
+    StoreDescription, VectorQuery,
 };
 
 /// A store of embedded chunks that answers nearest-neighbour queries.
@@ -52,11 +52,7 @@ pub trait Reranker: Send + Sync {
     /// with the reranker's scores.
     async fn rerank(&self, query: String, candidates: Vec<ScoredChunk>, top_k: usize) -> Result<Vec<ScoredChunk>>;
     /// Reranks several queries at once (one crossing into the model where the backend can).
-    async fn rerank_batch(
-        &self,
-        batch: Vec<(String, Vec<ScoredChunk>)>,
-        top_k: usize,
-    ) -> Result<Vec<Vec<ScoredChunk>>> {
+    async fn rerank_batch(&self, batch: Vec<(String, Vec<ScoredChunk>)>, top_k: usize) -> Result<Vec<Vec<ScoredChunk>>> {
         let mut out = Vec::with_capacity(batch.len());
         for (q, c) in batch {
             out.push(self.rerank(q, c, top_k).await?);

@@ -139,7 +139,16 @@ impl Chunk {
         let text = text.into();
         let span = Span { start: 0, end: text.len() };
         let content_hash = content_hash(&text);
-        Self { id: id.into(), doc_id: doc_id.into(), index: 0, text, span, token_count: 0, content_hash, metadata: Metadata::new() }
+        Self {
+            id: id.into(),
+            doc_id: doc_id.into(),
+            index: 0,
+            text,
+            span,
+            token_count: 0,
+            content_hash,
+            metadata: Metadata::new(),
+        }
     }
 }
 
@@ -222,10 +231,7 @@ impl std::str::FromStr for Distance {
             "cosine" => Ok(Self::Cosine),
             "l2" | "euclid" | "euclidean" => Ok(Self::L2),
             "ip" | "dot" | "dotproduct" => Ok(Self::Ip),
-            other => Err(crate::RagError::invalid_input(
-                "distance",
-                format!("unknown distance `{other}`: use cosine, l2 or ip"),
-            )),
+            other => Err(crate::RagError::invalid_input("distance", format!("unknown distance `{other}`: use cosine, l2 or ip"))),
         }
     }
 }

@@ -34,38 +34,66 @@ impl DspyGeneratorBuilder {
     /// Base URL of an OpenAI-compatible server.
     pub fn api_base(mut self, url: impl Into<String>) -> Self {
         let url = url.into();
-        self.lm_field(|l| if let LmConfig::Lm { api_base, .. } = l { *api_base = Some(url) });
+        self.lm_field(|l| {
+            if let LmConfig::Lm { api_base, .. } = l {
+                *api_base = Some(url)
+            }
+        });
         self
     }
     /// API key (else litellm reads the provider's variable, e.g. `OPENAI_API_KEY`). Never logged.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         let key = key.into();
-        self.lm_field(|l| if let LmConfig::Lm { api_key, .. } = l { *api_key = Some(key) });
+        self.lm_field(|l| {
+            if let LmConfig::Lm { api_key, .. } = l {
+                *api_key = Some(key)
+            }
+        });
         self
     }
     /// Max tokens per answer.
     pub fn max_tokens(mut self, n: usize) -> Self {
-        self.lm_field(|l| if let LmConfig::Lm { max_tokens, .. } = l { *max_tokens = n });
+        self.lm_field(|l| {
+            if let LmConfig::Lm { max_tokens, .. } = l {
+                *max_tokens = n
+            }
+        });
         self
     }
     /// Temperature.
     pub fn temperature(mut self, t: f32) -> Self {
-        self.lm_field(|l| if let LmConfig::Lm { temperature, .. } = l { *temperature = t });
+        self.lm_field(|l| {
+            if let LmConfig::Lm { temperature, .. } = l {
+                *temperature = t
+            }
+        });
         self
     }
     /// Request timeout.
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.lm_field(|l| if let LmConfig::Lm { timeout, .. } = l { *timeout = d });
+        self.lm_field(|l| {
+            if let LmConfig::Lm { timeout, .. } = l {
+                *timeout = d
+            }
+        });
         self
     }
     /// Retries (litellm's, with its backoff).
     pub fn retries(mut self, n: u32) -> Self {
-        self.lm_field(|l| if let LmConfig::Lm { retries, .. } = l { *retries = n });
+        self.lm_field(|l| {
+            if let LmConfig::Lm { retries, .. } = l {
+                *retries = n
+            }
+        });
         self
     }
     /// DSPy's response cache on or off (default on).
     pub fn cache(mut self, on: bool) -> Self {
-        self.lm_field(|l| if let LmConfig::Lm { cache, .. } = l { *cache = on });
+        self.lm_field(|l| {
+            if let LmConfig::Lm { cache, .. } = l {
+                *cache = on
+            }
+        });
         self
     }
     /// Where DSPy keeps its disk cache (`DSPY_CACHEDIR`), if it has not started yet.
@@ -83,14 +111,23 @@ impl DspyGeneratorBuilder {
         let (lm_obj, program) = rag_python::runtime()?
             .run(move |py| {
                 let lm_obj = make_lm(py, &lm)?;
-                let program = ops(py)?.getattr("chain_of_thought").and_then(|f| f.call1((&signature,))).py_context(py).map_err(|e| match e {
-                    RagError::Python { message, .. } => RagError::invalid_input("signature", format!("`{signature}` is not a valid DSPy signature: {message}")),
-                    other => other,
-                })?;
+                let program = ops(py)?.getattr("chain_of_thought").and_then(|f| f.call1((&signature,))).py_context(py).map_err(
+                    |e| match e {
+                        RagError::Python { message, .. } => RagError::invalid_input(
+                            "signature",
+                            format!("`{signature}` is not a valid DSPy signature: {message}"),
+                        ),
+                        other => other,
+                    },
+                )?;
                 Ok((lm_obj, program.unbind()))
             })
             .await?;
-        Ok(DspyGenerator { lm: Arc::new(lm_obj), program: Arc::new(program), name: format!("dspy:ChainOfThought({})", self.lm.label()) })
+        Ok(DspyGenerator {
+            lm: Arc::new(lm_obj),
+            program: Arc::new(program),
+            name: format!("dspy:ChainOfThought({})", self.lm.label()),
+        })
     }
 }
 
@@ -124,7 +161,8 @@ impl DspyGenerator {
 fn to_generation(d: &Bound<'_, PyAny>, request: &GenerationRequest, name: &str) -> Result<Generation> {
     let py = d.py();
     let answer: String = d.get_item("answer").and_then(|a| a.extract()).py_context(py)?;
-    let reasoning: Option<String> = d.get_item("reasoning").ok().filter(|r| !r.is_none()).and_then(|r| r.str().ok().map(|s| s.to_string()));
+    let reasoning: Option<String> =
+        d.get_item("reasoning").ok().filter(|r| !r.is_none()).and_then(|r| r.str().ok().map(|s| s.to_string()));
     let cited: Vec<usize> = d.get_item("cited").and_then(|c| c.extract()).py_context(py)?;
     // The answer's [n] citations, else every passage it was given.
     let used_context_ids = if cited.is_empty() {

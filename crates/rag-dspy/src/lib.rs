@@ -41,7 +41,8 @@ pub(crate) fn ops(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
     let environ = os.getattr("environ").py_context(py)?;
     let default_cache = std::env::temp_dir().join("rag-dspy-cache").display().to_string();
     environ.call_method1("setdefault", ("DSPY_CACHEDIR", default_cache)).py_context(py)?;
-    let code = std::ffi::CString::new(include_str!("rag_dspy.py")).map_err(|_| RagError::Other("NUL in embedded source".into()))?;
+    let code =
+        std::ffi::CString::new(include_str!("rag_dspy.py")).map_err(|_| RagError::Other("NUL in embedded source".into()))?;
     let m = PyModule::from_code(py, code.as_c_str(), c"rag_dspy.py", c"rag_dspy").py_context(py)?;
     let _ = OPS.set(m.clone().unbind());
     Ok(m)

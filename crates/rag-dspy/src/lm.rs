@@ -100,7 +100,10 @@ impl LmConfig {
 }
 
 /// Builds the Python LM object.
-pub(crate) fn make_lm(py: rag_python::pyo3::Python<'_>, cfg: &LmConfig) -> rag_core::Result<rag_python::pyo3::Py<rag_python::pyo3::PyAny>> {
+pub(crate) fn make_lm(
+    py: rag_python::pyo3::Python<'_>,
+    cfg: &LmConfig,
+) -> rag_core::Result<rag_python::pyo3::Py<rag_python::pyo3::PyAny>> {
     use rag_python::PyResultExt;
     use rag_python::pyo3::prelude::*;
     let spec = rag_python::convert::json_to_py(py, &cfg.spec())?;

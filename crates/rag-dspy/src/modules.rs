@@ -57,7 +57,17 @@ struct Bound3 {
 }
 
 impl Bound3 {
-    async fn new(retriever: Arc<dyn Retriever>, lm: LmConfig, default_k: usize, make: impl for<'py> FnOnce(Python<'py>, &rag_python::pyo3::Bound<'py, rag_python::pyo3::types::PyModule>) -> Result<rag_python::pyo3::Bound<'py, PyAny>> + Send + 'static) -> Result<Self> {
+    async fn new(
+        retriever: Arc<dyn Retriever>,
+        lm: LmConfig,
+        default_k: usize,
+        make: impl for<'py> FnOnce(
+            Python<'py>,
+            &rag_python::pyo3::Bound<'py, rag_python::pyo3::types::PyModule>,
+        ) -> Result<rag_python::pyo3::Bound<'py, PyAny>>
+        + Send
+        + 'static,
+    ) -> Result<Self> {
         let rm = RustRetriever::new(retriever, default_k)?;
         let (module, lm, rm) = rag_python::runtime()?
             .run(move |py| {
@@ -80,7 +90,11 @@ impl Bound3 {
                 for (k, v) in &inputs {
                     kw.set_item(k, v).py_context(py)?;
                 }
-                Ok(ops(py)?.getattr("run_module").and_then(|f| f.call1((module.bind(py), lm.bind(py), rm.bind(py), kw))).py_context(py)?.unbind())
+                Ok(ops(py)?
+                    .getattr("run_module")
+                    .and_then(|f| f.call1((module.bind(py), lm.bind(py), rm.bind(py), kw)))
+                    .py_context(py)?
+                    .unbind())
             })
             .await
             .map_err(classify)?;
@@ -103,7 +117,11 @@ impl Bound3 {
                         .collect()
                 };
                 let answer: String = pred.getattr("answer").and_then(|a| a.str()).map(|s| s.to_string()).py_context(py)?;
-                let reasoning = pred.call_method1("get", ("reasoning",)).ok().filter(|r| !r.is_none()).and_then(|r| r.str().ok().map(|s| s.to_string()));
+                let reasoning = pred
+                    .call_method1("get", ("reasoning",))
+                    .ok()
+                    .filter(|r| !r.is_none())
+                    .and_then(|r| r.str().ok().map(|s| s.to_string()));
                 let hops_py = pred.getattr("hops").py_context(py)?;
                 let mut hops = Vec::new();
                 for h in hops_py.try_iter().py_context(py)? {
@@ -126,7 +144,8 @@ impl BasicRag {
     /// `k` passages a question; `lm` answers.
     pub async fn new(retriever: Arc<dyn Retriever>, lm: LmConfig, k: usize) -> Result<Self> {
         Ok(Self(
-            Bound3::new(retriever, lm, k, move |py, ops| ops.getattr("BasicRag").and_then(|c| c.call1((k,))).py_context(py)).await?,
+            Bound3::new(retriever, lm, k, move |py, ops| ops.getattr("BasicRag").and_then(|c| c.call1((k,))).py_context(py))
+                .await?,
         ))
     }
 
@@ -152,7 +171,10 @@ impl MultiHopRag {
             return Err(RagError::invalid_input("max_hops", "needs at least one hop"));
         }
         Ok(Self(
-            Bound3::new(retriever, lm, k, move |py, ops| ops.getattr("MultiHopRag").and_then(|c| c.call1((max_hops, k))).py_context(py)).await?,
+            Bound3::new(retriever, lm, k, move |py, ops| {
+                ops.getattr("MultiHopRag").and_then(|c| c.call1((max_hops, k))).py_context(py)
+            })
+            .await?,
         ))
     }
 
@@ -217,7 +239,10 @@ impl DspyProgram {
     /// Imports the file and instantiates the class.
     pub async fn load(mut self) -> Result<Self> {
         let (path, class, kwargs) = (self.path.clone(), self.class_name.clone(), self.kwargs.clone());
-        let retriever = self.retriever.clone().ok_or_else(|| RagError::config("DspyProgram needs a retriever (with_retriever) before load"))?;
+        let retriever = self
+            .retriever
+            .clone()
+            .ok_or_else(|| RagError::config("DspyProgram needs a retriever (with_retriever) before load"))?;
         let bound = Bound3::new(retriever.0, self.lm.clone(), retriever.1, move |py, ops| {
             let kw = rag_python::convert::json_to_py(py, &kwargs)?;
             ops.getattr("load_program").and_then(|f| f.call1((&path, &class, kw))).py_context(py)
@@ -234,7 +259,11 @@ impl DspyProgram {
         let json = rag_python::runtime()?
             .run(move |py| {
                 let fields = ops(py)?.getattr("prediction_fields").and_then(|f| f.call1((pred.bind(py),))).py_context(py)?;
-                let s: String = rag_python::import(py, "json")?.getattr("dumps").and_then(|d| d.call1((fields,))).and_then(|s| s.extract()).py_context(py)?;
+                let s: String = rag_python::import(py, "json")?
+                    .getattr("dumps")
+                    .and_then(|d| d.call1((fields,)))
+                    .and_then(|s| s.extract())
+                    .py_context(py)?;
                 Ok(s)
             })
             .await?;

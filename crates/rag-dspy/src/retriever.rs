@@ -61,9 +61,18 @@ impl RustRetriever {
     pub fn new(inner: Arc<dyn Retriever>, default_k: usize) -> rag_core::Result<Self> {
         let handle = match tokio::runtime::Handle::try_current() {
             Ok(h) => h,
-            Err(_) => fallback_runtime().map(|r| r.handle().clone()).ok_or_else(|| rag_core::RagError::Other("cannot start a tokio runtime".into()))?,
+            Err(_) => fallback_runtime()
+                .map(|r| r.handle().clone())
+                .ok_or_else(|| rag_core::RagError::Other("cannot start a tokio runtime".into()))?,
         };
-        Ok(Self { inner, handle, default_k: default_k.max(1), filter: None, registry: Mutex::new(HashMap::new()), calls: Mutex::new(Vec::new()) })
+        Ok(Self {
+            inner,
+            handle,
+            default_k: default_k.max(1),
+            filter: None,
+            registry: Mutex::new(HashMap::new()),
+            calls: Mutex::new(Vec::new()),
+        })
     }
 
     /// Applies `filter` to every retrieval.
@@ -89,7 +98,9 @@ impl RustRetriever {
         let handle = self.handle.clone();
         // Release the GIL while Rust retrieves: the retriever may itself call into Python
         // (a sentence-transformers query embedding, a Chroma query).
-        let hits = py.detach(move || handle.block_on(inner.retrieve(q))).map_err(|e| PyRuntimeError::new_err(format!("Rust retriever failed: {e}")))?;
+        let hits = py
+            .detach(move || handle.block_on(inner.retrieve(q)))
+            .map_err(|e| PyRuntimeError::new_err(format!("Rust retriever failed: {e}")))?;
         let passages: Vec<Passage> = hits.iter().map(Passage::from).collect();
         let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         if reg.len() > 100_000 {
@@ -107,7 +118,13 @@ impl RustRetriever {
     /// `rm(query, k=None)`: a list of passages. A list of queries returns their passages merged,
     /// best score first, without duplicates (DSPy's multi-query convention).
     #[pyo3(signature = (query, k=None, **_kwargs))]
-    fn __call__(&self, py: Python<'_>, query: Bound<'_, PyAny>, k: Option<usize>, _kwargs: Option<Bound<'_, PyDict>>) -> PyResult<Vec<Passage>> {
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        query: Bound<'_, PyAny>,
+        k: Option<usize>,
+        _kwargs: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<Passage>> {
         let k = k.unwrap_or(self.default_k);
         if let Ok(s) = query.cast::<PyString>() {
             return self.retrieve_one(py, s.to_string(), k);

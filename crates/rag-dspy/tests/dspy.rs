@@ -18,7 +18,11 @@ fn passage(id: &str, text: &str) -> ContextPassage {
 fn request() -> GenerationRequest {
     GenerationRequest {
         question: "What lowers fracture risk?".into(),
-        context: vec![passage("c1", "Calcium intake varies."), passage("c2", "Vitamin D lowers fracture risk."), passage("c3", "Unrelated.")],
+        context: vec![
+            passage("c1", "Calcium intake varies."),
+            passage("c2", "Vitamin D lowers fracture risk."),
+            passage("c3", "Unrelated."),
+        ],
     }
 }
 
@@ -35,7 +39,11 @@ async fn chain_of_thought_fields_and_citations() {
     let g = DspyGenerator::with_lm(LmConfig::dummy([[("reasoning", "r"), ("answer", "Vitamin D.")]])).build().await.unwrap();
     assert_eq!(g.generate(request()).await.unwrap().used_context_ids, vec!["c1", "c2", "c3"]);
     // A bad signature is a clear input error.
-    let err = DspyGenerator::with_lm(LmConfig::dummy(Vec::<Vec<(&str, &str)>>::new())).signature("no arrow here").build().await.unwrap_err();
+    let err = DspyGenerator::with_lm(LmConfig::dummy(Vec::<Vec<(&str, &str)>>::new()))
+        .signature("no arrow here")
+        .build()
+        .await
+        .unwrap_err();
     assert!(matches!(err, RagError::InvalidInput { .. }), "{err}");
 }
 
@@ -62,8 +70,12 @@ fn mock_retriever() -> MockRetriever {
     let mut r = MockRetriever::new();
     r.expect_retrieve().returning(|q| {
         let all = match q.text.as_str() {
-            t if t.contains("first") => vec![hit("a", "Alpha fact.", 0.9), hit("b", "Beta fact.", 0.8), hit("c", "Gamma fact.", 0.7)],
-            t if t.contains("second") => vec![hit("b", "Beta fact.", 0.95), hit("d", "Delta fact.", 0.6), hit("e", "Epsilon fact.", 0.5)],
+            t if t.contains("first") => {
+                vec![hit("a", "Alpha fact.", 0.9), hit("b", "Beta fact.", 0.8), hit("c", "Gamma fact.", 0.7)]
+            }
+            t if t.contains("second") => {
+                vec![hit("b", "Beta fact.", 0.95), hit("d", "Delta fact.", 0.6), hit("e", "Epsilon fact.", 0.5)]
+            }
             _ => vec![hit("z", "Zeta fact.", 0.4)],
         };
         Ok(all.into_iter().take(q.k).collect())
@@ -85,7 +97,11 @@ async fn multi_hop_generates_queries_and_deduplicates_through_the_rust_retriever
     assert_eq!(out.hops.len(), 2);
     assert_eq!(out.hops[0].query, "first search");
     assert_eq!(out.hops[1].query, "second search");
-    assert_eq!(rag.retriever_calls(), vec![("first search".to_owned(), 2), ("second search".to_owned(), 2)], "the Rust retriever got each hop's query and k");
+    assert_eq!(
+        rag.retriever_calls(),
+        vec![("first search".to_owned(), 2), ("second search".to_owned(), 2)],
+        "the Rust retriever got each hop's query and k"
+    );
     let ids = |v: &[rag_dspy::PassageRef]| v.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&out.hops[0].passages), vec!["a", "b"]);
     assert_eq!(ids(&out.hops[1].passages), vec!["b", "d"]);
@@ -137,7 +153,13 @@ class Summarise(dspy.Module):
     assert_eq!(out["n"], 2);
     assert_eq!(program.retriever_calls(), vec![("facts first".to_owned(), 2)]);
     // A class that is not there: a clear error, naming what the file has.
-    let err = DspyProgram::from_file(&path, "Missing").unwrap().with_retriever(Arc::new(mock_retriever()), 1).load().await.map(|_| ()).unwrap_err();
+    let err = DspyProgram::from_file(&path, "Missing")
+        .unwrap()
+        .with_retriever(Arc::new(mock_retriever()), 1)
+        .load()
+        .await
+        .map(|_| ())
+        .unwrap_err();
     assert!(err.to_string().contains("Summarise"), "{err}");
     assert!(DspyProgram::from_file(dir.path().join("nope.py"), "X").is_err());
 }
@@ -200,7 +222,14 @@ async fn the_dspy_lm_path_end_to_end_with_retry_and_streaming() {
     assert!(tokens.len() >= 2, "streamed in pieces: {tokens:?}");
     assert_eq!(tokens.concat().trim(), last.answer, "the pieces make up the answer");
     // A bad key: a permanent error, never retried into a transient one.
-    let bad = DspyGenerator::builder("openai/fake-model").api_base(&base).api_key("bad-key").retries(0).cache(false).build().await.unwrap();
+    let bad = DspyGenerator::builder("openai/fake-model")
+        .api_base(&base)
+        .api_key("bad-key")
+        .retries(0)
+        .cache(false)
+        .build()
+        .await
+        .unwrap();
     let err = bad.generate(request()).await.unwrap_err();
     assert!(!matches!(err, RagError::Transient { .. }), "{err}");
     assert!(!format!("{err}").contains("bad-key"), "the key is not echoed: {err}");

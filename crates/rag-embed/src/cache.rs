@@ -38,7 +38,7 @@ pub fn encode_vector(v: &[f32]) -> Vec<u8> {
 
 /// The inverse of [`encode_vector`]; `None` if the length is not a multiple of 4.
 pub fn decode_vector(b: &[u8]) -> Option<Vec<f32>> {
-    (b.len() % 4 == 0).then(|| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    b.len().is_multiple_of(4).then(|| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 /// Counters of a [`CachedEmbedder`].
@@ -175,9 +175,7 @@ impl<E: Embedder> Embedder for CachedEmbedder<E> {
                 Err(e) => self.cache_failed("write", &e),
             }
         }
-        out.into_iter()
-            .map(|v| v.ok_or_else(|| RagError::Other("internal: a cached embedding went missing".into())))
-            .collect()
+        out.into_iter().map(|v| v.ok_or_else(|| RagError::Other("internal: a cached embedding went missing".into()))).collect()
     }
 
     fn dimension(&self) -> usize {
@@ -207,7 +205,10 @@ impl LocalCache {
             std::fs::create_dir_all(parent).map_err(|e| RagError::io(parent, e))?;
         }
         let db = redb::Database::create(&path).map_err(|e| {
-            RagError::permanent("local embedding cache", format!("cannot open {}: {e} (is another `rag` process using it?)", path.display()))
+            RagError::permanent(
+                "local embedding cache",
+                format!("cannot open {}: {e} (is another `rag` process using it?)", path.display()),
+            )
         })?;
         Ok(Self { db: Arc::new(db), path })
     }
@@ -245,9 +246,7 @@ impl EmbeddingCache for LocalCache {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; keys.len()]),
                 Err(e) => return Err(local_err(e)),
             };
-            keys.iter()
-                .map(|k| Ok(table.get(k.as_str()).map_err(local_err)?.and_then(|v| decode_vector(v.value()))))
-                .collect()
+            keys.iter().map(|k| Ok(table.get(k.as_str()).map_err(local_err)?.and_then(|v| decode_vector(v.value())))).collect()
         })
         .await
         .map_err(|e| RagError::Other(format!("cache task failed: {e}")))?

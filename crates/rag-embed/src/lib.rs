@@ -16,9 +16,9 @@ mod openai;
 #[cfg(feature = "sentence-transformers")]
 mod sentence_transformers;
 
-pub use cache::{CacheStats, CachedEmbedder, EmbeddingCache, LocalCache, cache_key, decode_vector, encode_vector};
 #[cfg(feature = "redis-cache")]
 pub use cache::RedisCache;
+pub use cache::{CacheStats, CachedEmbedder, EmbeddingCache, LocalCache, cache_key, decode_vector, encode_vector};
 #[cfg(feature = "openai")]
 pub use openai::{OpenAIEmbedder, OpenAIEmbedderBuilder, OverlongInput};
 #[cfg(feature = "sentence-transformers")]

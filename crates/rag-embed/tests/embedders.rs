@@ -52,7 +52,13 @@ async fn minilm_embeds_offline_deterministically_and_semantically() {
 async fn concurrent_minilm_calls_do_not_serialise_on_our_side() {
     let e = Arc::new(SentenceTransformerEmbedder::builder().build().await.unwrap());
     let texts: Vec<String> = (0..16).map(|i| format!("concurrent text {i}")).collect();
-    let handles: Vec<_> = (0..4).map(|_| { let e = e.clone(); let t = texts.clone(); tokio::spawn(async move { e.embed(t).await }) }).collect();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let e = e.clone();
+            let t = texts.clone();
+            tokio::spawn(async move { e.embed(t).await })
+        })
+        .collect();
     for h in handles {
         assert_eq!(h.await.unwrap().unwrap().len(), 16);
     }
@@ -114,15 +120,30 @@ async fn openai_against_a_local_server_with_retries_limits_and_permanent_errors(
     let stats = get(&format!("{}/stats", server.url()));
     assert_eq!(stats["requests"]["failed"], 2);
     // More failures than retries: a transient error comes back.
-    let few = OpenAIEmbedder::builder().base_url(&base).api_key("k").model("fake-embedding").dimensions(16).max_retries(1)
-        .backoff(Duration::from_millis(1), Duration::from_millis(2)).build().await.unwrap();
+    let few = OpenAIEmbedder::builder()
+        .base_url(&base)
+        .api_key("k")
+        .model("fake-embedding")
+        .dimensions(16)
+        .max_retries(1)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .build()
+        .await
+        .unwrap();
     control(&server, serde_json::json!({"fail": [500, 500, 500]})).await;
     let err = few.embed(vec!["x".into()]).await.unwrap_err();
     assert!(matches!(err, RagError::Transient { .. }), "{err}");
     control(&server, serde_json::json!({"fail": []})).await;
     let _ = few.embed(vec!["drain".into()]).await;
     // A bad key is permanent and not retried.
-    let bad = OpenAIEmbedder::builder().base_url(&base).api_key("bad-key").model("fake-embedding").dimensions(16).build().await.unwrap();
+    let bad = OpenAIEmbedder::builder()
+        .base_url(&base)
+        .api_key("bad-key")
+        .model("fake-embedding")
+        .dimensions(16)
+        .build()
+        .await
+        .unwrap();
     let before = get(&format!("{}/stats", server.url()))["requests"]["embeddings"].as_u64().unwrap();
     let err = bad.embed(vec!["x".into()]).await.unwrap_err();
     assert!(matches!(&err, RagError::Permanent { message, .. } if message.contains("AuthenticationError")), "{err}");
@@ -131,12 +152,28 @@ async fn openai_against_a_local_server_with_retries_limits_and_permanent_errors(
     assert_eq!(before, after);
     // Token limits: split averages pieces, error refuses, truncate keeps the prefix.
     let long = "word ".repeat(50);
-    let split = OpenAIEmbedder::builder().base_url(&base).api_key("k").model("fake-embedding").dimensions(16)
-        .max_tokens_per_input(20).overlong(OverlongInput::Split).build().await.unwrap();
+    let split = OpenAIEmbedder::builder()
+        .base_url(&base)
+        .api_key("k")
+        .model("fake-embedding")
+        .dimensions(16)
+        .max_tokens_per_input(20)
+        .overlong(OverlongInput::Split)
+        .build()
+        .await
+        .unwrap();
     let sv = split.embed(vec![long.clone()]).await.unwrap();
     assert!((sv[0].iter().map(|x| x * x).sum::<f32>().sqrt() - 1.0).abs() < 1e-4);
-    let strict = OpenAIEmbedder::builder().base_url(&base).api_key("k").model("fake-embedding").dimensions(16)
-        .max_tokens_per_input(20).overlong(OverlongInput::Error).build().await.unwrap();
+    let strict = OpenAIEmbedder::builder()
+        .base_url(&base)
+        .api_key("k")
+        .model("fake-embedding")
+        .dimensions(16)
+        .max_tokens_per_input(20)
+        .overlong(OverlongInput::Error)
+        .build()
+        .await
+        .unwrap();
     let err = strict.embed(vec!["ok".into(), long]).await.unwrap_err();
     assert!(matches!(&err, RagError::InvalidInput { input, .. } if input.contains("#1")), "{err}");
 }
@@ -144,7 +181,10 @@ async fn openai_against_a_local_server_with_retries_limits_and_permanent_errors(
 fn redis_server() -> ServerProcess {
     let port = free_port().unwrap();
     let program = which("redis-server").expect("redis-server is not installed: run `make setup` (apt-get install redis-server)");
-    let args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     spawn_listening(&program, &args, port, Duration::from_secs(10)).unwrap()
 }
 
@@ -182,7 +222,10 @@ async fn redis_cache_counts_exactly_and_survives_redis_dying() {
     // Redis comes back on the same port: the cache heals by itself.
     let port = server.port;
     let program = which("redis-server").unwrap();
-    let args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let _server2 = spawn_listening(&program, &args, port, Duration::from_secs(10)).unwrap();
     let mut healed = false;
     for _ in 0..50 {

@@ -10,9 +10,7 @@ use rag_python::convert::{vector_from_py, vector_to_numpy};
 fn bench(c: &mut Criterion) {
     let rt = rag_python::runtime().expect("python runtime (run `make setup`)");
     let tokio_rt = tokio::runtime::Runtime::new().unwrap();
-    let noop: Py<PyAny> = rt
-        .run_blocking(|py| Ok(py.eval(c"lambda: None", None, None).unwrap().unbind()))
-        .unwrap();
+    let noop: Py<PyAny> = rt.run_blocking(|py| Ok(py.eval(c"lambda: None", None, None).unwrap().unbind())).unwrap();
     let noop = std::sync::Arc::new(noop);
 
     let f = noop.clone();
@@ -30,11 +28,12 @@ fn bench(c: &mut Criterion) {
     c.bench_function("runtime.run(no-op python call).await", |b| {
         b.iter(|| {
             let f = f.clone();
-            tokio_rt.block_on(rt.run(move |py| {
-                f.call0(py).unwrap();
-                Ok(())
-            }))
-            .unwrap()
+            tokio_rt
+                .block_on(rt.run(move |py| {
+                    f.call0(py).unwrap();
+                    Ok(())
+                }))
+                .unwrap()
         })
     });
     let v: Vec<f32> = (0..384).map(|i| i as f32).collect();

@@ -14,11 +14,7 @@ pub fn py_err(py: Python<'_>, err: PyErr) -> RagError {
     let exc_type = if module.is_empty() || module == "builtins" { qualname.clone() } else { format!("{module}.{qualname}") };
     let message = value.str().map(|s| s.to_string()).unwrap_or_default();
     if qualname == "ModuleNotFoundError" {
-        let package = value
-            .getattr("name")
-            .ok()
-            .and_then(|n| n.extract::<String>().ok())
-            .unwrap_or_else(|| message.clone());
+        let package = value.getattr("name").ok().and_then(|n| n.extract::<String>().ok()).unwrap_or_else(|| message.clone());
         let venv = py
             .import("sys")
             .and_then(|s| s.getattr("prefix"))

@@ -83,7 +83,8 @@ fn start(config: &PythonConfig) -> Result<PythonRuntime> {
         py.run(STARTUP, None, None).py_context(py)?;
         let sys = py.import("sys").py_context(py)?;
         let prefix: String = sys.getattr("prefix").and_then(|p| p.extract()).py_context(py)?;
-        let version: String = py.eval(c"'.'.join(map(str, __import__('sys').version_info[:3]))", None, None)
+        let version: String = py
+            .eval(c"'.'.join(map(str, __import__('sys').version_info[:3]))", None, None)
             .and_then(|v| v.extract())
             .py_context(py)?;
         if Path::new(&prefix) != venv {

@@ -19,8 +19,8 @@ pub mod venv;
 
 pub use errors::{PyResultExt, import, py_err};
 pub use init::{PythonConfig, PythonRuntime, init, runtime};
-pub use pyo3;
 pub use numpy;
+pub use pyo3;
 
 /// The command that creates the venv and installs every pinned Python package.
 pub const SETUP_COMMAND: &str = "make setup";

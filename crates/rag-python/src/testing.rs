@@ -43,7 +43,9 @@ impl Drop for ServerProcess {
 
 /// The repository root (where `python/` and `.venv` live).
 pub fn repo_root() -> PathBuf {
-    Path::new(crate::venv::BUILD_WORKSPACE_ROOT).canonicalize().unwrap_or_else(|_| PathBuf::from(crate::venv::BUILD_WORKSPACE_ROOT))
+    Path::new(crate::venv::BUILD_WORKSPACE_ROOT)
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from(crate::venv::BUILD_WORKSPACE_ROOT))
 }
 
 /// The venv's `bin/` directory.

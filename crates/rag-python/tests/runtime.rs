@@ -42,7 +42,8 @@ async fn starts_from_the_venv_and_imports_the_stack() {
     assert_eq!(dspy.1, "3.4.1");
     // C extensions import (the PYTHONPATH-only trap breaks numpy's datetime capsule).
     rt.run(|py| {
-        py.run(c"import numpy as np; assert np.array(['2020-01-01'], dtype='datetime64[D]').shape == (1,)", None, None).py_context(py)
+        py.run(c"import numpy as np; assert np.array(['2020-01-01'], dtype='datetime64[D]').shape == (1,)", None, None)
+            .py_context(py)
     })
     .await
     .unwrap();
@@ -120,10 +121,15 @@ async fn python_work_does_not_stall_the_async_runtime() {
 #[tokio::test]
 async fn concurrent_calls_and_nested_calls_complete() {
     let rt = runtime().unwrap();
-    let results = futures::future::join_all((0..64).map(|i| rt.run(move |py| {
-        let v: i64 = py.eval(&std::ffi::CString::new(format!("{i} * 2")).unwrap(), None, None).and_then(|x| x.extract()).py_context(py)?;
-        Ok(v)
-    })))
+    let results = futures::future::join_all((0..64).map(|i| {
+        rt.run(move |py| {
+            let v: i64 = py
+                .eval(&std::ffi::CString::new(format!("{i} * 2")).unwrap(), None, None)
+                .and_then(|x| x.extract())
+                .py_context(py)?;
+            Ok(v)
+        })
+    }))
     .await;
     let values: Vec<i64> = results.into_iter().map(Result::unwrap).collect();
     assert_eq!(values, (0..64).map(|i| i * 2).collect::<Vec<_>>());
@@ -131,7 +137,8 @@ async fn concurrent_calls_and_nested_calls_complete() {
     // rather than deadlocking behind itself.
     let nested = rt
         .run(|_py| {
-            let inner = runtime()?.run_blocking(|py| py.eval(c"7", None, None).and_then(|x| x.extract::<i64>()).py_context(py))?;
+            let inner =
+                runtime()?.run_blocking(|py| py.eval(c"7", None, None).and_then(|x| x.extract::<i64>()).py_context(py))?;
             Ok(inner + 1)
         })
         .await

@@ -45,7 +45,10 @@ impl CrossEncoderRerankerBuilder {
     pub async fn build(self) -> Result<CrossEncoderReranker> {
         let looks_like_path = self.model.starts_with('/') || self.model.starts_with('.');
         if looks_like_path && !Path::new(&self.model).is_dir() {
-            return Err(RagError::not_found(format!("cross-encoder model directory {}", self.model), Some("give a local CrossEncoder directory")));
+            return Err(RagError::not_found(
+                format!("cross-encoder model directory {}", self.model),
+                Some("give a local CrossEncoder directory"),
+            ));
         }
         let cfg = self.clone();
         let model = rag_python::runtime()?
@@ -106,7 +109,10 @@ impl CrossEncoderReranker {
             })
             .await?;
         if scores.len() != n {
-            return Err(RagError::permanent("cross-encoder", format!("{} scores for {n} pairs: the model must have one output label", scores.len())));
+            return Err(RagError::permanent(
+                "cross-encoder",
+                format!("{} scores for {n} pairs: the model must have one output label", scores.len()),
+            ));
         }
         Ok(scores)
     }
@@ -131,7 +137,8 @@ impl Reranker for CrossEncoderReranker {
     }
 
     async fn rerank_batch(&self, batch: Vec<(String, Vec<ScoredChunk>)>, top_k_n: usize) -> Result<Vec<Vec<ScoredChunk>>> {
-        let pairs: Vec<(String, String)> = batch.iter().flat_map(|(q, cs)| cs.iter().map(move |c| (q.clone(), c.chunk.text.clone()))).collect();
+        let pairs: Vec<(String, String)> =
+            batch.iter().flat_map(|(q, cs)| cs.iter().map(move |c| (q.clone(), c.chunk.text.clone()))).collect();
         let scores = self.score(pairs).await?;
         let mut offset = 0;
         Ok(batch

@@ -6,7 +6,12 @@ use rag_core::{Chunk, RagError, Reranker, ScoredChunk};
 use rag_rerank::{CrossEncoderReranker, build_tiny_cross_encoder};
 
 fn cands(n: usize) -> Vec<ScoredChunk> {
-    (0..n).map(|i| ScoredChunk { chunk: Chunk::new(format!("c{i}"), "d", format!("passage number {i} about topic {}", i % 3)), score: 1.0 }).collect()
+    (0..n)
+        .map(|i| ScoredChunk {
+            chunk: Chunk::new(format!("c{i}"), "d", format!("passage number {i} about topic {}", i % 3)),
+            score: 1.0,
+        })
+        .collect()
 }
 
 #[tokio::test]

@@ -23,7 +23,9 @@ use rag_core::{
     Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
 };
 use rag_python::PyResultExt;
-use rag_python::convert::{chunk_from_payload, chunk_payload, json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json};
+use rag_python::convert::{
+    chunk_from_payload, chunk_payload, json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json,
+};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyList};
 use serde_json::{Value, json};
@@ -97,10 +99,8 @@ impl ChromaStoreBuilder {
             std::fs::create_dir_all(p).map_err(|e| RagError::io(p, e))?;
         }
         let cfg = self.clone();
-        let (client, collection, dimension, max_batch) = rag_python::runtime()?
-            .run(move |py| open(py, &cfg))
-            .await
-            .map_err(|e| classify(e, &self.collection))?;
+        let (client, collection, dimension, max_batch) =
+            rag_python::runtime()?.run(move |py| open(py, &cfg)).await.map_err(|e| classify(e, &self.collection))?;
         Ok(ChromaStore {
             inner: Arc::new(Inner {
                 _client: client,
@@ -182,7 +182,11 @@ fn open(py: Python<'_>, cfg: &ChromaStoreBuilder) -> Result<Opened> {
     let stored_dim = meta.get(DIMENSION_KEY).and_then(MetadataValue::as_f64).map(|d| d as usize);
     let dimension = match (stored_dim, cfg.dimension) {
         (Some(s), Some(asked)) if s != asked => {
-            return Err(RagError::DimensionMismatch { context: format!("Chroma collection `{}`", cfg.collection), expected: s, actual: asked });
+            return Err(RagError::DimensionMismatch {
+                context: format!("Chroma collection `{}`", cfg.collection),
+                expected: s,
+                actual: asked,
+            });
         }
         (Some(s), _) => Some(s),
         (None, asked) => asked,
@@ -200,7 +204,9 @@ fn is_not_found(py: Python<'_>, e: &PyErr) -> bool {
 fn classify(e: RagError, collection: &str) -> RagError {
     match e {
         RagError::Python { ref exc_type, ref message, .. }
-            if exc_type.contains("Connect") || message.contains("Could not connect") || message.contains("Connection refused") =>
+            if exc_type.contains("Connect")
+                || message.contains("Could not connect")
+                || message.contains("Connection refused") =>
         {
             RagError::transient("chroma", format!("collection `{collection}`: {message} (is the Chroma server running?)"))
         }
@@ -259,7 +265,13 @@ fn translate(filter: &Filter) -> Value {
 impl ChromaStore {
     /// A builder for `mode`, with collection `rag`, cosine distance, created if missing.
     pub fn builder(mode: ChromaMode) -> ChromaStoreBuilder {
-        ChromaStoreBuilder { mode, collection: "rag".into(), distance: Distance::Cosine, dimension: None, create_if_missing: true }
+        ChromaStoreBuilder {
+            mode,
+            collection: "rag".into(),
+            distance: Distance::Cosine,
+            dimension: None,
+            create_if_missing: true,
+        }
     }
 
     /// The collection name.
@@ -316,7 +328,11 @@ impl VectorStore for ChromaStore {
         }
         let dim = chunks[0].embedding.len();
         if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
-            return Err(RagError::DimensionMismatch { context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id), expected: dim, actual: c.embedding.len() });
+            return Err(RagError::DimensionMismatch {
+                context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id),
+                expected: dim,
+                actual: c.embedding.len(),
+            });
         }
         self.check_dimension(dim, "upsert").await?;
         // Chroma rejects duplicate ids in one call: the last occurrence wins, as in a sequential upsert.
@@ -356,7 +372,11 @@ impl VectorStore for ChromaStore {
         if let Some(expected) = self.dimension()
             && expected != query.vector.len()
         {
-            return Err(RagError::DimensionMismatch { context: format!("Chroma collection `{}` (query)", self.inner.name), expected, actual: query.vector.len() });
+            return Err(RagError::DimensionMismatch {
+                context: format!("Chroma collection `{}` (query)", self.inner.name),
+                expected,
+                actual: query.vector.len(),
+            });
         }
         if query.k == 0 {
             return Ok(Vec::new());
@@ -386,7 +406,12 @@ impl VectorStore for ChromaStore {
                 let mut out = Vec::with_capacity(ids.len());
                 for (i, id) in ids.into_iter().enumerate() {
                     let meta = metas.get_item(i).map(|m| metadata_from_py(&m, &[])).unwrap_or_default();
-                    out.push((id, docs.get(i).cloned().flatten().unwrap_or_default(), meta, dists.get(i).copied().unwrap_or(f32::MAX)));
+                    out.push((
+                        id,
+                        docs.get(i).cloned().flatten().unwrap_or_default(),
+                        meta,
+                        dists.get(i).copied().unwrap_or(f32::MAX),
+                    ));
                 }
                 Ok(out)
             })

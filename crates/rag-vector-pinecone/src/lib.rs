@@ -18,7 +18,9 @@ use rag_core::{
     Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
 };
 use rag_python::PyResultExt;
-use rag_python::convert::{chunk_from_payload, chunk_payload, json_to_py, metadata_from_py, metadata_value_to_json, vector_to_numpy};
+use rag_python::convert::{
+    chunk_from_payload, chunk_payload, json_to_py, metadata_from_py, metadata_value_to_json, vector_to_numpy,
+};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyModule};
 use serde_json::{Value, json};
@@ -34,7 +36,8 @@ fn ops(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
     if let Some(m) = OPS.get() {
         return Ok(m.bind(py).clone());
     }
-    let code = std::ffi::CString::new(include_str!("pinecone_ops.py")).map_err(|_| RagError::Other("NUL in embedded source".into()))?;
+    let code =
+        std::ffi::CString::new(include_str!("pinecone_ops.py")).map_err(|_| RagError::Other("NUL in embedded source".into()))?;
     let m = PyModule::from_code(py, code.as_c_str(), c"rag_pinecone_ops.py", c"rag_pinecone_ops").py_context(py)?;
     let _ = OPS.set(m.clone().unbind());
     Ok(m)
@@ -113,9 +116,11 @@ impl PineconeStoreBuilder {
 
     /// Connects (and creates the index if needed).
     pub async fn build(self) -> Result<PineconeStore> {
-        let api_key = self.api_key.clone().or_else(|| std::env::var("PINECONE_API_KEY").ok()).ok_or_else(|| {
-            RagError::config("Pinecone: no API key: set PINECONE_API_KEY or the `api_key` setting")
-        })?;
+        let api_key = self
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("PINECONE_API_KEY").ok())
+            .ok_or_else(|| RagError::config("Pinecone: no API key: set PINECONE_API_KEY or the `api_key` setting"))?;
         let cfg = self.clone();
         let (client, index, info) = rag_python::runtime()?
             .run(move |py| {
@@ -126,7 +131,17 @@ impl PineconeStoreBuilder {
                 let res = ops(py)?
                     .getattr("connect")
                     .and_then(|f| {
-                        f.call1((api_key, name, host, cfg.control_host.clone(), cfg.create_if_missing, cfg.dimension, cfg.distance.as_str(), &cfg.cloud, &cfg.region))
+                        f.call1((
+                            api_key,
+                            name,
+                            host,
+                            cfg.control_host.clone(),
+                            cfg.create_if_missing,
+                            cfg.dimension,
+                            cfg.distance.as_str(),
+                            &cfg.cloud,
+                            &cfg.region,
+                        ))
                     })
                     .map_err(|e| {
                         let err = rag_python::py_err(py, e);
@@ -151,20 +166,24 @@ impl PineconeStoreBuilder {
                 )));
             }
             if let Some(asked) = self.dimension.filter(|a| *a != d) {
-                return Err(RagError::DimensionMismatch { context: format!("Pinecone index {:?}", self.index), expected: d, actual: asked });
+                return Err(RagError::DimensionMismatch {
+                    context: format!("Pinecone index {:?}", self.index),
+                    expected: d,
+                    actual: asked,
+                });
             }
             dimension = Some(d);
         }
-        Ok(PineconeStore {
-            inner: Arc::new(Inner { _client: client, index, cfg: self, dimension: Mutex::new(dimension) }),
-        })
+        Ok(PineconeStore { inner: Arc::new(Inner { _client: client, index, cfg: self, dimension: Mutex::new(dimension) }) })
     }
 }
 
 fn classify(e: RagError) -> RagError {
     match e {
         RagError::Python { ref exc_type, ref message, .. } => {
-            let transient = ["Connect", "Timeout", "ServiceUnavailable", "TooManyRequests", "RateLimit", "ServerError"].iter().any(|t| exc_type.contains(t));
+            let transient = ["Connect", "Timeout", "ServiceUnavailable", "TooManyRequests", "RateLimit", "ServerError"]
+                .iter()
+                .any(|t| exc_type.contains(t));
             if transient {
                 RagError::transient("pinecone", format!("{exc_type}: {message}"))
             } else if exc_type.contains("Unauthorized") || exc_type.contains("Forbidden") || message.contains("Invalid API Key") {
@@ -228,7 +247,9 @@ fn record(c: &EmbeddedChunk) -> Result<(Value, usize)> {
     if meta_bytes > MAX_METADATA_BYTES {
         return Err(RagError::invalid_input(
             format!("chunk `{}`", c.chunk.id),
-            format!("its metadata with text is {meta_bytes} bytes, over Pinecone's {MAX_METADATA_BYTES}: use a smaller chunk size"),
+            format!(
+                "its metadata with text is {meta_bytes} bytes, over Pinecone's {MAX_METADATA_BYTES}: use a smaller chunk size"
+            ),
         ));
     }
     let rec = json!({"id": c.chunk.id, "values": c.embedding, "metadata": meta});
@@ -278,9 +299,11 @@ impl PineconeStore {
     fn check_dimension(&self, actual: usize, what: &str) -> Result<()> {
         let mut d = self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner());
         match *d {
-            Some(expected) if expected != actual => {
-                Err(RagError::DimensionMismatch { context: format!("Pinecone index {:?} ({what})", self.inner.cfg.index), expected, actual })
-            }
+            Some(expected) if expected != actual => Err(RagError::DimensionMismatch {
+                context: format!("Pinecone index {:?} ({what})", self.inner.cfg.index),
+                expected,
+                actual,
+            }),
             Some(_) => Ok(()),
             None => {
                 *d = Some(actual);
@@ -307,7 +330,11 @@ impl VectorStore for PineconeStore {
         }
         let dim = chunks[0].embedding.len();
         if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
-            return Err(RagError::DimensionMismatch { context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id), expected: dim, actual: c.embedding.len() });
+            return Err(RagError::DimensionMismatch {
+                context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id),
+                expected: dim,
+                actual: c.embedding.len(),
+            });
         }
         self.check_dimension(dim, "upsert")?;
         let records = chunks.iter().map(record).collect::<Result<Vec<_>>>()?;
@@ -322,7 +349,11 @@ impl VectorStore for PineconeStore {
 
     async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>> {
         if let Some(d) = self.dimension().filter(|d| *d != query.vector.len()) {
-            return Err(RagError::DimensionMismatch { context: format!("Pinecone index {:?} (query)", self.inner.cfg.index), expected: d, actual: query.vector.len() });
+            return Err(RagError::DimensionMismatch {
+                context: format!("Pinecone index {:?} (query)", self.inner.cfg.index),
+                expected: d,
+                actual: query.vector.len(),
+            });
         }
         if query.k == 0 {
             return Ok(Vec::new());
@@ -334,7 +365,10 @@ impl VectorStore for PineconeStore {
                     Some(f) => json_to_py(py, f)?,
                     None => py.None().into_bound(py),
                 };
-                let res = ops.getattr("query").and_then(|f| f.call1((index, ns, vector_to_numpy(py, &query.vector), query.k, flt))).py_context(py)?;
+                let res = ops
+                    .getattr("query")
+                    .and_then(|f| f.call1((index, ns, vector_to_numpy(py, &query.vector), query.k, flt)))
+                    .py_context(py)?;
                 let mut out = Vec::new();
                 for item in res.try_iter().py_context(py)? {
                     let item = item.py_context(py)?;
@@ -410,7 +444,14 @@ impl VectorStore for PineconeStore {
                 h.clone()
             }
         };
-        Ok(StoreDescription { backend: "pinecone".into(), collection, dimension: self.dimension(), distance: self.inner.cfg.distance, count, details })
+        Ok(StoreDescription {
+            backend: "pinecone".into(),
+            collection,
+            dimension: self.dimension(),
+            distance: self.inner.cfg.distance,
+            count,
+            details,
+        })
     }
 }
 
@@ -434,7 +475,11 @@ mod tests {
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![1000, 1000, 500]);
         let big: Vec<(Value, usize)> = (0..10).map(|i| (json!(i), 700_000)).collect();
         let b = batches(big);
-        assert!(b.iter().all(|x| x.len() * 700_001 + 64 <= MAX_BYTES_PER_REQUEST), "{:?}", b.iter().map(Vec::len).collect::<Vec<_>>());
+        assert!(
+            b.iter().all(|x| x.len() * 700_001 + 64 <= MAX_BYTES_PER_REQUEST),
+            "{:?}",
+            b.iter().map(Vec::len).collect::<Vec<_>>()
+        );
         assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 10);
     }
 }

@@ -20,7 +20,10 @@ use rag_core::{
     Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
 };
 use rag_python::PyResultExt;
-use rag_python::convert::{chunk_from_payload, chunk_payload, json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json, vector_to_numpy};
+use rag_python::convert::{
+    chunk_from_payload, chunk_payload, json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json,
+    vector_to_numpy,
+};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyList, PyModule};
 use serde_json::{Value, json};
@@ -171,7 +174,14 @@ impl QdrantStoreBuilder {
             })
             .await?;
         Ok(QdrantStore {
-            inner: Arc::new(Inner { client, name: self.collection, mode: self.mode, distance: self.distance, dimension: Mutex::new(dimension), batch_size: self.batch_size }),
+            inner: Arc::new(Inner {
+                client,
+                name: self.collection,
+                mode: self.mode,
+                distance: self.distance,
+                dimension: Mutex::new(dimension),
+                batch_size: self.batch_size,
+            }),
         })
     }
 }
@@ -181,7 +191,10 @@ fn open_error(py: Python<'_>, e: PyErr, mode: &QdrantMode) -> RagError {
     match (&err, mode) {
         (RagError::Python { message, .. }, QdrantMode::Local(p)) if message.contains("already accessed") => RagError::permanent(
             "qdrant",
-            format!("the local Qdrant storage {} is open in another process or store: close it first (local mode allows one client)", p.display()),
+            format!(
+                "the local Qdrant storage {} is open in another process or store: close it first (local mode allows one client)",
+                p.display()
+            ),
         ),
         _ => err,
     }
@@ -252,7 +265,7 @@ fn condition(filter: &Filter) -> (Option<Value>, Option<Value>) {
 
 fn as_filter(filter: &Filter) -> Value {
     match filter {
-        Filter::Or(v) => json!({"should": v.iter().map(|c| as_filter_single(c)).collect::<Vec<_>>()}),
+        Filter::Or(v) => json!({"should": v.iter().map(as_filter_single).collect::<Vec<_>>()}),
         Filter::And(v) => {
             let (mut must, mut must_not) = (Vec::new(), Vec::new());
             for c in v {
@@ -277,7 +290,14 @@ fn as_filter_single(filter: &Filter) -> Value {
 impl QdrantStore {
     /// A builder for `mode`, collection `rag`, cosine, created if missing.
     pub fn builder(mode: QdrantMode) -> QdrantStoreBuilder {
-        QdrantStoreBuilder { mode, collection: "rag".into(), distance: Distance::Cosine, dimension: None, create_if_missing: true, batch_size: 256 }
+        QdrantStoreBuilder {
+            mode,
+            collection: "rag".into(),
+            distance: Distance::Cosine,
+            dimension: None,
+            create_if_missing: true,
+            batch_size: 256,
+        }
     }
 
     fn dimension(&self) -> Option<usize> {
@@ -293,13 +313,20 @@ impl QdrantStore {
 
     async fn ensure_collection(&self, dim: usize) -> Result<()> {
         match self.dimension() {
-            Some(d) if d != dim => Err(RagError::DimensionMismatch { context: format!("Qdrant collection `{}`", self.inner.name), expected: d, actual: dim }),
+            Some(d) if d != dim => Err(RagError::DimensionMismatch {
+                context: format!("Qdrant collection `{}`", self.inner.name),
+                expected: d,
+                actual: dim,
+            }),
             Some(_) => Ok(()),
             None => {
                 let inner = self.inner.clone();
                 rag_python::runtime()?
                     .run(move |py| {
-                        ops(py)?.getattr("create").and_then(|f| f.call1((inner.client.bind(py), &inner.name, dim, inner.distance.as_str()))).py_context(py)?;
+                        ops(py)?
+                            .getattr("create")
+                            .and_then(|f| f.call1((inner.client.bind(py), &inner.name, dim, inner.distance.as_str())))
+                            .py_context(py)?;
                         Ok(())
                     })
                     .await?;
@@ -322,7 +349,9 @@ impl QdrantStore {
 
 fn classify(e: RagError) -> RagError {
     match e {
-        RagError::Python { ref exc_type, ref message, .. } if exc_type.contains("ResponseHandlingException") || message.contains("Connection refused") => {
+        RagError::Python { ref exc_type, ref message, .. }
+            if exc_type.contains("ResponseHandlingException") || message.contains("Connection refused") =>
+        {
             RagError::transient("qdrant", message.clone())
         }
         other => other,
@@ -337,7 +366,11 @@ impl VectorStore for QdrantStore {
         }
         let dim = chunks[0].embedding.len();
         if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
-            return Err(RagError::DimensionMismatch { context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id), expected: dim, actual: c.embedding.len() });
+            return Err(RagError::DimensionMismatch {
+                context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id),
+                expected: dim,
+                actual: c.embedding.len(),
+            });
         }
         self.ensure_collection(dim).await?;
         let batch_size = self.inner.batch_size;
@@ -361,7 +394,11 @@ impl VectorStore for QdrantStore {
     async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>> {
         match self.dimension() {
             Some(d) if d != query.vector.len() => {
-                return Err(RagError::DimensionMismatch { context: format!("Qdrant collection `{}` (query)", self.inner.name), expected: d, actual: query.vector.len() });
+                return Err(RagError::DimensionMismatch {
+                    context: format!("Qdrant collection `{}` (query)", self.inner.name),
+                    expected: d,
+                    actual: query.vector.len(),
+                });
             }
             None => return Ok(Vec::new()), // no collection yet: nothing stored
             _ => {}
@@ -376,7 +413,10 @@ impl VectorStore for QdrantStore {
                     Some(s) => json_to_py(py, s)?,
                     None => py.None().into_bound(py),
                 };
-                let res = ops.getattr("query").and_then(|f| f.call1((client, name, vector_to_numpy(py, &query.vector), query.k, spec))).py_context(py)?;
+                let res = ops
+                    .getattr("query")
+                    .and_then(|f| f.call1((client, name, vector_to_numpy(py, &query.vector), query.k, spec)))
+                    .py_context(py)?;
                 let mut out = Vec::new();
                 for item in res.try_iter().py_context(py)? {
                     let item = item.py_context(py)?;
@@ -432,7 +472,10 @@ impl VectorStore for QdrantStore {
         if self.dimension().is_none() {
             return Ok(0);
         }
-        self.call(|py, ops, client, name| ops.getattr("count").and_then(|f| f.call1((client, name))).and_then(|c| c.extract()).py_context(py)).await
+        self.call(|py, ops, client, name| {
+            ops.getattr("count").and_then(|f| f.call1((client, name))).and_then(|c| c.extract()).py_context(py)
+        })
+        .await
     }
 
     async fn describe(&self) -> Result<StoreDescription> {
@@ -452,8 +495,11 @@ impl VectorStore for QdrantStore {
             }
         }
         let count = if self.dimension().is_some() {
-            let info: BTreeMap<String, String> =
-                self.call(|py, ops, client, name| ops.getattr("describe").and_then(|f| f.call1((client, name))).and_then(|d| d.extract()).py_context(py)).await?;
+            let info: BTreeMap<String, String> = self
+                .call(|py, ops, client, name| {
+                    ops.getattr("describe").and_then(|f| f.call1((client, name))).and_then(|d| d.extract()).py_context(py)
+                })
+                .await?;
             let count = info.get("points_count").and_then(|c| c.parse().ok()).unwrap_or(0);
             details.extend(info);
             count
@@ -461,7 +507,14 @@ impl VectorStore for QdrantStore {
             details.insert("status".into(), "not created (no vectors yet)".into());
             0
         };
-        Ok(StoreDescription { backend: "qdrant".into(), collection: self.inner.name.clone(), dimension: self.dimension(), distance: self.inner.distance, count, details })
+        Ok(StoreDescription {
+            backend: "qdrant".into(),
+            collection: self.inner.name.clone(),
+            dimension: self.dimension(),
+            distance: self.inner.distance,
+            count,
+            details,
+        })
     }
 }
 

@@ -1,0 +1,57 @@
+# The two commands a newcomer needs:
+#   make demo   set everything up, then ingest SciFact and answer questions on the embedded default
+#   make test   set everything up, then run every check and test (what CI runs)
+# Both are idempotent and fast the second time (the venv is cached outside the repo by lock hash).
+
+SHELL := /bin/bash
+DATASET ?= ../shared/datasets/scifact
+CARGO ?= cargo
+RAG := ./target/release/rag
+
+.PHONY: setup setup-system setup-python demo test lint unit eval bench bench-criterion clean
+
+setup: setup-system setup-python
+
+# redis-server for the Redis cache tests (they start their own instances on free ports).
+setup-system:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; fi; \
+	fi
+
+setup-python:
+	@scripts/setup-python
+
+demo: setup
+	$(CARGO) build --release --bin rag
+	$(RAG) ingest $(DATASET)/corpus.jsonl
+	$(RAG) stats
+	$(RAG) query "Does vitamin D supplementation reduce the risk of fractures?"
+	$(RAG) query "What is the role of microRNA in cancer?" --retriever hybrid
+	$(RAG) query "Do statins lower mortality in heart failure?" --k 3
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	$(CARGO) clippy -p rag --no-default-features --all-targets -- -D warnings
+
+# The no-Python build: the facade's unit tests with no backend features.
+unit:
+	$(CARGO) test -p rag --no-default-features --lib
+
+test: setup lint unit
+	$(CARGO) nextest run --workspace --all-features --no-fail-fast
+
+eval: setup
+	$(CARGO) build --release --bin rag
+	for r in bm25 dense hybrid; do $(RAG) eval --dataset $(DATASET) --retriever $$r --json; done
+
+bench: setup
+	$(CARGO) build --release --bin rag
+	$(RAG) bench --dataset $(DATASET) --docs 1000 --queries 200 --concurrency 4
+
+bench-criterion: setup
+	$(CARGO) bench --workspace
+
+clean:
+	rm -rf .rag target

@@ -1,0 +1,119 @@
+//! `rag bench`: ingestion throughput and end-to-end query latency on a BEIR dataset.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use rag_core::{RagError, Result};
+use serde::Serialize;
+
+use crate::pipeline::{IngestReport, QueryOptions, RagPipeline};
+
+/// The keys `rag bench --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Documents ingested.
+    pub documents: u64,
+    /// Ingestion throughput.
+    pub ingest_docs_per_s: f64,
+    /// What the ingest did (cache hits show whether the embedding model ran).
+    pub ingest: IngestReport,
+    /// Queries run.
+    pub queries: usize,
+    /// In flight at once.
+    pub concurrency: usize,
+    /// Median end-to-end query latency.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Queries per second over the whole run.
+    pub qps: f64,
+    /// Each stage's share of summed per-query time (embed_query, vector_search, keyword_search,
+    /// fusion, rerank, pack, generate).
+    pub stage_share: BTreeMap<String, f64>,
+    /// Mean milliseconds per stage.
+    pub stage_mean_ms: BTreeMap<String, f64>,
+}
+
+/// Percentile (nearest rank) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Writes the first `docs` documents of `dataset/corpus.jsonl` to `out` (a bench corpus).
+pub fn slice_corpus(dataset: &Path, docs: usize, out: &Path) -> Result<u64> {
+    use std::io::BufRead;
+    let src = dataset.join("corpus.jsonl");
+    let f = std::fs::File::open(&src).map_err(|e| RagError::io(&src, e))?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| RagError::io(out, e))?);
+    let mut n = 0u64;
+    for line in std::io::BufReader::new(f).lines().take(docs) {
+        let line = line.map_err(|e| RagError::io(&src, e))?;
+        writeln!(w, "{line}").map_err(|e| RagError::io(out, e))?;
+        n += 1;
+    }
+    w.flush().map_err(|e| RagError::io(out, e))?;
+    Ok(n)
+}
+
+/// Ingests `corpus` into `pipeline`, then runs `queries` questions at `concurrency`.
+pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[String], concurrency: usize) -> Result<BenchReport> {
+    let ingest = pipeline.ingest(&[corpus.to_path_buf()], false, None).await?;
+    let ingest_docs_per_s = ingest.documents as f64 / ingest.seconds.max(1e-9);
+    // Warm-up: model loading and first-call costs are not query latency.
+    let warm = questions.iter().take(2).cloned().collect::<Vec<_>>();
+    for r in pipeline.batch_query(&warm, &QueryOptions::default(), 1).await {
+        r?;
+    }
+    let start = Instant::now();
+    let results = pipeline.batch_query(questions, &QueryOptions::default(), concurrency).await;
+    let wall = start.elapsed().as_secs_f64();
+    let mut totals = Vec::new();
+    let mut stages: BTreeMap<String, f64> = BTreeMap::new();
+    for r in results {
+        let r = r?;
+        for (k, v) in &r.timings_ms {
+            if k == "total" {
+                totals.push(*v);
+            } else {
+                *stages.entry(k.clone()).or_default() += v;
+            }
+        }
+    }
+    totals.sort_by(f64::total_cmp);
+    let staged: f64 = stages.values().sum();
+    let n = totals.len().max(1) as f64;
+    Ok(BenchReport {
+        documents: ingest.documents,
+        ingest_docs_per_s,
+        queries: totals.len(),
+        concurrency,
+        p50_ms: percentile(&totals, 50.0),
+        p95_ms: percentile(&totals, 95.0),
+        p99_ms: percentile(&totals, 99.0),
+        qps: totals.len() as f64 / wall.max(1e-9),
+        stage_share: stages.iter().map(|(k, v)| (k.clone(), v / staged.max(1e-9))).collect(),
+        stage_mean_ms: stages.iter().map(|(k, v)| (k.clone(), v / n)).collect(),
+        ingest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(super::percentile(&v, 50.0), 50.0);
+        assert_eq!(super::percentile(&v, 95.0), 95.0);
+        assert_eq!(super::percentile(&v, 99.0), 99.0);
+        assert_eq!(super::percentile(&[3.0], 99.0), 3.0);
+        assert_eq!(super::percentile(&[], 50.0), 0.0);
+    }
+}

@@ -1,0 +1,140 @@
+//! Retrieval evaluation on a BEIR dataset (`corpus.jsonl`, `queries.jsonl`, `qrels/test.tsv`):
+//! nDCG@10, Recall@100 and MRR@10 at document level (a document's rank is its best chunk's).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Instant;
+
+use futures::StreamExt;
+use rag_core::metrics::{dedup_documents, mrr_at_k, ndcg_at_k, recall_at_k};
+use rag_core::{RagError, Result};
+use serde::Serialize;
+
+use crate::pipeline::{IngestReport, Progress, QueryOptions, RagPipeline, RetrievalMode};
+use crate::retrieve::StageTimings;
+
+/// Evaluation results (the keys `rag eval --json` prints).
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Mean nDCG@10.
+    pub ndcg_at_10: f64,
+    /// Mean Recall@100.
+    pub recall_at_100: f64,
+    /// Mean MRR@10.
+    pub mrr_at_10: f64,
+    /// Queries evaluated.
+    pub queries: usize,
+    /// Retrieval mode.
+    pub retriever: RetrievalMode,
+    /// Whether results were reranked.
+    pub rerank: bool,
+    /// What ingesting the corpus did (all unchanged on a second run).
+    pub ingest: IngestReport,
+    /// Seconds spent on queries.
+    pub query_seconds: f64,
+}
+
+/// A BEIR dataset's test split.
+#[derive(Debug, Clone)]
+pub struct BeirDataset {
+    /// Query id -> text.
+    pub queries: BTreeMap<String, String>,
+    /// Query id -> (doc id -> relevance grade).
+    pub qrels: BTreeMap<String, HashMap<String, u32>>,
+}
+
+impl BeirDataset {
+    /// Loads `queries.jsonl` and `qrels/test.tsv` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let qpath = dir.join("queries.jsonl");
+        let mut queries = BTreeMap::new();
+        for doc in crate::readers::JsonlReader::open(&qpath)? {
+            let d = doc?;
+            queries.insert(d.id, d.text);
+        }
+        let rpath = dir.join("qrels").join("test.tsv");
+        let text = std::fs::read_to_string(&rpath).map_err(|e| RagError::io(&rpath, e))?;
+        let mut qrels: BTreeMap<String, HashMap<String, u32>> = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if i == 0 && cols.first().is_some_and(|c| c.contains("query")) {
+                continue;
+            }
+            if cols.len() < 3 {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Err(RagError::invalid_input(
+                    format!("{}:{}", rpath.display(), i + 1),
+                    "expected query-id, corpus-id, score separated by tabs",
+                ));
+            }
+            let grade: u32 = cols[2]
+                .trim()
+                .parse()
+                .map_err(|_| RagError::invalid_input(format!("{}:{}", rpath.display(), i + 1), "score is not a whole number"))?;
+            qrels.entry(cols[0].to_owned()).or_default().insert(cols[1].to_owned(), grade);
+        }
+        qrels.retain(|q, _| queries.contains_key(q));
+        if qrels.is_empty() {
+            return Err(RagError::invalid_input(dir.display().to_string(), "no test query has relevance judgements"));
+        }
+        Ok(Self { queries, qrels })
+    }
+}
+
+/// Ingests the corpus (idempotently) and evaluates `mode` on the test queries.
+pub async fn run_eval(
+    pipeline: &RagPipeline,
+    dataset: &Path,
+    mode: RetrievalMode,
+    rerank: bool,
+    limit: Option<usize>,
+    progress: Option<Progress>,
+) -> Result<EvalReport> {
+    let data = BeirDataset::load(dataset)?;
+    let ingest = pipeline.ingest(&[dataset.join("corpus.jsonl")], false, progress.clone()).await?;
+    let start = Instant::now();
+    let ids: Vec<&String> = data.qrels.keys().take(limit.unwrap_or(usize::MAX)).collect();
+    let total = ids.len() as u64;
+    // Enough chunks to rank 100 distinct documents.
+    let opts = QueryOptions { k: Some(300), mode: Some(mode), rerank: Some(rerank), filter: None };
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let results: Vec<Result<(f64, f64, f64)>> = futures::stream::iter(ids.iter().map(|qid| {
+        let (opts, data, done, progress) = (&opts, &data, &done, progress.clone());
+        async move {
+            let question = &data.queries[*qid];
+            let mut t = StageTimings::new();
+            let mut degraded = Vec::new();
+            let hits = pipeline.retrieve(question, opts, &mut t, &mut degraded).await?;
+            let docs = dedup_documents(hits.iter().map(|h| h.chunk.doc_id.as_str()));
+            let qrels = &data.qrels[*qid];
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if let Some(p) = &progress {
+                p(n, total);
+            }
+            Ok((ndcg_at_k(&docs, qrels, 10), recall_at_k(&docs, qrels, 100), mrr_at_k(&docs, qrels, 10)))
+        }
+    }))
+    .buffer_unordered(4)
+    .collect()
+    .await;
+    let mut sums = (0.0, 0.0, 0.0);
+    for r in &results {
+        let (a, b, c) = r.as_ref().map_err(|e| RagError::Other(e.to_string()))?;
+        sums.0 += a;
+        sums.1 += b;
+        sums.2 += c;
+    }
+    let n = results.len().max(1) as f64;
+    Ok(EvalReport {
+        ndcg_at_10: sums.0 / n,
+        recall_at_100: sums.1 / n,
+        mrr_at_10: sums.2 / n,
+        queries: results.len(),
+        retriever: mode,
+        rerank,
+        ingest,
+        query_seconds: start.elapsed().as_secs_f64(),
+    })
+}
