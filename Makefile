@@ -33,11 +33,11 @@ demo: setup
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
-	$(CARGO) clippy -p rag --no-default-features --all-targets -- -D warnings
+	$(CARGO) clippy -p rag --no-default-features --features test-utils --all-targets -- -D warnings
 
-# The no-Python build: the facade's unit tests with no backend features.
+# The no-Python build: the facade's unit tests and a whole pipeline from mocks, no backend features.
 unit:
-	$(CARGO) test -p rag --no-default-features --lib
+	$(CARGO) test -p rag --no-default-features --features test-utils --lib --test pipeline_mocks
 
 test: setup lint unit
 	$(CARGO) nextest run --workspace --all-features --no-fail-fast

@@ -370,7 +370,7 @@ impl RagConfig {
                 self.set(key, &v).map_err(|e| RagError::invalid_input(*var, e.to_string()))?;
             }
         }
-        Ok(())
+        self.validate()
     }
 
     /// Sets one dotted key from a string (used by environment variables and `--set key=value`).
@@ -404,11 +404,21 @@ impl RagConfig {
                 return Err(RagError::invalid_input(other.to_owned(), "unknown configuration key (see docs/configuration.md)"));
             }
         }
-        self.validate()
+        self.validate_values()
     }
 
-    /// Checks values that parse but make no sense.
+    /// Checks the whole configuration: every value, and the rules between keys.
     pub fn validate(&self) -> Result<()> {
+        self.validate_values()?;
+        if self.store.backend == "none" && self.retrieval.mode != "bm25" {
+            return Err(RagError::config("store.backend = none needs retrieval.mode = bm25"));
+        }
+        Ok(())
+    }
+
+    /// Checks each value on its own (rules between keys wait for [`RagConfig::validate`], so
+    /// overrides can be applied in any order).
+    fn validate_values(&self) -> Result<()> {
         let one_of = |what: &str, v: &str, allowed: &[&str]| {
             if allowed.contains(&v) {
                 Ok(())
@@ -427,9 +437,6 @@ impl RagConfig {
         }
         if !(0.0..=1.0).contains(&self.retrieval.alpha) {
             return Err(RagError::config("retrieval.alpha must be between 0 and 1"));
-        }
-        if self.store.backend == "none" && self.retrieval.mode != "bm25" {
-            return Err(RagError::config("store.backend = none needs retrieval.mode = bm25"));
         }
         Ok(())
     }

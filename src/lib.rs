@@ -23,12 +23,18 @@ pub use rag_chunk as chunk;
 pub use rag_core as core;
 pub use rag_core::{Chunk, Document, Filter, RagError, Result};
 
+/// DSPy generators, the Rust retriever for DSPy, BasicRag, MultiHopRag (feature `dspy`).
+#[cfg(feature = "dspy")]
+pub use rag_dspy as dspy;
 /// Embedders and the embedding cache (features `sentence-transformers`, `openai`, `redis-cache`).
 #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "redis-cache"))]
 pub use rag_embed as embed;
 /// The embedded Python runtime.
 #[cfg(feature = "python")]
 pub use rag_python as python;
+/// Cross-encoder reranking (feature `cross-encoder`).
+#[cfg(feature = "cross-encoder")]
+pub use rag_rerank as rerank;
 /// ChromaDB vector store (feature `chroma`).
 #[cfg(feature = "chroma")]
 pub use rag_vector_chroma as chroma;

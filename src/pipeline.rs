@@ -78,6 +78,15 @@ pub struct IngestReport {
     pub skipped: Vec<Skipped>,
     /// Wall time.
     pub seconds: f64,
+    /// Peak resident memory of this process so far, in MiB (Linux; `None` elsewhere).
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// Peak resident set size of this process (`VmHWM`), in MiB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// One cited chunk of an answer.
@@ -488,6 +497,7 @@ impl RagPipeline {
         }
         report.skipped = skipped;
         report.seconds = start.elapsed().as_secs_f64();
+        report.peak_rss_mb = peak_rss_mb();
         Ok(report)
     }
 

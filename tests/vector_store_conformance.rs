@@ -202,14 +202,14 @@ mod chroma {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn chroma_server_conformance() {
         let dir = tempfile::tempdir().unwrap();
-        let port = rag_python::testing::free_port().unwrap();
-        let chroma = rag_python::testing::venv_bin().unwrap().join("chroma");
+        let port = rag::python::testing::free_port().unwrap();
+        let chroma = rag::python::testing::venv_bin().unwrap().join("chroma");
         let args: Vec<String> =
             ["run", "--path", &dir.path().display().to_string(), "--host", "127.0.0.1", "--port", &port.to_string()]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-        let mut server = rag_python::testing::spawn_listening(&chroma, &args, port, std::time::Duration::from_secs(60)).unwrap();
+        let mut server = rag::python::testing::spawn_listening(&chroma, &args, port, std::time::Duration::from_secs(60)).unwrap();
         let mode = ChromaMode::Http { host: "127.0.0.1".into(), port, ssl: false, headers: Default::default() };
         run_conformance("chroma-server", factory(mode.clone()), true).await;
         // Server down: a transient error, not a panic.
@@ -251,7 +251,7 @@ print(json.dumps({{"ids": got["ids"], "docs": got["documents"], "metas": got["me
 "#,
             path = dir.path().display().to_string()
         );
-        let python = rag_python::testing::venv_bin().unwrap().join("python");
+        let python = rag::python::testing::venv_bin().unwrap().join("python");
         let out = std::process::Command::new(python).arg("-c").arg(script).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let v: serde_json::Value =
@@ -316,7 +316,7 @@ mod pinecone {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pinecone_local_server_conformance() {
-        let server = Arc::new(rag_python::testing::spawn_python_server("fake_pinecone.py", &["--max-seconds", "600"]).unwrap());
+        let server = Arc::new(rag::python::testing::spawn_python_server("fake_pinecone.py", &["--max-seconds", "600"]).unwrap());
         let s2 = server.clone();
         let factory: Factory = Arc::new(move |name, create| {
             let url = s2.url();

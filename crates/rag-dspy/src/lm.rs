@@ -79,6 +79,18 @@ impl LmConfig {
         Self::Dummy(answers.into_iter().map(|m| m.into_iter().map(|(k, v)| (k.into(), v.into())).collect()).collect())
     }
 
+    /// The LM named by `RAG_LM` (with `RAG_LM_API_BASE`, and the key from `RAG_LM_API_KEY` or
+    /// `OPENAI_API_KEY`), if `RAG_LM` is set.
+    pub fn from_env() -> Option<Self> {
+        let model = std::env::var("RAG_LM").ok().filter(|m| !m.is_empty())?;
+        let mut lm = Self::model(model);
+        if let Self::Lm { api_base, api_key, .. } = &mut lm {
+            *api_base = std::env::var("RAG_LM_API_BASE").ok().filter(|s| !s.is_empty());
+            *api_key = std::env::var("RAG_LM_API_KEY").or_else(|_| std::env::var("OPENAI_API_KEY")).ok();
+        }
+        Some(lm)
+    }
+
     /// A short label for results and logs.
     pub fn label(&self) -> String {
         match self {

@@ -1,0 +1,296 @@
+//! The `rag` binary end to end: every `--json` shape, idempotent ingest, changed files, bad
+//! inputs, a 50 MB file under a memory bound, and a killed ingest that converges.
+//! Uses the real embedded default (ChromaDB on disk + MiniLM) where the test is about it, and
+//! the keyword-only configuration (no Python) where it is not. Needs `make setup`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BM25_ONLY: [&str; 4] = ["--set", "store.backend=none", "--set", "retrieval.mode=bm25"];
+
+fn rag(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rag")).arg("--data-dir").arg(data).args(args).output().unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "rag failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn scifact() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets/scifact"))
+}
+
+/// The first `n` SciFact documents as a JSONL file.
+fn scifact_slice(dir: &Path, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(scifact().join("corpus.jsonl")).unwrap();
+    let path = dir.join(format!("scifact-{n}.jsonl"));
+    std::fs::write(&path, text.lines().take(n).collect::<Vec<_>>().join("\n")).unwrap();
+    path
+}
+
+fn keys(v: &Value, expected: &[&str]) {
+    for k in expected {
+        assert!(v.get(k).is_some(), "missing key `{k}` in {v}");
+    }
+}
+
+#[test]
+fn json_shapes_idempotent_ingest_and_changed_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("tea.txt"), "Green tea is brewed at 80 degrees. Black tea is brewed with boiling water.").unwrap();
+    std::fs::write(
+        docs.join("notes.md"),
+        "# Coffee\n\nEspresso is pressed at nine bars.\n\n## Milk\n\nSteamed milk makes a latte.",
+    )
+    .unwrap();
+    let corpus = scifact_slice(tmp.path(), 12);
+    let d = docs.to_str().unwrap();
+    let c = corpus.to_str().unwrap();
+
+    let first = json(&rag(&data, &["ingest", d, c, "--json"]));
+    keys(&first, &["documents", "chunks", "embedded", "cache_hits", "unchanged", "removed", "seconds"]);
+    assert_eq!(first["documents"], 14);
+    assert!(first["embedded"].as_u64().unwrap() >= 14);
+
+    let second = json(&rag(&data, &["ingest", d, c, "--json"]));
+    assert_eq!(
+        (second["unchanged"].as_u64(), second["embedded"].as_u64(), second["chunks"].as_u64()),
+        (Some(14), Some(0), Some(0)),
+        "{second}"
+    );
+
+    std::fs::write(docs.join("tea.txt"), "Oolong tea is partly oxidised. It is brewed at 90 degrees.").unwrap();
+    let third = json(&rag(&data, &["ingest", d, c, "--json"]));
+    assert_eq!(third["unchanged"], 13);
+    assert_eq!(third["chunks"], 1, "only the changed file's chunk");
+    assert_eq!(third["embedded"], 1, "only the changed text is embedded");
+
+    let q = json(&rag(&data, &["query", "At what temperature is oolong brewed?", "--json"]));
+    keys(&q, &["answer", "generator", "citations", "timings_ms"]);
+    assert_eq!(q["generator"], "extractive");
+    assert!(q["answer"].as_str().unwrap().contains("90 degrees"), "{q}");
+    let cit = &q["citations"][0];
+    keys(cit, &["chunk_id", "doc_id", "score", "text", "span"]);
+    assert_eq!(cit["doc_id"], "docs/tea.txt");
+    assert!(q["timings_ms"]["total"].as_f64().unwrap() > 0.0);
+
+    let filtered = json(&rag(&data, &["query", "milk latte", "--where", "title=Coffee", "--json"]));
+    assert!(filtered["citations"].as_array().unwrap().iter().all(|c| c["doc_id"] == "docs/notes.md"), "{filtered}");
+
+    let s = json(&rag(&data, &["stats", "--json"]));
+    keys(&s, &["chunks", "documents", "collection"]);
+    assert_eq!(s["documents"], 14);
+    assert_eq!(s["chunks"], s["keyword_chunks"], "vector store and keyword index agree");
+
+    let streamed = rag(&data, &["query", "How is espresso made?", "--stream"]);
+    assert!(streamed.status.success());
+    assert!(String::from_utf8_lossy(&streamed.stdout).contains("nine bars"));
+
+    // --prune removes what disappeared from the folder (and keeps the JSONL corpus).
+    std::fs::remove_file(docs.join("notes.md")).unwrap();
+    let pruned = json(&rag(&data, &["ingest", d, c, "--prune", "--json"]));
+    assert_eq!(pruned["removed"], 1);
+    assert_eq!(json(&rag(&data, &["stats", "--json"]))["documents"], 13);
+}
+
+#[test]
+fn eval_and_bench_print_their_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A small BEIR dataset: 60 SciFact documents and the test queries judged against them.
+    let ds = tmp.path().join("mini");
+    std::fs::create_dir_all(ds.join("qrels")).unwrap();
+    let corpus = scifact_slice(tmp.path(), 60);
+    std::fs::copy(&corpus, ds.join("corpus.jsonl")).unwrap();
+    let ids: std::collections::HashSet<String> = std::fs::read_to_string(&corpus)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["_id"].as_str().unwrap().to_owned())
+        .collect();
+    let qrels = std::fs::read_to_string(scifact().join("qrels/test.tsv")).unwrap();
+    let kept: Vec<&str> = qrels.lines().skip(1).filter(|l| l.split('\t').nth(1).is_some_and(|d| ids.contains(d))).collect();
+    assert!(kept.len() >= 3, "the slice has judged documents");
+    std::fs::write(ds.join("qrels/test.tsv"), format!("query-id\tcorpus-id\tscore\n{}\n", kept.join("\n"))).unwrap();
+    std::fs::copy(scifact().join("queries.jsonl"), ds.join("queries.jsonl")).unwrap();
+    let data = tmp.path().join("data");
+    let e = json(&rag(&data, &["eval", "--dataset", ds.to_str().unwrap(), "--retriever", "hybrid", "--json"]));
+    keys(&e, &["ndcg_at_10", "recall_at_100", "mrr_at_10", "queries"]);
+    assert_eq!(
+        e["queries"].as_u64().unwrap() as usize,
+        kept.iter().map(|l| l.split('\t').next().unwrap()).collect::<std::collections::HashSet<_>>().len()
+    );
+    assert!(e["ndcg_at_10"].as_f64().unwrap() > 0.5, "60 documents, judged queries: retrieval finds them: {e}");
+    let again = json(&rag(&data, &["eval", "--dataset", ds.to_str().unwrap(), "--retriever", "bm25", "--json"]));
+    assert_eq!(again["ingest"]["unchanged"], 60, "the corpus is reused");
+    let b = json(&rag(
+        &data,
+        &["bench", "--dataset", ds.to_str().unwrap(), "--docs", "20", "--queries", "10", "--concurrency", "2", "--json"],
+    ));
+    keys(&b, &["p50_ms", "p95_ms", "p99_ms", "qps", "ingest_docs_per_s"]);
+    assert!(b["p50_ms"].as_f64().unwrap() <= b["p99_ms"].as_f64().unwrap());
+    assert_eq!(b["queries"], 10);
+}
+
+#[test]
+fn bad_inputs_are_reported_and_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let good = tmp.path().join("good.jsonl");
+    std::fs::write(
+        &good,
+        "{\"_id\": \"a\", \"title\": \"Alpha\", \"text\": \"alpha particles\"}\n{\"_id\": \"b\", \"text\": \"beta decay\"}\n",
+    )
+    .unwrap();
+    let mut args = BM25_ONLY.to_vec();
+    // Query on an empty collection: a clear message and a non-zero exit.
+    args.extend(["query", "anything"]);
+    let out = rag(&data, &args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("empty") && err.contains("rag ingest"), "{err}");
+
+    let ingest = |paths: &[&Path]| {
+        let mut a: Vec<String> = BM25_ONLY.iter().map(|s| s.to_string()).collect();
+        a.push("ingest".into());
+        a.extend(paths.iter().map(|p| p.display().to_string()));
+        a.push("--json".into());
+        rag(&data, &a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_eq!(json(&ingest(&[&good]))["documents"], 2);
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"_id\": \"c\", \"text\": \"fine\"}\n{\"_id\": \"d\", \"text\": \n").unwrap();
+    let out = ingest(&[&bad]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.jsonl:2") && err.contains("malformed JSON"), "{err}");
+    let mut stats = BM25_ONLY.to_vec();
+    stats.extend(["stats", "--json"]);
+    let s = json(&rag(&data, &stats));
+    assert_eq!(
+        (s["documents"].as_u64(), s["chunks"].as_u64()),
+        (Some(2), Some(2)),
+        "nothing stored was lost, nothing half-written: {s}"
+    );
+
+    let folder = tmp.path().join("mixed");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("ok.txt"), "gamma rays").unwrap();
+    std::fs::write(folder.join("empty.txt"), "").unwrap();
+    std::fs::write(folder.join("latin1.txt"), b"caf\xe9").unwrap();
+    let r = json(&ingest(&[&folder]));
+    assert_eq!(r["documents"], 1);
+    let skipped = r["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2, "{r}");
+    assert!(skipped.iter().any(|s| s["reason"].as_str().unwrap().contains("invalid UTF-8")));
+    assert!(skipped.iter().any(|s| s["reason"] == "empty file"));
+
+    for (args, needle) in [
+        (vec!["query", "x", "--where", "year>>2"], "--where"),
+        (vec!["--set", "retrieval.kk=3", "stats"], "retrieval.kk"),
+        (vec!["query", "x", "--retriever", "fuzzy"], "fuzzy"),
+        (vec!["ingest", "/no/such/path"], "/no/such/path"),
+    ] {
+        let out = rag(&data, &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn a_50_mb_file_is_ingested_with_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.txt");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+    let mut n = 0usize;
+    let mut i = 0u64;
+    while n < 50 * 1024 * 1024 {
+        let line = format!("Sentence {i} talks about topic {} and measurement {}. ", i % 97, i * 7 % 1013);
+        n += line.len();
+        f.write_all(line.as_bytes()).unwrap();
+        i += 1;
+        if i % 40 == 0 {
+            f.write_all(b"\n\n").unwrap();
+            n += 2;
+        }
+    }
+    f.flush().unwrap();
+    drop(f);
+    let data = tmp.path().join("data");
+    let mut args = BM25_ONLY.to_vec();
+    let p = big.display().to_string();
+    args.extend(["ingest", &p, "--json"]);
+    let r = json(&rag(&data, &args));
+    assert_eq!(r["documents"], 1);
+    let chunks = r["chunks"].as_u64().unwrap();
+    assert!(chunks > 50_000, "{r}");
+    let peak = r["peak_rss_mb"].as_f64().unwrap();
+    // The text itself is 50 MiB; chunk texts and the index writer's 64 MB budget come on top.
+    assert!(peak < 700.0, "peak RSS {peak:.0} MiB for a 50 MiB file");
+    let mut q = BM25_ONLY.to_vec();
+    q.extend(["query", "topic 42 measurement", "--json"]);
+    assert!(!json(&rag(&data, &q))["citations"].as_array().unwrap().is_empty());
+}
+
+fn snapshot(data: &Path) -> (Value, Vec<String>) {
+    let s = json(&rag(data, &["stats", "--json"]));
+    let mut ids = Vec::new();
+    for q in ["vitamin D and bone health", "cancer cell proliferation", "immune response to infection"] {
+        let r = json(&rag(data, &["query", q, "--k", "10", "--json"]));
+        ids.extend(r["citations"].as_array().unwrap().iter().map(|c| c["chunk_id"].as_str().unwrap().to_owned()));
+    }
+    (serde_json::json!({"documents": s["documents"], "chunks": s["chunks"], "keyword_chunks": s["keyword_chunks"]}), ids)
+}
+
+#[test]
+fn a_killed_ingest_rerun_equals_a_clean_ingest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = scifact_slice(tmp.path(), 120);
+    let c = corpus.to_str().unwrap();
+    let clean = tmp.path().join("clean");
+    json(&rag(&clean, &["ingest", c, "--json"]));
+    let expected = snapshot(&clean);
+
+    let killed = tmp.path().join("killed");
+    for wait in [Duration::from_millis(500), Duration::from_millis(2500)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rag"))
+            .arg("--data-dir")
+            .arg(&killed)
+            .args(["ingest", c, "--json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill once the manifest exists (writing has begun), after `wait` more.
+        let start = Instant::now();
+        let manifest = killed.join("collections/rag/manifest.redb");
+        while !manifest.exists() && start.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(wait);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let partial = json(&rag(&killed, &["stats", "--json"]));
+    assert!(partial["documents"].as_u64().unwrap() < 120, "the kills landed mid-ingest: {partial}");
+    let rerun = json(&rag(&killed, &["ingest", c, "--json"]));
+    assert_eq!(rerun["documents"], 120);
+    let got = snapshot(&killed);
+    assert_eq!(got.0, expected.0, "same counts: no duplicates, nothing missing");
+    assert_eq!(got.1, expected.1, "same retrieval results");
+    let again = json(&rag(&killed, &["ingest", c, "--json"]));
+    assert_eq!(again["unchanged"], 120);
+}

@@ -1,0 +1,203 @@
+//! A whole pipeline assembled from mockall mocks: no Python, no models, no servers.
+#![cfg(feature = "test-utils")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rag::chunk::{SemanticChunker, TokenCounter};
+use rag::mocks::{MockEmbedder, MockGenerator, MockReranker, MockVectorStore};
+use rag::{QueryOptions, RagError, RagPipeline, RetrievalMode};
+use rag_core::{EmbeddedChunk, Generation, ScoredChunk, VectorQuery};
+
+/// An in-memory vector store behind the mock: records upserts, answers queries by dot product.
+fn store(records: Arc<Mutex<Vec<EmbeddedChunk>>>) -> MockVectorStore {
+    let mut s = MockVectorStore::new();
+    let r = records.clone();
+    s.expect_upsert().returning(move |chunks| {
+        let mut v = r.lock().unwrap();
+        for c in chunks {
+            v.retain(|x| x.chunk.id != c.chunk.id);
+            v.push(c);
+        }
+        Ok(())
+    });
+    let r = records.clone();
+    s.expect_query().returning(move |q: VectorQuery| {
+        let v = r.lock().unwrap();
+        let mut hits: Vec<ScoredChunk> = v
+            .iter()
+            .map(|e| ScoredChunk { chunk: e.chunk.clone(), score: e.embedding.iter().zip(&q.vector).map(|(a, b)| a * b).sum() })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(q.k);
+        Ok(hits)
+    });
+    let r = records.clone();
+    s.expect_delete().returning(move |ids| {
+        r.lock().unwrap().retain(|x| !ids.contains(&x.chunk.id));
+        Ok(())
+    });
+    let r = records.clone();
+    s.expect_count().returning(move || Ok(r.lock().unwrap().len()));
+    s
+}
+
+/// A bag-of-letters embedder: deterministic, and similar texts get similar vectors.
+fn embedder(calls: Arc<Mutex<usize>>) -> MockEmbedder {
+    let mut e = MockEmbedder::new();
+    e.expect_dimension().return_const(26usize);
+    e.expect_model_id().return_const("mock-letters".to_owned());
+    e.expect_embed().returning(move |texts| {
+        *calls.lock().unwrap() += texts.len();
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0f32; 26];
+                for c in t.to_lowercase().bytes().filter(u8::is_ascii_lowercase) {
+                    v[(c - b'a') as usize] += 1.0;
+                }
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                v.iter().map(|x| x / n).collect()
+            })
+            .collect())
+    });
+    e
+}
+
+struct Fixture {
+    pipeline: RagPipeline,
+    records: Arc<Mutex<Vec<EmbeddedChunk>>>,
+    embedded: Arc<Mutex<usize>>,
+    _dir: tempfile::TempDir,
+    docs: std::path::PathBuf,
+}
+
+fn fixture(generator: Option<MockGenerator>, reranker: Option<MockReranker>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("rust.txt"),
+        "Rust is a systems programming language. It guarantees memory safety without a garbage collector.",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("python.md"),
+        "# Python\n\nPython is a dynamic language. It is popular for data science and machine learning.",
+    )
+    .unwrap();
+    std::fs::write(docs.join("tea.txt"), "Green tea is brewed at lower temperatures than black tea. Steep it for two minutes.")
+        .unwrap();
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let embedded = Arc::new(Mutex::new(0));
+    let mut b = RagPipeline::builder()
+        .data_dir(dir.path().join("data"))
+        .chunker(Arc::new(SemanticChunker::new(TokenCounter::cl100k().unwrap(), 8, 64).unwrap()))
+        .embedder(Arc::new(embedder(embedded.clone())))
+        .vector_store(Arc::new(store(records.clone())))
+        .k(2)
+        .generation_timeout(Duration::from_millis(300));
+    if let Some(g) = generator {
+        b = b.generator(Arc::new(g));
+    }
+    if let Some(r) = reranker {
+        b = b.reranker(Arc::new(r)).initial_k(3).final_k(1);
+    }
+    Fixture { pipeline: b.build().unwrap(), records, embedded, _dir: dir, docs }
+}
+
+#[tokio::test]
+async fn ingests_and_answers_with_citations_from_mocks() {
+    let mut generator = MockGenerator::new();
+    generator.expect_name().return_const("mock-lm".to_owned());
+    generator.expect_generate().returning(|req| {
+        assert!(req.question.contains("memory safety"));
+        let first = req.context.first().unwrap();
+        Ok(Generation {
+            answer: format!("From {} [1].", first.doc_id),
+            reasoning: Some("read it".into()),
+            used_context_ids: vec![first.id.clone()],
+            generator: "mock-lm".into(),
+        })
+    });
+    let f = fixture(Some(generator), None);
+    let report = f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    assert_eq!((report.documents, report.unchanged), (3, 0));
+    assert_eq!(report.chunks as usize, f.records.lock().unwrap().len());
+    let again = f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    assert_eq!((again.unchanged, again.chunks), (3, 0), "second ingest writes nothing");
+    let embedded_before = *f.embedded.lock().unwrap();
+    let r = f.pipeline.query("Which language gives memory safety?", &QueryOptions::default()).await.unwrap();
+    assert_eq!(r.generator, "mock-lm");
+    assert_eq!(r.answer, "From docs/rust.txt [1].");
+    assert_eq!(r.citations.len(), 1);
+    assert_eq!(r.citations[0].doc_id, "docs/rust.txt");
+    assert!(r.degraded.is_empty());
+    for stage in ["embed_query", "vector_search", "keyword_search", "fusion", "pack", "generate", "total"] {
+        assert!(r.timings_ms.contains_key(stage), "{stage} missing from {:?}", r.timings_ms);
+    }
+    assert_eq!(*f.embedded.lock().unwrap(), embedded_before + 1, "one query embedding");
+    // The same pipeline, keyword side only: no embedding at all.
+    let opts = QueryOptions { mode: Some(RetrievalMode::Bm25), ..Default::default() };
+    f.pipeline.query("memory safety garbage collector", &opts).await.unwrap();
+    assert_eq!(*f.embedded.lock().unwrap(), embedded_before + 1);
+}
+
+#[tokio::test]
+async fn degrades_when_the_reranker_or_the_lm_fails_and_says_so() {
+    let mut generator = MockGenerator::new();
+    generator.expect_name().return_const("flaky-lm".to_owned());
+    generator.expect_generate().returning(|_| Err(RagError::transient("lm", "503 upstream")));
+    let mut reranker = MockReranker::new();
+    reranker.expect_model_id().return_const("mock-ce".to_owned());
+    reranker.expect_rerank().returning(|_, _, _| Err(RagError::Other("model crashed".into())));
+    let f = fixture(Some(generator), Some(reranker));
+    f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    let opts = QueryOptions { rerank: Some(true), ..Default::default() };
+    let r = f.pipeline.query("How long should green tea steep?", &opts).await.unwrap();
+    assert_eq!(r.generator, "extractive", "LM down: extractive answer");
+    assert!(r.answer.starts_with("Extractive answer"), "{}", r.answer);
+    assert!(r.answer.contains("two minutes"), "{}", r.answer);
+    assert_eq!(r.degraded.len(), 2, "{:?}", r.degraded);
+    assert!(r.degraded[0].contains("reranker failed") && r.degraded[1].contains("flaky-lm"));
+    assert_eq!(r.citations.len(), 1, "final_k after the fallback");
+
+    // An LM that hangs is abandoned at the deadline.
+    let mut slow = MockGenerator::new();
+    slow.expect_name().return_const("slow-lm".to_owned());
+    slow.expect_generate().returning(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        Err(RagError::Timeout { what: "never".into(), after: Duration::from_secs(1) })
+    });
+    let f = fixture(Some(slow), None);
+    f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    let r = f.pipeline.query("green tea", &QueryOptions::default()).await.unwrap();
+    assert_eq!(r.generator, "extractive");
+}
+
+#[tokio::test]
+async fn changed_removed_and_bad_inputs() {
+    let f = fixture(None, None);
+    f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    let before: Vec<String> = f.records.lock().unwrap().iter().map(|e| e.chunk.id.clone()).collect();
+    std::fs::write(f.docs.join("tea.txt"), "Oolong tea sits between green and black tea.").unwrap();
+    std::fs::remove_file(f.docs.join("python.md")).unwrap();
+    let embedded = *f.embedded.lock().unwrap();
+    let r = f.pipeline.ingest(&[f.docs.clone()], true, None).await.unwrap();
+    assert_eq!((r.documents, r.unchanged, r.removed), (2, 1, 1));
+    assert_eq!(*f.embedded.lock().unwrap() - embedded, r.chunks as usize, "only the changed file was embedded");
+    let after: Vec<String> = f.records.lock().unwrap().iter().map(|e| e.chunk.id.clone()).collect();
+    assert!(after.iter().all(|id| !id.starts_with("docs/python.md")), "pruned: {after:?}");
+    assert!(before.iter().any(|id| id.starts_with("docs/python.md")));
+    let texts: Vec<String> = f.records.lock().unwrap().iter().map(|e| e.chunk.text.clone()).collect();
+    assert!(texts.iter().any(|t| t.contains("Oolong")) && !texts.iter().any(|t| t.contains("Steep it")));
+    // Empty question, empty collection: clear errors.
+    assert!(matches!(f.pipeline.query("  ", &QueryOptions::default()).await.unwrap_err(), RagError::InvalidInput { .. }));
+    let empty = fixture(None, None);
+    let err = empty.pipeline.query("anything", &QueryOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("rag ingest"), "{err}");
+    // Reranking without a reranker is a configuration error, not a silent no-op.
+    let err = f.pipeline.query("tea", &QueryOptions { rerank: Some(true), ..Default::default() }).await.unwrap_err();
+    assert!(matches!(err, RagError::Config { .. }), "{err}");
+}
