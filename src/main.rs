@@ -326,6 +326,10 @@ async fn run(cli: Cli) -> Result<()> {
                 report.qps,
                 concurrency
             );
+            println!(
+                "  hybrid retrieval without the embedding model: p50 {:.2} ms, p95 {:.2} ms",
+                report.retrieval_excl_embed_p50_ms, report.retrieval_excl_embed_p95_ms
+            );
             for (stage, share) in &report.stage_share {
                 println!(
                     "  {stage:<16} {:>5.1}%  ({:.2} ms mean)",

@@ -118,7 +118,7 @@ pub struct QueryResult {
     /// Cited chunks, in context order.
     pub citations: Vec<Citation>,
     /// Per-stage wall time in milliseconds (`embed_query`, `vector_search`, `keyword_search`,
-    /// `fusion`, `rerank`, `pack`, `generate`, `total`).
+    /// `fusion`, `retrieve` (all of retrieval, wall time), `rerank`, `pack`, `generate`, `total`).
     pub timings_ms: BTreeMap<String, f64>,
     /// Components that failed and what stood in for them.
     pub degraded: Vec<String>,
@@ -651,8 +651,11 @@ impl RagPipeline {
         let first_k = if rerank { self.initial_k.max(k) } else { k };
         let mut q = RetrievalQuery::new(question, first_k);
         q.filter = opts.filter.clone();
+        let start = Instant::now();
         let (hits, t) = self.retriever(mode)?.retrieve_timed(q).await?;
         timings.extend(t);
+        // Wall time of retrieval (the two sides run concurrently, so this is not their sum).
+        timings.insert("retrieve".into(), start.elapsed().as_secs_f64() * 1000.0);
         match (&self.reranker, rerank) {
             (Some(r), true) if !hits.is_empty() => {
                 let start = Instant::now();

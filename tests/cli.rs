@@ -222,7 +222,7 @@ fn a_50_mb_file_is_ingested_with_bounded_memory() {
         n += line.len();
         f.write_all(line.as_bytes()).unwrap();
         i += 1;
-        if i % 40 == 0 {
+        if i.is_multiple_of(40) {
             f.write_all(b"\n\n").unwrap();
             n += 2;
         }

@@ -53,7 +53,7 @@ fn embedder(calls: Arc<Mutex<usize>>) -> MockEmbedder {
         Ok(texts
             .iter()
             .map(|t| {
-                let mut v = vec![0f32; 26];
+                let mut v = [0f32; 26];
                 for c in t.to_lowercase().bytes().filter(u8::is_ascii_lowercase) {
                     v[(c - b'a') as usize] += 1.0;
                 }
@@ -122,10 +122,10 @@ async fn ingests_and_answers_with_citations_from_mocks() {
         })
     });
     let f = fixture(Some(generator), None);
-    let report = f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    let report = f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
     assert_eq!((report.documents, report.unchanged), (3, 0));
     assert_eq!(report.chunks as usize, f.records.lock().unwrap().len());
-    let again = f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    let again = f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
     assert_eq!((again.unchanged, again.chunks), (3, 0), "second ingest writes nothing");
     let embedded_before = *f.embedded.lock().unwrap();
     let r = f.pipeline.query("Which language gives memory safety?", &QueryOptions::default()).await.unwrap();
@@ -153,7 +153,7 @@ async fn degrades_when_the_reranker_or_the_lm_fails_and_says_so() {
     reranker.expect_model_id().return_const("mock-ce".to_owned());
     reranker.expect_rerank().returning(|_, _, _| Err(RagError::Other("model crashed".into())));
     let f = fixture(Some(generator), Some(reranker));
-    f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
     let opts = QueryOptions { rerank: Some(true), ..Default::default() };
     let r = f.pipeline.query("How long should green tea steep?", &opts).await.unwrap();
     assert_eq!(r.generator, "extractive", "LM down: extractive answer");
@@ -171,7 +171,7 @@ async fn degrades_when_the_reranker_or_the_lm_fails_and_says_so() {
         Err(RagError::Timeout { what: "never".into(), after: Duration::from_secs(1) })
     });
     let f = fixture(Some(slow), None);
-    f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
     let r = f.pipeline.query("green tea", &QueryOptions::default()).await.unwrap();
     assert_eq!(r.generator, "extractive");
 }
@@ -179,12 +179,12 @@ async fn degrades_when_the_reranker_or_the_lm_fails_and_says_so() {
 #[tokio::test]
 async fn changed_removed_and_bad_inputs() {
     let f = fixture(None, None);
-    f.pipeline.ingest(&[f.docs.clone()], false, None).await.unwrap();
+    f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
     let before: Vec<String> = f.records.lock().unwrap().iter().map(|e| e.chunk.id.clone()).collect();
     std::fs::write(f.docs.join("tea.txt"), "Oolong tea sits between green and black tea.").unwrap();
     std::fs::remove_file(f.docs.join("python.md")).unwrap();
     let embedded = *f.embedded.lock().unwrap();
-    let r = f.pipeline.ingest(&[f.docs.clone()], true, None).await.unwrap();
+    let r = f.pipeline.ingest(std::slice::from_ref(&f.docs), true, None).await.unwrap();
     assert_eq!((r.documents, r.unchanged, r.removed), (2, 1, 1));
     assert_eq!(*f.embedded.lock().unwrap() - embedded, r.chunks as usize, "only the changed file was embedded");
     let after: Vec<String> = f.records.lock().unwrap().iter().map(|e| e.chunk.id.clone()).collect();
