@@ -553,14 +553,11 @@ impl RagPipeline {
         {
             store.delete(stale.clone()).await?;
         }
-        let keyword = self.keyword.clone();
-        tokio::task::spawn_blocking(move || {
-            keyword.upsert(&owned)?;
-            keyword.delete(&stale)?;
-            keyword.commit()
+        self.keyword_write(move |k| {
+            k.upsert(&owned)?;
+            k.delete(&stale)
         })
-        .await
-        .map_err(|e| RagError::Other(format!("keyword index task failed: {e}")))??;
+        .await?;
         let fin: Vec<(String, ManifestEntry)> = batch
             .iter()
             .map(|p| {
@@ -578,6 +575,17 @@ impl RagPipeline {
         Ok(chunks.len() as u64)
     }
 
+    /// Applies `f` to the keyword index and commits, off the async runtime (tantivy blocks).
+    async fn keyword_write(&self, f: impl FnOnce(&KeywordIndex) -> Result<()> + Send + 'static) -> Result<()> {
+        let keyword = self.keyword.clone();
+        tokio::task::spawn_blocking(move || {
+            f(&keyword)?;
+            keyword.commit()
+        })
+        .await
+        .map_err(|e| RagError::Other(format!("keyword index task failed: {e}")))?
+    }
+
     async fn prune(&self, roots: &BTreeSet<String>, seen: &HashSet<String>) -> Result<u64> {
         let gone: Vec<(String, ManifestEntry)> =
             self.manifest.all()?.into_iter().filter(|(id, e)| roots.contains(&e.root) && !seen.contains(id)).collect();
@@ -588,13 +596,7 @@ impl RagPipeline {
         if let Some(store) = &self.store {
             store.delete(ids.clone()).await?;
         }
-        let keyword = self.keyword.clone();
-        tokio::task::spawn_blocking(move || {
-            keyword.delete(&ids)?;
-            keyword.commit()
-        })
-        .await
-        .map_err(|e| RagError::Other(format!("keyword index task failed: {e}")))??;
+        self.keyword_write(move |k| k.delete(&ids)).await?;
         let doc_ids: Vec<String> = gone.iter().map(|(id, _)| id.clone()).collect();
         self.manifest.remove_many(&doc_ids)?;
         Ok(doc_ids.len() as u64)

@@ -334,7 +334,7 @@ mod pinecone {
         });
         // The local server keeps data in memory: it persists while it runs, which reopen checks.
         run_conformance("pinecone", factory, true).await;
-        let stats = reqwest_get(&format!("{}/stats", server.url()));
+        let stats = rag::python::testing::http_get_json(&format!("{}/stats", server.url())).unwrap();
         assert!(stats["max_vectors_per_request"].as_u64().unwrap() <= 1000, "{stats}");
         assert!(stats["max_bytes_per_request"].as_u64().unwrap() <= 2 * 1024 * 1024, "{stats}");
         // A bad key is a permanent error.
@@ -345,16 +345,5 @@ mod pinecone {
             .await
             .unwrap_err();
         assert!(!matches!(err, RagError::Transient { .. }), "{err}");
-    }
-
-    fn reqwest_get(url: &str) -> serde_json::Value {
-        use std::io::{Read, Write};
-        let addr = url.trim_start_matches("http://");
-        let (host, path) = addr.split_once('/').unwrap();
-        let mut s = std::net::TcpStream::connect(host).unwrap();
-        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
     }
 }

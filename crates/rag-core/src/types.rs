@@ -199,6 +199,23 @@ pub struct EmbeddedChunk {
     pub embedding: Vec<f32>,
 }
 
+impl EmbeddedChunk {
+    /// The dimension shared by every vector of `batch` (`None` for an empty batch), or a
+    /// [`crate::RagError::DimensionMismatch`] naming the first chunk that differs.
+    pub fn batch_dimension(batch: &[EmbeddedChunk]) -> crate::Result<Option<usize>> {
+        let Some(first) = batch.first() else { return Ok(None) };
+        let dim = first.embedding.len();
+        match batch.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
+            Some((i, c)) => Err(crate::RagError::DimensionMismatch {
+                context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id),
+                expected: dim,
+                actual: c.embedding.len(),
+            }),
+            None => Ok(Some(dim)),
+        }
+    }
+}
+
 /// How a vector store measures similarity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

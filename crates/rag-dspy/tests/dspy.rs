@@ -165,23 +165,11 @@ class Summarise(dspy.Module):
 }
 
 fn post(url: &str, body: &str) {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let (host, path) = addr.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    rag_python::testing::http_post_json(url, &serde_json::from_str(body).unwrap()).unwrap();
 }
 
 fn stats(url: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET /stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    rag_python::testing::http_get_json(&format!("{url}/stats")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rag_core::{Embedder, RagError};
 use rag_embed::{CacheStats, CachedEmbedder, LocalCache, OpenAIEmbedder, OverlongInput, RedisCache, SentenceTransformerEmbedder};
-use rag_python::testing::{ServerProcess, free_port, spawn_listening, spawn_python_server};
+use rag_python::testing::{ServerProcess, free_port, http_get_json, http_post_json, spawn_listening, spawn_python_server};
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -66,30 +66,11 @@ async fn concurrent_minilm_calls_do_not_serialise_on_our_side() {
 
 async fn control(server: &ServerProcess, body: serde_json::Value) {
     let url = format!("{}/control", server.url());
-    let body = body.to_string();
-    tokio::task::spawn_blocking(move || post(&url, &body)).await.unwrap();
-}
-
-fn post(url: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let (host, path) = addr.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    tokio::task::spawn_blocking(move || http_post_json(&url, &body)).await.unwrap().unwrap();
 }
 
 fn get(url: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let (host, path) = addr.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    http_get_json(url).unwrap()
 }
 
 #[tokio::test]

@@ -102,3 +102,30 @@ pub fn spawn_listening(program: &Path, args: &[String], port: u16, timeout: Dura
     }
     Err(RagError::Timeout { what: format!("{} to listen on {port}", program.display()), after: timeout })
 }
+
+/// A plain HTTP/1.1 request to a local test server; returns the status code and the body.
+fn http(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let (host, path) = addr.split_once('/').unwrap_or((addr, ""));
+    let err = |e: std::io::Error| RagError::Other(format!("{method} {url}: {e}"));
+    let mut s = TcpStream::connect(host).map_err(err)?;
+    let body = body.unwrap_or("");
+    write!(s, "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+        .map_err(err)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(err)?;
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+}
+
+/// GETs `url` from a local test server and parses the JSON body.
+pub fn http_get_json(url: &str) -> Result<serde_json::Value> {
+    let (_, body) = http("GET", url, None)?;
+    serde_json::from_str(&body).map_err(|e| RagError::Other(format!("GET {url}: not JSON: {e}")))
+}
+
+/// POSTs a JSON `body` to a local test server; returns the status code.
+pub fn http_post_json(url: &str, body: &serde_json::Value) -> Result<u16> {
+    Ok(http("POST", url, Some(&body.to_string()))?.0)
+}

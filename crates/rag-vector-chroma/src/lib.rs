@@ -323,17 +323,7 @@ impl ChromaStore {
 #[async_trait]
 impl VectorStore for ChromaStore {
     async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()> {
-        if chunks.is_empty() {
-            return Ok(());
-        }
-        let dim = chunks[0].embedding.len();
-        if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
-            return Err(RagError::DimensionMismatch {
-                context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id),
-                expected: dim,
-                actual: c.embedding.len(),
-            });
-        }
+        let Some(dim) = EmbeddedChunk::batch_dimension(&chunks)? else { return Ok(()) };
         self.check_dimension(dim, "upsert").await?;
         // Chroma rejects duplicate ids in one call: the last occurrence wins, as in a sequential upsert.
         let mut seen = std::collections::HashSet::new();

@@ -325,17 +325,7 @@ impl PineconeStore {
 #[async_trait]
 impl VectorStore for PineconeStore {
     async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()> {
-        if chunks.is_empty() {
-            return Ok(());
-        }
-        let dim = chunks[0].embedding.len();
-        if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
-            return Err(RagError::DimensionMismatch {
-                context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id),
-                expected: dim,
-                actual: c.embedding.len(),
-            });
-        }
+        let Some(dim) = EmbeddedChunk::batch_dimension(&chunks)? else { return Ok(()) };
         self.check_dimension(dim, "upsert")?;
         let records = chunks.iter().map(record).collect::<Result<Vec<_>>>()?;
         let batches = Value::Array(batches(records).into_iter().map(Value::Array).collect());

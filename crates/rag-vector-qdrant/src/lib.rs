@@ -361,17 +361,7 @@ fn classify(e: RagError) -> RagError {
 #[async_trait]
 impl VectorStore for QdrantStore {
     async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()> {
-        if chunks.is_empty() {
-            return Ok(());
-        }
-        let dim = chunks[0].embedding.len();
-        if let Some((i, c)) = chunks.iter().enumerate().find(|(_, c)| c.embedding.len() != dim) {
-            return Err(RagError::DimensionMismatch {
-                context: format!("upsert batch, chunk #{i} `{}`", c.chunk.id),
-                expected: dim,
-                actual: c.embedding.len(),
-            });
-        }
+        let Some(dim) = EmbeddedChunk::batch_dimension(&chunks)? else { return Ok(()) };
         self.ensure_collection(dim).await?;
         let batch_size = self.inner.batch_size;
         self.call(move |py, ops, client, name| {
