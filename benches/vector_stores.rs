@@ -77,7 +77,7 @@ def qdrant(path, name, data, queries):
     def up(ids, v, m, d):
         import uuid
         c.upsert(name, points=models.Batch(ids=[str(uuid.uuid5(uuid.NAMESPACE_URL, i)) for i in ids], vectors=v.tolist(),
-                 payloads=[dict(mm, text=dd) for mm, dd in zip(m, d)]), wait=True)
+                 payloads=[dict(mm, text=dd, chunk_id=i) for mm, dd, i in zip(m, d, ids)]), wait=True)
     out = run(up, lambda q: c.query_points(name, query=q.tolist(), limit=10, with_payload=True), data, queries)
     c.close()
     return out
@@ -86,7 +86,9 @@ def run(upsert, query, data, queries):
     t = time.perf_counter()
     for s in range(0, n, 5000):
         ids = [f'c{i}' for i in range(s, min(n, s + 5000))]
-        upsert(ids, data[s:s + 5000], [{'group': i % 10, 'doc_id': f'd{i // 3}'} for i in range(s, min(n, s + 5000))],
+        # The same payload ChromaStore / QdrantStore write: metadata plus the chunk's own fields.
+        upsert(ids, data[s:s + 5000], [{'group': i % 10, 'doc_id': f'd{i // 3}', 'chunk_index': 0, 'span_start': 0, 'span_end': len(f'text {i}'),
+                                        'token_count': 0, 'content_hash': '0' * 32} for i in range(s, min(n, s + 5000))],
                [f'text {i}' for i in range(s, min(n, s + 5000))])
     rate = n / (time.perf_counter() - t)
     lat = []

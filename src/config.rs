@@ -214,7 +214,7 @@ pub struct RetrievalConfig {
     pub k: usize,
     /// Candidates taken from each side before fusion.
     pub candidates: usize,
-    /// `rrf` (default) or `convex`.
+    /// `convex` (default) or `rrf`.
     pub fusion: String,
     /// RRF constant.
     pub rrf_k: f32,
@@ -224,7 +224,8 @@ pub struct RetrievalConfig {
 
 impl Default for RetrievalConfig {
     fn default() -> Self {
-        Self { mode: "hybrid".into(), k: 5, candidates: 100, fusion: "rrf".into(), rrf_k: 60.0, alpha: 0.5 }
+        // Convex at 0.5 measured best on SciFact (nDCG@10 0.722 vs RRF 0.701; README, Benchmarks).
+        Self { mode: "hybrid".into(), k: 5, candidates: 100, fusion: "convex".into(), rrf_k: 60.0, alpha: 0.5 }
     }
 }
 
@@ -373,38 +374,49 @@ impl RagConfig {
         self.validate()
     }
 
-    /// Sets one dotted key from a string (used by environment variables and `--set key=value`).
+    /// Sets one dotted key (`retrieval.alpha`, `store.backend`, `data_dir`) from a string; used by
+    /// environment variables and `--set key=value`. Any key of the file format works; the value
+    /// is parsed as the key's type, and an unknown key or a value of the wrong type is an error
+    /// that names the key.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        let num = |v: &str| {
-            v.parse::<usize>().map_err(|_| RagError::invalid_input(key.to_owned(), format!("`{v}` is not a whole number")))
-        };
-        let boolean = |v: &str| match v.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(RagError::invalid_input(key.to_owned(), format!("`{v}` is not true/false"))),
-        };
-        let opt = |v: &str| Some(v.to_owned());
-        match key {
-            "data_dir" => self.data_dir = PathBuf::from(value),
-            "collection" => self.collection = value.to_owned(),
-            "store.backend" => self.store.backend = value.to_owned(),
-            "embedder.backend" => self.embedder.backend = value.to_owned(),
-            "embedder.model" => self.embedder.model = opt(value),
-            "cache.backend" => self.cache.backend = value.to_owned(),
-            "cache.redis_url" => self.cache.redis_url = value.to_owned(),
-            "retrieval.mode" => self.retrieval.mode = value.to_owned(),
-            "retrieval.k" => self.retrieval.k = num(value)?,
-            "rerank.enabled" => self.rerank.enabled = boolean(value)?,
-            "rerank.model" => self.rerank.model = opt(value),
-            "generator.lm" => self.generator.lm = opt(value),
-            "generator.api_base" => self.generator.api_base = opt(value),
-            "generator.api_key_env" => self.generator.api_key_env = value.to_owned(),
-            "python.venv" => self.python.venv = Some(PathBuf::from(value)),
-            other => {
-                return Err(RagError::invalid_input(other.to_owned(), "unknown configuration key (see docs/configuration.md)"));
-            }
+        let bad = |msg: String| RagError::invalid_input(key.to_owned(), msg);
+        let mut root = toml::Value::try_from(&*self).map_err(|e| bad(e.to_string()))?;
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let leaf = parts.pop().filter(|l| !l.is_empty()).ok_or_else(|| bad("empty key".into()))?;
+        let mut table = root.as_table_mut().ok_or_else(|| bad("configuration is not a table".into()))?;
+        for p in parts {
+            table = table
+                .get_mut(p)
+                .and_then(toml::Value::as_table_mut)
+                .ok_or_else(|| bad(format!("unknown section `{p}` (see docs/configuration.md)")))?;
         }
-        self.validate_values()
+        let parsed = match table.get(leaf) {
+            Some(toml::Value::Integer(_)) => {
+                toml::Value::Integer(value.parse().map_err(|_| bad(format!("`{value}` is not a whole number")))?)
+            }
+            Some(toml::Value::Float(_)) => {
+                toml::Value::Float(value.parse().map_err(|_| bad(format!("`{value}` is not a number")))?)
+            }
+            Some(toml::Value::Boolean(_)) => toml::Value::Boolean(match value.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(bad(format!("`{value}` is not true/false"))),
+            }),
+            // Strings, and optional keys that are unset: the most specific reading of the value.
+            Some(_) => toml::Value::String(value.to_owned()),
+            None => value
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
+                .unwrap_or_else(|_| toml::Value::String(value.to_owned())),
+        };
+        table.insert(leaf.to_owned(), parsed);
+        let updated: RagConfig =
+            root.try_into().map_err(|e: toml::de::Error| bad(format!("{} (see docs/configuration.md)", e.message())))?;
+        // All or nothing: a rejected value leaves the configuration as it was.
+        updated.validate_values()?;
+        *self = updated;
+        Ok(())
     }
 
     /// Checks the whole configuration: every value, and the rules between keys.
@@ -464,6 +476,19 @@ mod tests {
         assert_eq!(cfg.retrieval.k, 3);
         assert!(cfg.set("retrieval.k", "many").unwrap_err().to_string().contains("retrieval.k"));
         assert!(cfg.set("retrieval.mode", "fuzzy").is_err());
+        // Any key of the file format: floats, booleans, unset options, nested paths.
+        cfg.set("retrieval.alpha", "0.3").unwrap();
+        cfg.set("rerank.enabled", "yes").unwrap();
+        cfg.set("generator.lm", "openai/gpt-4o-mini").unwrap();
+        cfg.set("embedder.dimensions", "256").unwrap();
+        cfg.set("data_dir", "/tmp/x").unwrap();
+        assert_eq!((cfg.retrieval.alpha, cfg.rerank.enabled), (0.3, true));
+        assert_eq!((cfg.generator.lm.as_deref(), cfg.embedder.dimensions), (Some("openai/gpt-4o-mini"), Some(256)));
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+        let err = cfg.set("retrieval.kk", "3").unwrap_err().to_string();
+        assert!(err.contains("retrieval.kk") && err.contains("kk"), "{err}");
+        assert!(cfg.set("nosuch.key", "1").unwrap_err().to_string().contains("nosuch"));
+        assert!(cfg.set("retrieval.alpha", "high").is_err());
         std::fs::write(&path, "colection = \"typo\"\n").unwrap();
         let err = RagConfig::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("rag.toml") && err.contains("colection"), "{err}");

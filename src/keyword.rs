@@ -46,6 +46,8 @@ pub struct KeywordIndex {
     reader: IndexReader,
     writer: Mutex<Option<IndexWriter>>,
     fields: Fields,
+    /// Built once: parsing a query is then only tokenisation.
+    parser: QueryParser,
     path: Option<PathBuf>,
 }
 
@@ -114,7 +116,8 @@ impl KeywordIndex {
             chunk: schema.get_field("chunk").map_err(kw_err)?,
         };
         let _ = (chunk_id, doc_id, text, chunk);
-        Ok(Self { index, reader, writer: Mutex::new(None), fields, path: dir.map(Path::to_path_buf) })
+        let parser = QueryParser::for_index(&index, vec![fields.text]);
+        Ok(Self { index, reader, writer: Mutex::new(None), fields, parser, path: dir.map(Path::to_path_buf) })
     }
 
     fn with_writer<T>(&self, f: impl FnOnce(&mut IndexWriter) -> Result<T>) -> Result<T> {
@@ -196,9 +199,8 @@ impl KeywordIndex {
             f.validate()?;
         }
         let searcher = self.reader.searcher();
-        let parser = QueryParser::for_index(&self.index, vec![self.fields.text]);
         // Lenient: user questions contain quotes, colons and parentheses that are query syntax.
-        let (q, _errors) = parser.parse_query_lenient(query);
+        let (q, _errors) = self.parser.parse_query_lenient(query);
         let total = searcher.num_docs() as usize;
         let mut limit = if filter.is_some() { (k * 4).max(50) } else { k };
         loop {

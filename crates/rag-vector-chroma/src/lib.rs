@@ -89,10 +89,18 @@ impl ChromaStoreBuilder {
     /// Connects and gets or creates the collection.
     pub async fn build(self) -> Result<ChromaStore> {
         let n = self.collection.chars().count();
-        if !(3..=512).contains(&n) {
+        let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        let valid = (3..=512).contains(&n)
+            && self.collection.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            && alnum(self.collection.chars().next())
+            && alnum(self.collection.chars().last());
+        if !valid {
             return Err(RagError::invalid_input(
                 "collection",
-                format!("Chroma collection names need 3 to 512 characters; `{}` has {n}", self.collection),
+                format!(
+                    "`{}` is not a valid Chroma collection name: use 3 to 512 of a-z, A-Z, 0-9, '.', '_', '-', starting and ending with a letter or digit",
+                    self.collection
+                ),
             ));
         }
         if let ChromaMode::Persistent(p) = &self.mode {
@@ -376,13 +384,10 @@ impl VectorStore for ChromaStore {
         let rows = rag_python::runtime()?
             .run(move |py| {
                 let coll = inner.collection.bind(py);
-                let count: usize = coll.call_method0("count").and_then(|c| c.extract()).py_context(py)?;
-                if count == 0 {
-                    return Ok(Vec::new());
-                }
                 let kw = PyDict::new(py);
                 kw.set_item("query_embeddings", matrix_to_numpy(py, std::slice::from_ref(&query.vector))?).py_context(py)?;
-                kw.set_item("n_results", query.k.min(count)).py_context(py)?;
+                // Chroma 1.5 returns what it has when k exceeds the count (and [] when empty).
+                kw.set_item("n_results", query.k).py_context(py)?;
                 kw.set_item("include", vec!["documents", "metadatas", "distances"]).py_context(py)?;
                 if let Some(w) = &filter {
                     kw.set_item("where", json_to_py(py, w)?).py_context(py)?;
