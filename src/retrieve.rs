@@ -200,7 +200,7 @@ mod tests {
     #[tokio::test]
     async fn hybrid_fuses_both_sides_and_passes_filters_through() {
         let mut embedder = MockEmbedder::new();
-        embedder.expect_embed().times(1).returning(|t| Ok(vec![vec![1.0, 0.0]; t.len()]));
+        embedder.expect_embed().times(2).returning(|t| Ok(vec![vec![1.0, 0.0]; t.len()]));
         let mut store = MockVectorStore::new();
         store
             .expect_query()
@@ -213,18 +213,22 @@ mod tests {
         c2.metadata.insert("lang".into(), "en".into());
         keyword.upsert(&[c, c2]).unwrap();
         keyword.commit().unwrap();
-        let r = HybridRetriever::hybrid(
-            DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) },
-            keyword,
-            Fusion::default(),
-        )
-        .candidates(10);
+        let dense = DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) };
+        let r = HybridRetriever::hybrid(dense.clone(), keyword.clone(), Fusion::Rrf { k: 60.0 }).candidates(10);
         let mut q = RetrievalQuery::new("rust", 3);
         q.filter = Some(rag_core::Filter::eq("lang", "en"));
-        let (hits, timings) = r.retrieve_timed(q).await.unwrap();
+        let (hits, timings) = r.retrieve_timed(q.clone()).await.unwrap();
         let ids: Vec<&str> = hits.iter().map(|h| h.chunk.id.as_str()).collect();
-        assert_eq!(ids[0], "b", "in both lists, so first: {ids:?}");
+        assert_eq!(ids[0], "b", "RRF: in both lists, so first: {ids:?}");
         assert_eq!(ids.len(), 3);
+        // Convex (the default): each side's best gets 1 after normalisation, so the dense top
+        // ("a") and the BM25 top ("c", three mentions) tie at 0.5 ahead of "b", last on both.
+        let convex = HybridRetriever::hybrid(dense, keyword, Fusion::default()).candidates(10);
+        let (chunks, _) = convex.retrieve_timed(q).await.unwrap();
+        let ids: Vec<&str> = chunks.iter().map(|h| h.chunk.id.as_str()).collect();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[2], "b", "convex: {ids:?}");
+        assert!((chunks[0].score - 0.5).abs() < 1e-6 && (chunks[1].score - 0.5).abs() < 1e-6, "{chunks:?}");
         for stage in ["embed_query", "vector_search", "keyword_search", "fusion"] {
             assert!(timings.contains_key(stage), "{timings:?}");
         }
