@@ -359,11 +359,11 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn print_citations(citations: &[rag::Citation]) {
-    for (i, c) in citations.iter().enumerate() {
+    for c in citations {
         let snippet: String = c.text.chars().take(160).collect();
         println!(
             "[{}] {} ({}, bytes {}..{}, score {:.3})\n    {}",
-            i + 1,
+            c.number,
             c.doc_id,
             c.chunk_id,
             c.span[0],

@@ -92,6 +92,8 @@ pub fn peak_rss_mb() -> Option<f64> {
 /// One cited chunk of an answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Citation {
+    /// The passage's number in the context the generator saw (what `[n]` in the answer means).
+    pub number: usize,
     /// Chunk id.
     pub chunk_id: String,
     /// Parent document id.
@@ -678,7 +680,8 @@ impl RagPipeline {
     }
 
     fn citations(&self, packed: &rag_chunk::PackedContext, used: &[String]) -> Vec<Citation> {
-        let cite = |p: &rag_chunk::PackedChunk| Citation {
+        let cite = |(i, p): (usize, &rag_chunk::PackedChunk)| Citation {
+            number: i + 1,
             chunk_id: p.chunk.chunk.id.clone(),
             doc_id: p.chunk.chunk.doc_id.clone(),
             score: p.chunk.score,
@@ -686,8 +689,9 @@ impl RagPipeline {
             span: [p.chunk.chunk.span.start, p.chunk.chunk.span.end],
             source: p.chunk.chunk.metadata.get("source").and_then(MetadataValue::as_str).map(str::to_owned),
         };
-        let cited: Vec<Citation> = packed.chunks.iter().filter(|p| used.contains(&p.chunk.chunk.id)).map(cite).collect();
-        if cited.is_empty() { packed.chunks.iter().map(cite).collect() } else { cited }
+        let all = packed.chunks.iter().enumerate();
+        let cited: Vec<Citation> = all.clone().filter(|(_, p)| used.contains(&p.chunk.chunk.id)).map(cite).collect();
+        if cited.is_empty() { all.map(cite).collect() } else { cited }
     }
 
     /// Answers `question`: retrieve, rerank if configured, pack the context window, generate.

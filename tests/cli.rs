@@ -85,7 +85,13 @@ fn json_shapes_idempotent_ingest_and_changed_files() {
     assert_eq!(q["generator"], "extractive");
     assert!(q["answer"].as_str().unwrap().contains("90 degrees"), "{q}");
     let cit = &q["citations"][0];
-    keys(cit, &["chunk_id", "doc_id", "score", "text", "span"]);
+    keys(cit, &["number", "chunk_id", "doc_id", "score", "text", "span"]);
+    // Every [n] in the answer names a listed citation's number.
+    let numbers: Vec<u64> = q["citations"].as_array().unwrap().iter().map(|c| c["number"].as_u64().unwrap()).collect();
+    let answer = q["answer"].as_str().unwrap();
+    for n in answer.split('[').skip(1).filter_map(|p| p.split(']').next()?.parse::<u64>().ok()) {
+        assert!(numbers.contains(&n), "answer cites [{n}] but citations are {numbers:?}: {answer}");
+    }
     assert_eq!(cit["doc_id"], "docs/tea.txt");
     assert!(q["timings_ms"]["total"].as_f64().unwrap() > 0.0);
 
