@@ -74,15 +74,6 @@ fn analyzer(cfg: &KeywordConfig) -> Result<TextAnalyzer> {
     Ok(b.build())
 }
 
-/// The text a chunk is indexed under: its own text, with the document title in front when the
-/// chunk does not already start with it (later chunks of a titled document keep the title's terms).
-fn indexed_text(c: &Chunk) -> String {
-    match c.metadata.get("title") {
-        Some(MetadataValue::Str(t)) if !t.is_empty() && !c.text.starts_with(t.as_str()) => format!("{t}\n{}", c.text),
-        _ => c.text.clone(),
-    }
-}
-
 impl KeywordIndex {
     /// Opens (or creates) the index in `dir`; `None` keeps it in memory.
     pub fn open(dir: Option<&Path>, cfg: &KeywordConfig) -> Result<Self> {
@@ -147,7 +138,7 @@ impl KeywordIndex {
                 w.add_document(doc!(
                     self.fields.chunk_id => c.id.as_str(),
                     self.fields.doc_id => c.doc_id.as_str(),
-                    self.fields.text => indexed_text(c),
+                    self.fields.text => crate::readers::titled_text(c),
                     self.fields.chunk => stored,
                 ))
                 .map_err(kw_err)?;
@@ -211,7 +202,7 @@ impl KeywordIndex {
                 let d: TantivyDocument = searcher.doc(addr).map_err(kw_err)?;
                 let Some(bytes) = d.get_first(self.fields.chunk).and_then(|v| v.as_bytes()) else { continue };
                 let chunk: Chunk = serde_json::from_slice(bytes).map_err(kw_err)?;
-                if filter.is_none_or(|f| f.matches(&chunk.metadata) || f.matches(&reserved_view(&chunk))) {
+                if filter.is_none_or(|f| f.matches(&reserved_view(&chunk))) {
                     out.push(ScoredChunk { chunk, score });
                     if out.len() == k {
                         break;
@@ -226,8 +217,9 @@ impl KeywordIndex {
     }
 }
 
-/// Metadata plus the chunk's own fields under the stores' reserved names, so a filter on
-/// `doc_id` means the same here as in a vector store.
+/// Metadata plus the chunk's own fields under the stores' reserved names (overriding metadata
+/// keys of the same name, as the stores' payloads do), so a filter means the same here as in a
+/// vector store.
 fn reserved_view(c: &Chunk) -> rag_core::Metadata {
     let mut m = c.metadata.clone();
     m.insert("doc_id".into(), MetadataValue::Str(c.doc_id.clone()));

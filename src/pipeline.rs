@@ -363,15 +363,6 @@ impl std::fmt::Debug for RagPipeline {
     }
 }
 
-/// The text embedded for a chunk: the chunk, with its document title in front when the chunk
-/// does not start with it (so later chunks of a document keep its subject).
-pub fn embedding_text(c: &Chunk) -> String {
-    match c.metadata.get("title") {
-        Some(MetadataValue::Str(t)) if !t.is_empty() && !c.text.starts_with(t.as_str()) => format!("{t}\n{}", c.text),
-        _ => c.text.clone(),
-    }
-}
-
 /// A document waiting to be written.
 struct Pending {
     doc_id: String,
@@ -524,7 +515,7 @@ impl RagPipeline {
         // Embed and upsert in slices so memory stays bounded by the slice, not the batch.
         if let (Some(embedder), Some(store)) = (&self.embedder, &self.store) {
             for slice in chunks.chunks(self.embed_batch) {
-                let texts: Vec<String> = slice.iter().map(|c| embedding_text(c)).collect();
+                let texts: Vec<String> = slice.iter().map(|c| readers::titled_text(c)).collect();
                 let vectors = embedder.embed(texts).await?;
                 if vectors.len() != slice.len() {
                     return Err(RagError::permanent(
@@ -624,11 +615,15 @@ impl RagPipeline {
     }
 
     async fn ensure_not_empty(&self) -> Result<()> {
+        // Ingest writes both; the in-memory keyword count settles it without a store round trip.
+        if self.keyword.count() > 0 {
+            return Ok(());
+        }
         let vectors = match &self.store {
             Some(s) => s.count().await?,
             None => 0,
         };
-        if vectors == 0 && self.keyword.count() == 0 {
+        if vectors == 0 {
             return Err(RagError::not_found(
                 format!("anything in collection `{}` ({})", self.collection, self.data_dir.display()),
                 Some("it is empty: run `rag ingest PATH` first"),

@@ -40,6 +40,16 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A chunk's text with its document's title in front (from the `title` metadata readers set),
+/// unless the chunk already starts with it: later chunks of a document keep its subject. Both
+/// the embedding and the keyword index see this text; the stored chunk text stays the span's.
+pub fn titled_text(c: &rag_core::Chunk) -> String {
+    match c.metadata.get("title") {
+        Some(MetadataValue::Str(t)) if !t.is_empty() && !c.text.starts_with(t.as_str()) => format!("{t}\n{}", c.text),
+        _ => c.text.clone(),
+    }
+}
+
 fn kind_of(path: &Path) -> Option<SourceKind> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("txt") | Some("text") => Some(SourceKind::Text),
