@@ -20,7 +20,7 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets/scifact")));
     let data = BeirDataset::load(&dataset).unwrap();
     let docs: Vec<rag_core::Document> =
-        rag::readers::JsonlReader::open(&dataset.join("corpus.jsonl")).unwrap().map(Result::unwrap).collect();
+        rag::sources::JsonlReader::open(&dataset.join("corpus.jsonl")).unwrap().map(Result::unwrap).collect();
     let queries: Vec<(String, String)> = data.qrels.keys().map(|q| (q.clone(), data.queries[q].clone())).collect();
 
     let dir = tempfile::tempdir().unwrap();

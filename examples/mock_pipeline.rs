@@ -1,11 +1,11 @@
 //! A whole pipeline from mockall mocks: no Python, no model, no server. This is how to unit-test
-//! code that builds on `rag`. `cargo run --example mock_pipeline --no-default-features --features test-utils`
+//! code that builds on `rag`. `cargo run --example mock_pipeline --no-default-features`
 
 use std::sync::Arc;
 
 use rag::chunk::{SemanticChunker, TokenCounter};
-use rag::mocks::{MockEmbedder, MockVectorStore};
-use rag::{QueryOptions, RagPipeline};
+use rag::{FileSource, IngestOptions, QueryOptions, RagPipeline};
+use rag_core::mocks::{MockEmbedder, MockVectorStore};
 
 #[tokio::main]
 async fn main() -> rag::Result<()> {
@@ -16,6 +16,7 @@ async fn main() -> rag::Result<()> {
     let mut embedder = MockEmbedder::new();
     embedder.expect_dimension().return_const(3usize);
     embedder.expect_model_id().return_const("mock".to_owned());
+    embedder.expect_max_input_tokens().return_const(None);
     embedder.expect_embed().returning(|t| Ok(vec![vec![1.0, 0.0, 0.0]; t.len()]));
     let mut store = MockVectorStore::new();
     store.expect_upsert().returning(|_| Ok(()));
@@ -27,7 +28,7 @@ async fn main() -> rag::Result<()> {
         .embedder(Arc::new(embedder))
         .vector_store(Arc::new(store))
         .build()?;
-    pipeline.ingest(&[dir.join("docs")], false, None).await?;
+    pipeline.ingest(FileSource::new([dir.join("docs")]), IngestOptions::default()).await?;
     let r = pipeline.query("What does the keyword index do?", &QueryOptions::default()).await?;
     println!("{}\n{:?}", r.answer, r.citations.iter().map(|c| &c.chunk_id).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(&dir);

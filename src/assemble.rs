@@ -3,13 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rag_chunk::{ContextWindow, Encoding, MarkdownChunker, SemanticChunker, TokenChunker, TokenCounter};
+use rag_chunk::{ContextWindow, EmbedderTokenizer, FitToEmbedder, MarkdownChunker, SemanticChunker, TokenChunker, TokenCounter};
 #[allow(unused_imports)]
 use rag_core::{Chunker, Embedder, Generator, RagError, Reranker, Result, VectorStore};
+use rag_keyword::KeywordIndex;
 
-use crate::config::RagConfig;
-use crate::keyword::KeywordIndex;
-use crate::pipeline::{RagPipeline, RetrievalMode};
+#[allow(unused_imports)]
+use crate::config::{CacheBackend, ChromaModeSetting, ChunkerKind, EmbedderBackend, FusionKind, QdrantModeSetting, StoreBackend};
+use crate::config::{RagConfig, RetrievalMode};
+use crate::pipeline::RagPipeline;
 use crate::retrieve::Fusion;
 
 /// Which parts of the pipeline a command needs (a bm25 query needs no model at all).
@@ -21,16 +23,23 @@ pub enum Needs {
     KeywordOnly,
 }
 
-fn chunkers(cfg: &RagConfig) -> Result<(Arc<dyn Chunker>, Arc<dyn Chunker>)> {
-    let counter = TokenCounter::new(cfg.chunker.encoding.parse::<Encoding>()?)?;
+/// The main and the Markdown chunker; with `fit`, both split chunks the embedder would truncate.
+fn chunkers(cfg: &RagConfig, fit: Option<&EmbedderTokenizer>) -> Result<(Arc<dyn Chunker>, Arc<dyn Chunker>)> {
+    let counter = TokenCounter::new(cfg.chunker.encoding.encoding())?;
     let c = &cfg.chunker;
-    let main: Arc<dyn Chunker> = match c.kind.as_str() {
-        "token" => Arc::new(TokenChunker::new(counter.clone(), c.chunk_size, c.overlap)?),
-        "markdown" => Arc::new(MarkdownChunker::new(counter.clone(), c.min_tokens, c.max_tokens)?),
-        _ => Arc::new(SemanticChunker::new(counter.clone(), c.min_tokens, c.max_tokens)?),
+    let main: Arc<dyn Chunker> = match c.kind {
+        ChunkerKind::Token => Arc::new(TokenChunker::new(counter.clone(), c.chunk_size, c.overlap)?),
+        ChunkerKind::Markdown => Arc::new(MarkdownChunker::new(counter.clone(), c.min_tokens, c.max_tokens)?),
+        ChunkerKind::Semantic => Arc::new(SemanticChunker::new(counter.clone(), c.min_tokens, c.max_tokens)?),
     };
-    let markdown: Arc<dyn Chunker> = Arc::new(MarkdownChunker::new(counter, c.min_tokens, c.max_tokens)?);
-    Ok((main, markdown))
+    let markdown: Arc<dyn Chunker> = Arc::new(MarkdownChunker::new(counter.clone(), c.min_tokens, c.max_tokens)?);
+    Ok(match fit {
+        Some(t) => (
+            Arc::new(FitToEmbedder::new(main, t.clone(), counter.clone())),
+            Arc::new(FitToEmbedder::new(markdown, t.clone(), counter)),
+        ),
+        None => (main, markdown),
+    })
 }
 
 /// Starts the embedded interpreter with the configured venv and workers (once per process).
@@ -39,13 +48,23 @@ pub fn start_python(cfg: &RagConfig) -> Result<()> {
     rag_python::init(rag_python::PythonConfig { venv: cfg.python.venv.clone(), workers: cfg.python.workers.max(1) }).map(|_| ())
 }
 
+/// What the embedder part of a pipeline is made of.
 #[cfg(any(feature = "sentence-transformers", feature = "openai"))]
-async fn embedder(cfg: &RagConfig) -> Result<(Arc<dyn Embedder>, Option<crate::pipeline::CacheProbe>, String)> {
+struct EmbedderParts {
+    embedder: Arc<dyn Embedder>,
+    probe: Option<crate::pipeline::CacheProbe>,
+    label: String,
+    tokenizer: Option<EmbedderTokenizer>,
+}
+
+#[cfg(any(feature = "sentence-transformers", feature = "openai"))]
+async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
     use rag_embed::{CachedEmbedder, EmbeddingCache, LocalCache};
 
-    let base: Arc<dyn Embedder> = match cfg.embedder.backend.as_str() {
+    let mut tokenizer_file: Option<std::path::PathBuf> = None;
+    let base: Arc<dyn Embedder> = match cfg.embedder.backend {
         #[cfg(feature = "openai")]
-        "openai" => {
+        EmbedderBackend::Openai => {
             let mut b = rag_embed::OpenAIEmbedder::builder()
                 .model(cfg.embedder.model.clone().unwrap_or_else(|| "text-embedding-3-small".into()));
             if let Some(url) = &cfg.embedder.api_base {
@@ -60,29 +79,37 @@ async fn embedder(cfg: &RagConfig) -> Result<(Arc<dyn Embedder>, Option<crate::p
             Arc::new(b.build().await?)
         }
         #[cfg(feature = "sentence-transformers")]
-        "sentence-transformers" => {
+        EmbedderBackend::SentenceTransformers => {
             let mut b = rag_embed::SentenceTransformerEmbedder::builder()
                 .batch_size(cfg.embedder.batch_size)
                 .device(&cfg.embedder.device);
             if let Some(m) = &cfg.embedder.model {
                 b = b.model(m);
             }
-            Arc::new(b.build().await?)
+            let e = b.build().await?;
+            tokenizer_file = e.tokenizer_file().map(std::path::Path::to_path_buf);
+            Arc::new(e)
         }
+        #[allow(unreachable_patterns)]
         other => {
             return Err(RagError::config(format!(
                 "embedder.backend = `{other}` is not compiled into this build (enable its Cargo feature)"
             )));
         }
     };
-    let cache: Option<Arc<dyn EmbeddingCache>> = match cfg.cache.backend.as_str() {
-        "none" => None,
+    let tokenizer = match (tokenizer_file, base.max_input_tokens()) {
+        (Some(file), Some(max)) => Some(EmbedderTokenizer::from_file(&file, max)?),
+        _ => None,
+    };
+    let cache: Option<Arc<dyn EmbeddingCache>> = match cfg.cache.backend {
+        CacheBackend::None => None,
         #[cfg(feature = "redis-cache")]
-        "redis" => {
+        CacheBackend::Redis => {
             let ttl = (cfg.cache.ttl_secs > 0).then(|| Duration::from_secs(cfg.cache.ttl_secs));
             Some(Arc::new(rag_embed::RedisCache::new(&cfg.cache.redis_url, ttl)?))
         }
-        "local" => Some(Arc::new(LocalCache::open(cfg.data_dir.join("cache").join("embeddings.redb"))?)),
+        CacheBackend::Local => Some(Arc::new(LocalCache::open(cfg.data_dir.join("cache").join("embeddings.redb"))?)),
+        #[allow(unreachable_patterns)]
         other => {
             return Err(RagError::config(format!(
                 "cache.backend = `{other}` is not compiled into this build (enable the redis-cache feature)"
@@ -90,8 +117,8 @@ async fn embedder(cfg: &RagConfig) -> Result<(Arc<dyn Embedder>, Option<crate::p
         }
     };
     let model = base.model_id();
-    match cache {
-        None => Ok((base, None, model)),
+    Ok(match cache {
+        None => EmbedderParts { embedder: base, probe: None, label: model, tokenizer },
         Some(c) => {
             let describe = c.describe();
             let cached = Arc::new(CachedEmbedder::new(base, c));
@@ -100,28 +127,28 @@ async fn embedder(cfg: &RagConfig) -> Result<(Arc<dyn Embedder>, Option<crate::p
                 let s = probe_src.stats();
                 crate::pipeline::CacheCounters { hits: s.hits, embedded: s.embedded }
             });
-            Ok((cached, Some(probe), format!("{model} (cache: {describe})")))
+            EmbedderParts { embedder: cached, probe: Some(probe), label: format!("{model} (cache: {describe})"), tokenizer }
         }
-    }
+    })
 }
 
 #[cfg(any(feature = "sentence-transformers", feature = "openai"))]
 #[allow(unused_variables)]
 async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore>, String)> {
     let s = &cfg.store;
-    match s.backend.as_str() {
+    match s.backend {
         #[cfg(feature = "chroma")]
-        "chroma" => {
+        StoreBackend::Chroma => {
             use rag_vector_chroma::{ChromaMode, ChromaStore};
-            let mode = match s.chroma_mode.as_str() {
-                "memory" => ChromaMode::InMemory,
-                "http" => ChromaMode::Http {
+            let mode = match s.chroma_mode {
+                ChromaModeSetting::Memory => ChromaMode::InMemory,
+                ChromaModeSetting::Http => ChromaMode::Http {
                     host: s.chroma_host.clone(),
                     port: s.chroma_port,
                     ssl: s.chroma_ssl,
                     headers: Default::default(),
                 },
-                _ => ChromaMode::Persistent(cfg.collection_dir().join("chroma")),
+                ChromaModeSetting::Persistent => ChromaMode::Persistent(cfg.collection_dir().join("chroma")),
             };
             let store = ChromaStore::builder(mode.clone())
                 .collection(chroma_name(&cfg.collection))
@@ -132,11 +159,11 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
             Ok((Arc::new(store), format!("chroma ({mode:?})")))
         }
         #[cfg(feature = "qdrant")]
-        "qdrant" => {
+        StoreBackend::Qdrant => {
             use rag_vector_qdrant::{QdrantMode, QdrantStore};
-            let mode = match s.qdrant_mode.as_str() {
-                "memory" => QdrantMode::InMemory,
-                "server" => QdrantMode::Server {
+            let mode = match s.qdrant_mode {
+                QdrantModeSetting::Memory => QdrantMode::InMemory,
+                QdrantModeSetting::Server => QdrantMode::Server {
                     url: s
                         .qdrant_url
                         .clone()
@@ -144,7 +171,7 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
                     api_key: std::env::var(&s.qdrant_api_key_env).ok(),
                     prefer_grpc: s.qdrant_prefer_grpc,
                 },
-                _ => QdrantMode::Local(cfg.collection_dir().join("qdrant")),
+                QdrantModeSetting::Local => QdrantMode::Local(cfg.collection_dir().join("qdrant")),
             };
             let label = match &mode {
                 QdrantMode::Server { url, .. } => format!("qdrant (server {url})"),
@@ -155,7 +182,7 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
             Ok((Arc::new(store), label))
         }
         #[cfg(feature = "pinecone")]
-        "pinecone" => {
+        StoreBackend::Pinecone => {
             use rag_vector_pinecone::{PineconeIndex, PineconeStore};
             let index = match (&s.pinecone_host, &s.pinecone_index) {
                 (Some(h), _) => PineconeIndex::Host(h.clone()),
@@ -175,6 +202,7 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
             }
             Ok((Arc::new(b.build().await?), format!("pinecone ({index:?})")))
         }
+        #[allow(unreachable_patterns)]
         other => {
             Err(RagError::config(format!("store.backend = `{other}` is not compiled into this build (enable its Cargo feature)")))
         }
@@ -240,23 +268,20 @@ pub async fn build_pipeline(cfg: &RagConfig, needs: Needs) -> Result<RagPipeline
     cfg.validate()?;
     let dir = cfg.collection_dir();
     std::fs::create_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
-    let (chunker, markdown) = chunkers(cfg)?;
-    let counter = TokenCounter::new(cfg.chunker.encoding.parse::<Encoding>()?)?;
+    let counter = TokenCounter::new(cfg.chunker.encoding.encoding())?;
     let mut window = ContextWindow::new(counter, cfg.context.max_tokens).order(cfg.context.order);
     if let Some(r) = cfg.context.reserved_for_answer {
         window = window.reserved_for_answer(r);
     }
-    let mode: RetrievalMode = cfg.retrieval.mode.parse()?;
-    let fusion = match cfg.retrieval.fusion.as_str() {
-        "convex" => Fusion::Convex { alpha: cfg.retrieval.alpha },
-        _ => Fusion::Rrf { k: cfg.retrieval.rrf_k },
+    let mode = cfg.retrieval.mode;
+    let fusion = match cfg.retrieval.fusion {
+        FusionKind::Convex => Fusion::Convex { alpha: cfg.retrieval.alpha },
+        FusionKind::Rrf => Fusion::Rrf { k: cfg.retrieval.rrf_k },
     };
     let keyword = Arc::new(KeywordIndex::open(Some(&dir.join("keyword")), &cfg.keyword)?);
     let mut b = RagPipeline::builder()
         .collection(cfg.collection.clone())
         .data_dir(dir)
-        .chunker(chunker)
-        .markdown_chunker(markdown)
         .keyword_index(keyword)
         .context_window(window)
         .fusion(fusion)
@@ -266,22 +291,32 @@ pub async fn build_pipeline(cfg: &RagConfig, needs: Needs) -> Result<RagPipeline
         .final_k(cfg.rerank.final_k)
         .rerank(cfg.rerank.enabled)
         .generation_timeout(Duration::from_secs(cfg.generator.timeout_secs))
-        .embed_batch(cfg.embedder.batch_size.max(1) * 2);
-    let dense = needs == Needs::All && cfg.store.backend != "none" && mode != RetrievalMode::Bm25;
+        .embed_batch(cfg.embedder.batch_size * 2);
+    let dense = needs == Needs::All && cfg.store.backend != StoreBackend::None && mode != RetrievalMode::Bm25;
     b = b.retrieval_mode(if dense { mode } else { RetrievalMode::Bm25 });
     let python_needed = dense || cfg.generator.lm.is_some() || cfg.rerank.enabled;
     if python_needed {
         #[cfg(feature = "python")]
         start_python(cfg)?;
     }
+    #[allow(unused_mut)] // assigned only with an embedder feature
+    let mut fit: Option<EmbedderTokenizer> = None;
     if dense {
         #[cfg(any(feature = "sentence-transformers", feature = "openai"))]
         {
-            let (e, probe, label) = embedder(cfg).await?;
-            let (s, store_label) = store(cfg, e.dimension()).await?;
-            b = b.embedder(e).vector_store(s).describe("embedder", label).describe("store", store_label);
-            if let Some(p) = probe {
+            let parts = embedder(cfg).await?;
+            let (s, store_label) = store(cfg, parts.embedder.dimension()).await?;
+            b = b.embedder(parts.embedder).vector_store(s).describe("embedder", parts.label).describe("store", store_label);
+            if let Some(p) = parts.probe {
                 b = b.cache_probe(p);
+            }
+            if let Some(t) = parts.tokenizer {
+                b = b.embedder_tokenizer(t.clone());
+                if cfg.chunker.fit_to_embedder {
+                    fit = Some(t);
+                }
+            } else if cfg.chunker.fit_to_embedder {
+                tracing::warn!("chunker.fit_to_embedder: this embedder exposes no tokenizer, so chunks are not fitted to it");
             }
         }
         #[cfg(not(any(feature = "sentence-transformers", feature = "openai")))]
@@ -289,6 +324,8 @@ pub async fn build_pipeline(cfg: &RagConfig, needs: Needs) -> Result<RagPipeline
             "dense and hybrid retrieval need an embedder feature (sentence-transformers or openai); this build has none: use --retriever bm25",
         ));
     }
+    let (chunker, markdown) = chunkers(cfg, fit.as_ref())?;
+    b = b.chunker(chunker).markdown_chunker(markdown);
     if needs == Needs::All
         && let Some(r) = reranker(cfg).await?
     {

@@ -8,7 +8,10 @@ use std::time::Instant;
 use rag_core::{RagError, Result};
 use serde::Serialize;
 
-use crate::pipeline::{IngestReport, QueryOptions, RagPipeline};
+use crate::ingest::{IngestOptions, IngestReport};
+use crate::pipeline::RagPipeline;
+use crate::query::QueryOptions;
+use crate::sources::FileSource;
 
 /// The keys `rag bench --json` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -69,7 +72,7 @@ pub fn slice_corpus(dataset: &Path, docs: usize, out: &Path) -> Result<u64> {
 
 /// Ingests `corpus` into `pipeline`, then runs `queries` questions at `concurrency`.
 pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[String], concurrency: usize) -> Result<BenchReport> {
-    let ingest = pipeline.ingest(&[corpus.to_path_buf()], false, None).await?;
+    let ingest = pipeline.ingest(FileSource::new([corpus]), IngestOptions::default()).await?;
     let ingest_docs_per_s = ingest.documents as f64 / ingest.seconds.max(1e-9);
     // Warm-up: model loading and first-call costs are not query latency.
     let warm = questions.iter().take(2).cloned().collect::<Vec<_>>();

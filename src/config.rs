@@ -1,12 +1,198 @@
 //! The typed configuration of a pipeline: defaults, then `rag.toml`, then `RAG_*` environment
 //! variables, then command-line flags. Every key is documented in `docs/configuration.md`.
+//!
+//! Every choice is an enum, so a misspelt value cannot parse: the error names the key, the bad
+//! value and the allowed values. Numbers are range-checked the same way. The defaults live once,
+//! in [`defaults`], shared by this configuration and [`crate::RagPipelineBuilder`].
 
 use std::path::{Path, PathBuf};
 
 use rag_core::{Distance, RagError, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::keyword::KeywordConfig;
+pub use rag_chunk::ContextOrder;
+pub use rag_keyword::KeywordConfig;
+
+/// The one source of defaults, shared by [`RagConfig`] and [`crate::RagPipelineBuilder`].
+pub mod defaults {
+    /// Chunks returned / packed per query.
+    pub const K: usize = 5;
+    /// Candidates taken from each retrieval side before fusion.
+    pub const CANDIDATES: usize = 100;
+    /// Convex fusion weight of the dense side: measured best on SciFact (README, Benchmarks).
+    pub const ALPHA: f32 = 0.5;
+    /// RRF constant.
+    pub const RRF_K: f32 = 60.0;
+    /// First-stage candidates when reranking.
+    pub const RERANK_INITIAL_K: usize = 20;
+    /// Kept after reranking.
+    pub const RERANK_FINAL_K: usize = 5;
+    /// Seconds before a generation is abandoned for the extractive answer.
+    pub const GENERATION_TIMEOUT_SECS: u64 = 60;
+    /// Texts per embedding model call.
+    pub const EMBED_BATCH: usize = 64;
+    /// Context window in tokens.
+    pub const CONTEXT_TOKENS: usize = 4096;
+    /// Largest `k` a query may ask for.
+    pub const MAX_K: usize = 1000;
+}
+
+/// Defines a configuration choice: an enum whose serde names are its only spellings.
+macro_rules! choice {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every accepted spelling.
+            pub const ALL: &'static [&'static str] = &[$($text),+];
+
+            /// The spelling used in configuration files.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = RagError;
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(RagError::invalid_input(
+                        stringify!($name),
+                        format!("`{other}` is not one of {}", Self::ALL.join(", ")),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+choice! {
+    /// Which vector store holds the embeddings.
+    StoreBackend {
+        /// ChromaDB (embedded or a server).
+        Chroma = "chroma",
+        /// Qdrant (local mode or a server).
+        Qdrant = "qdrant",
+        /// Pinecone.
+        Pinecone = "pinecone",
+        /// No vector store: keyword retrieval only.
+        None = "none",
+    }
+}
+
+choice! {
+    /// Where Chroma keeps its data.
+    ChromaModeSetting {
+        /// On disk under the data directory.
+        Persistent = "persistent",
+        /// In memory, gone at exit.
+        Memory = "memory",
+        /// A `chroma run` server.
+        Http = "http",
+    }
+}
+
+choice! {
+    /// Where Qdrant keeps its data.
+    QdrantModeSetting {
+        /// Local mode on disk under the data directory.
+        Local = "local",
+        /// Local mode in memory.
+        Memory = "memory",
+        /// A Qdrant server or cluster.
+        Server = "server",
+    }
+}
+
+choice! {
+    /// Which embedding backend.
+    EmbedderBackend {
+        /// sentence-transformers in the embedded Python (the bundled MiniLM by default).
+        SentenceTransformers = "sentence-transformers",
+        /// An OpenAI-compatible embeddings API.
+        Openai = "openai",
+    }
+}
+
+choice! {
+    /// Which embedding cache.
+    CacheBackend {
+        /// On disk under the data directory (redb).
+        Local = "local",
+        /// A Redis server, shared by workers.
+        Redis = "redis",
+        /// No cache.
+        None = "none",
+    }
+}
+
+choice! {
+    /// Which chunker splits plain-text documents (Markdown files always use the markdown one).
+    ChunkerKind {
+        /// Sentence- and paragraph-aware chunks within a token budget.
+        Semantic = "semantic",
+        /// Fixed token windows with overlap.
+        Token = "token",
+        /// Markdown sections with their heading path.
+        Markdown = "markdown",
+    }
+}
+
+choice! {
+    /// Which side(s) retrieval uses.
+    RetrievalMode {
+        /// Vector and keyword search, fused.
+        Hybrid = "hybrid",
+        /// Vector search only.
+        Dense = "dense",
+        /// BM25 keyword search only.
+        Bm25 = "bm25",
+    }
+}
+
+choice! {
+    /// How hybrid retrieval combines the two sides.
+    FusionKind {
+        /// `alpha * dense + (1 - alpha) * keyword` over min-max-normalised scores.
+        Convex = "convex",
+        /// Reciprocal Rank Fusion.
+        Rrf = "rrf",
+    }
+}
+
+choice! {
+    /// tiktoken encoding for chunk and context budgets.
+    EncodingSetting {
+        /// GPT-4 / GPT-3.5.
+        Cl100kBase = "cl100k_base",
+        /// GPT-4o.
+        O200kBase = "o200k_base",
+        /// Codex / GPT-3.
+        P50kBase = "p50k_base",
+    }
+}
+
+impl EncodingSetting {
+    /// The tokenizer encoding.
+    pub fn encoding(self) -> rag_chunk::Encoding {
+        match self {
+            Self::Cl100kBase => rag_chunk::Encoding::Cl100kBase,
+            Self::O200kBase => rag_chunk::Encoding::O200kBase,
+            Self::P50kBase => rag_chunk::Encoding::P50kBase,
+        }
+    }
+}
 
 /// Everything a pipeline is built from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,11 +248,11 @@ impl Default for RagConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `chroma` (default), `qdrant`, `pinecone`, or `none` (keyword-only).
-    pub backend: String,
+    pub backend: StoreBackend,
     /// Distance: cosine (default), l2, ip.
     pub distance: Distance,
     /// Chroma: `persistent` (under the data directory), `memory`, or `http`.
-    pub chroma_mode: String,
+    pub chroma_mode: ChromaModeSetting,
     /// Chroma server host (http mode).
     pub chroma_host: String,
     /// Chroma server port (http mode).
@@ -74,7 +260,7 @@ pub struct StoreConfig {
     /// Chroma server over HTTPS.
     pub chroma_ssl: bool,
     /// Qdrant: `local` (under the data directory), `memory`, or `server`.
-    pub qdrant_mode: String,
+    pub qdrant_mode: QdrantModeSetting,
     /// Qdrant server URL (server mode).
     pub qdrant_url: Option<String>,
     /// Environment variable holding the Qdrant API key.
@@ -100,13 +286,13 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            backend: "chroma".into(),
+            backend: StoreBackend::Chroma,
             distance: Distance::Cosine,
-            chroma_mode: "persistent".into(),
+            chroma_mode: ChromaModeSetting::Persistent,
             chroma_host: "127.0.0.1".into(),
             chroma_port: 8000,
             chroma_ssl: false,
-            qdrant_mode: "local".into(),
+            qdrant_mode: QdrantModeSetting::Local,
             qdrant_url: None,
             qdrant_api_key_env: "QDRANT_API_KEY".into(),
             qdrant_prefer_grpc: false,
@@ -126,7 +312,7 @@ impl Default for StoreConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct EmbedderConfig {
     /// `sentence-transformers` (default) or `openai`.
-    pub backend: String,
+    pub backend: EmbedderBackend,
     /// Model path or name; unset: the bundled all-MiniLM-L6-v2 (or `text-embedding-3-small` for openai).
     pub model: Option<String>,
     /// Texts per model call.
@@ -144,9 +330,9 @@ pub struct EmbedderConfig {
 impl Default for EmbedderConfig {
     fn default() -> Self {
         Self {
-            backend: "sentence-transformers".into(),
+            backend: EmbedderBackend::SentenceTransformers,
             model: None,
-            batch_size: 64,
+            batch_size: defaults::EMBED_BATCH,
             device: "cpu".into(),
             api_base: None,
             api_key_env: "OPENAI_API_KEY".into(),
@@ -160,7 +346,7 @@ impl Default for EmbedderConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// `local` (default; on disk under the data directory), `redis`, or `none`.
-    pub backend: String,
+    pub backend: CacheBackend,
     /// Redis URL.
     pub redis_url: String,
     /// Redis entry TTL in seconds (0: no expiry).
@@ -169,7 +355,7 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { backend: "local".into(), redis_url: "redis://127.0.0.1:6379/0".into(), ttl_secs: 0 }
+        Self { backend: CacheBackend::Local, redis_url: "redis://127.0.0.1:6379/0".into(), ttl_secs: 0 }
     }
 }
 
@@ -177,8 +363,8 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChunkerConfig {
-    /// `semantic` (default), `token`, or `markdown` (`.md` files always use markdown with semantic).
-    pub kind: String,
+    /// `semantic` (default), `token`, or `markdown` (`.md` files always use markdown).
+    pub kind: ChunkerKind,
     /// Smallest chunk worth closing at a paragraph break (semantic / markdown).
     pub min_tokens: usize,
     /// Largest chunk (semantic / markdown).
@@ -188,18 +374,22 @@ pub struct ChunkerConfig {
     /// Window overlap (token).
     pub overlap: usize,
     /// tiktoken encoding: cl100k_base, o200k_base, p50k_base.
-    pub encoding: String,
+    pub encoding: EncodingSetting,
+    /// Split any chunk longer than the embedding model's input window (counted with the
+    /// model's own tokenizer), so no chunk is silently truncated when embedded.
+    pub fit_to_embedder: bool,
 }
 
 impl Default for ChunkerConfig {
     fn default() -> Self {
         Self {
-            kind: "semantic".into(),
+            kind: ChunkerKind::Semantic,
             min_tokens: 64,
             max_tokens: 256,
             chunk_size: 256,
             overlap: 32,
-            encoding: "cl100k_base".into(),
+            encoding: EncodingSetting::Cl100kBase,
+            fit_to_embedder: true,
         }
     }
 }
@@ -209,13 +399,13 @@ impl Default for ChunkerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RetrievalConfig {
     /// `hybrid` (default), `dense`, or `bm25`.
-    pub mode: String,
+    pub mode: RetrievalMode,
     /// Chunks returned to the caller / packed into the context.
     pub k: usize,
     /// Candidates taken from each side before fusion.
     pub candidates: usize,
     /// `convex` (default) or `rrf`.
-    pub fusion: String,
+    pub fusion: FusionKind,
     /// RRF constant.
     pub rrf_k: f32,
     /// Convex weight of the dense side.
@@ -224,8 +414,14 @@ pub struct RetrievalConfig {
 
 impl Default for RetrievalConfig {
     fn default() -> Self {
-        // Convex at 0.5 measured best on SciFact (nDCG@10 0.722 vs RRF 0.701; README, Benchmarks).
-        Self { mode: "hybrid".into(), k: 5, candidates: 100, fusion: "convex".into(), rrf_k: 60.0, alpha: 0.5 }
+        Self {
+            mode: RetrievalMode::Hybrid,
+            k: defaults::K,
+            candidates: defaults::CANDIDATES,
+            fusion: FusionKind::Convex,
+            rrf_k: defaults::RRF_K,
+            alpha: defaults::ALPHA,
+        }
     }
 }
 
@@ -249,7 +445,14 @@ pub struct RerankConfig {
 
 impl Default for RerankConfig {
     fn default() -> Self {
-        Self { enabled: false, model: None, initial_k: 20, final_k: 5, batch_size: 32, max_length: 512 }
+        Self {
+            enabled: false,
+            model: None,
+            initial_k: defaults::RERANK_INITIAL_K,
+            final_k: defaults::RERANK_FINAL_K,
+            batch_size: 32,
+            max_length: 512,
+        }
     }
 }
 
@@ -262,12 +465,12 @@ pub struct ContextConfig {
     /// Tokens reserved for the answer (default a quarter of the window).
     pub reserved_for_answer: Option<usize>,
     /// `by_rank` (default) or `lost_in_the_middle`.
-    pub order: rag_chunk::ContextOrder,
+    pub order: ContextOrder,
 }
 
 impl Default for ContextConfig {
     fn default() -> Self {
-        Self { max_tokens: 4096, reserved_for_answer: None, order: rag_chunk::ContextOrder::ByRank }
+        Self { max_tokens: defaults::CONTEXT_TOKENS, reserved_for_answer: None, order: ContextOrder::ByRank }
     }
 }
 
@@ -301,7 +504,7 @@ impl Default for GeneratorConfig {
             api_key_env: "OPENAI_API_KEY".into(),
             max_tokens: 512,
             temperature: 0.0,
-            timeout_secs: 60,
+            timeout_secs: defaults::GENERATION_TIMEOUT_SECS,
             retries: 2,
             signature: "context, question -> answer".into(),
         }
@@ -422,33 +625,53 @@ impl RagConfig {
     /// Checks the whole configuration: every value, and the rules between keys.
     pub fn validate(&self) -> Result<()> {
         self.validate_values()?;
-        if self.store.backend == "none" && self.retrieval.mode != "bm25" {
+        if self.store.backend == StoreBackend::None && self.retrieval.mode != RetrievalMode::Bm25 {
             return Err(RagError::config("store.backend = none needs retrieval.mode = bm25"));
+        }
+        if self.store.backend == StoreBackend::Qdrant
+            && self.store.qdrant_mode == QdrantModeSetting::Server
+            && self.store.qdrant_url.is_none()
+        {
+            return Err(RagError::config("store.qdrant_mode = server needs store.qdrant_url (http://host:6333)"));
         }
         Ok(())
     }
 
     /// Checks each value on its own (rules between keys wait for [`RagConfig::validate`], so
-    /// overrides can be applied in any order).
+    /// overrides can be applied in any order). Choices are checked by their types.
     fn validate_values(&self) -> Result<()> {
-        let one_of = |what: &str, v: &str, allowed: &[&str]| {
-            if allowed.contains(&v) {
+        fn range<T: PartialOrd + std::fmt::Display>(key: &str, v: T, lo: T, hi: T) -> Result<()> {
+            if v >= lo && v <= hi {
                 Ok(())
             } else {
-                Err(RagError::config(format!("{what} = `{v}`: use one of {}", allowed.join(", "))))
+                Err(RagError::invalid_input(key, format!("{v} is out of range: use {lo} to {hi}")))
             }
-        };
-        one_of("store.backend", &self.store.backend, &["chroma", "qdrant", "pinecone", "none"])?;
-        one_of("embedder.backend", &self.embedder.backend, &["sentence-transformers", "openai"])?;
-        one_of("cache.backend", &self.cache.backend, &["local", "redis", "none"])?;
-        one_of("chunker.kind", &self.chunker.kind, &["semantic", "token", "markdown"])?;
-        one_of("retrieval.mode", &self.retrieval.mode, &["hybrid", "dense", "bm25"])?;
-        one_of("retrieval.fusion", &self.retrieval.fusion, &["rrf", "convex"])?;
-        if self.retrieval.k == 0 {
-            return Err(RagError::config("retrieval.k must be at least 1"));
         }
-        if !(0.0..=1.0).contains(&self.retrieval.alpha) {
-            return Err(RagError::config("retrieval.alpha must be between 0 and 1"));
+        let r = &self.retrieval;
+        range("retrieval.k", r.k, 1, defaults::MAX_K)?;
+        range("retrieval.candidates", r.candidates, 1, 100_000)?;
+        range("retrieval.alpha", r.alpha, 0.0, 1.0)?;
+        range("retrieval.rrf_k", r.rrf_k, 1.0, 10_000.0)?;
+        let c = &self.chunker;
+        range("chunker.min_tokens", c.min_tokens, 1, 100_000)?;
+        range("chunker.max_tokens", c.max_tokens, c.min_tokens, 100_000)?;
+        range("chunker.chunk_size", c.chunk_size, 1, 100_000)?;
+        range("chunker.overlap", c.overlap, 0, c.chunk_size.saturating_sub(1))?;
+        range("embedder.batch_size", self.embedder.batch_size, 1, 4096)?;
+        range("rerank.final_k", self.rerank.final_k, 1, defaults::MAX_K)?;
+        range("rerank.initial_k", self.rerank.initial_k, self.rerank.final_k, 10_000)?;
+        range("rerank.batch_size", self.rerank.batch_size, 1, 4096)?;
+        range("context.max_tokens", self.context.max_tokens, 64, 10_000_000)?;
+        if let Some(reserved) = self.context.reserved_for_answer {
+            range("context.reserved_for_answer", reserved, 0, self.context.max_tokens - 1)?;
+        }
+        let g = &self.generator;
+        range("generator.max_tokens", g.max_tokens, 1, 1_000_000)?;
+        range("generator.temperature", g.temperature, 0.0, 2.0)?;
+        range("generator.timeout_secs", g.timeout_secs, 1, 86_400)?;
+        range("python.workers", self.python.workers, 1, 64)?;
+        if self.collection.trim().is_empty() {
+            return Err(RagError::invalid_input("collection", "the collection name is empty"));
         }
         Ok(())
     }
@@ -469,9 +692,9 @@ mod tests {
         let path = dir.path().join("rag.toml");
         std::fs::write(&path, "collection = \"papers\"\n[retrieval]\nk = 8\nmode = \"dense\"\n").unwrap();
         let mut cfg = RagConfig::from_file(&path).unwrap();
-        assert_eq!((cfg.collection.as_str(), cfg.retrieval.k, cfg.retrieval.mode.as_str()), ("papers", 8, "dense"));
+        assert_eq!((cfg.collection.as_str(), cfg.retrieval.k, cfg.retrieval.mode), ("papers", 8, RetrievalMode::Dense));
         cfg.apply_env(|k| (k == "RAG_RETRIEVER").then(|| "bm25".to_owned())).unwrap();
-        assert_eq!(cfg.retrieval.mode, "bm25");
+        assert_eq!(cfg.retrieval.mode, RetrievalMode::Bm25);
         cfg.set("retrieval.k", "3").unwrap();
         assert_eq!(cfg.retrieval.k, 3);
         assert!(cfg.set("retrieval.k", "many").unwrap_err().to_string().contains("retrieval.k"));
@@ -492,6 +715,73 @@ mod tests {
         std::fs::write(&path, "colection = \"typo\"\n").unwrap();
         let err = RagConfig::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("rag.toml") && err.contains("colection"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod choice_tests {
+    use super::*;
+
+    /// Every choice key rejects a misspelling, from a file and from `--set`, naming the key, the
+    /// bad value and the allowed values, and leaves the configuration as it was.
+    #[test]
+    fn misspelt_choices_are_rejected_with_the_allowed_values() {
+        let cases: &[(&str, &str, &str, &[&str])] = &[
+            ("store", "backend", "chromma", StoreBackend::ALL),
+            ("store", "chroma_mode", "htpp", ChromaModeSetting::ALL),
+            ("store", "qdrant_mode", "sever", QdrantModeSetting::ALL),
+            ("store", "distance", "cosin", &["cosine", "l2", "ip"]),
+            ("embedder", "backend", "open-ai", EmbedderBackend::ALL),
+            ("cache", "backend", "rediss", CacheBackend::ALL),
+            ("chunker", "kind", "semantik", ChunkerKind::ALL),
+            ("chunker", "encoding", "cl100k", EncodingSetting::ALL),
+            ("retrieval", "mode", "hybird", RetrievalMode::ALL),
+            ("retrieval", "fusion", "rff", FusionKind::ALL),
+            ("context", "order", "random", &["by_rank", "lost_in_the_middle"]),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (section, key, bad, allowed) in cases {
+            let path = dir.path().join("rag.toml");
+            std::fs::write(&path, format!("[{section}]\n{key} = \"{bad}\"\n")).unwrap();
+            let err = RagConfig::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(bad), "{section}.{key}: {err}");
+            assert!(allowed.iter().all(|a| err.contains(a)), "{section}.{key} lists {allowed:?}: {err}");
+
+            let mut cfg = RagConfig::default();
+            let before = cfg.clone();
+            let err = cfg.set(&format!("{section}.{key}"), bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{section}.{key}")) && err.contains(bad), "{err}");
+            assert!(allowed.iter().all(|a| err.contains(a)), "--set {section}.{key} lists {allowed:?}: {err}");
+            assert_eq!(cfg, before, "a rejected value changes nothing");
+        }
+        // And through the environment, naming the variable.
+        let err = RagConfig::default().apply_env(|k| (k == "RAG_STORE").then(|| "qdrnt".to_owned())).unwrap_err().to_string();
+        assert!(err.contains("RAG_STORE") && err.contains("qdrnt") && err.contains("qdrant"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_rejected_with_the_range() {
+        for (key, bad) in [
+            ("retrieval.k", "0"),
+            ("retrieval.k", "100000"),
+            ("retrieval.alpha", "1.5"),
+            ("retrieval.candidates", "0"),
+            ("chunker.overlap", "256"),
+            ("chunker.max_tokens", "10"),
+            ("embedder.batch_size", "0"),
+            ("rerank.initial_k", "2"),
+            ("generator.timeout_secs", "0"),
+            ("python.workers", "0"),
+        ] {
+            let mut cfg = RagConfig::default();
+            let err = cfg.set(key, bad).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("out of range") && err.contains(" to "), "{key}={bad}: {err}");
+            assert_eq!(cfg, RagConfig::default());
+        }
+        let mut cfg = RagConfig::default();
+        cfg.set("store.backend", "qdrant").unwrap();
+        cfg.set("store.qdrant_mode", "server").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("store.qdrant_url"));
     }
 }
 

@@ -10,8 +10,11 @@ use rag_core::metrics::{dedup_documents, mrr_at_k, ndcg_at_k, recall_at_k};
 use rag_core::{RagError, Result};
 use serde::Serialize;
 
-use crate::pipeline::{IngestReport, Progress, QueryOptions, RagPipeline, RetrievalMode};
-use crate::retrieve::StageTimings;
+use crate::config::RetrievalMode;
+use crate::ingest::{IngestOptions, IngestReport};
+use crate::pipeline::{Progress, RagPipeline};
+use crate::query::QueryOptions;
+use crate::sources::FileSource;
 
 /// Evaluation results (the keys `rag eval --json` prints).
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +25,11 @@ pub struct EvalReport {
     pub recall_at_100: f64,
     /// Mean MRR@10.
     pub mrr_at_10: f64,
+    /// Mean nDCG@10 over half A of the queries (even positions in query-id order): the half
+    /// new settings are chosen on.
+    pub ndcg_at_10_half_a: f64,
+    /// Mean nDCG@10 over half B (odd positions): the held-out half a setting is reported on.
+    pub ndcg_at_10_half_b: f64,
     /// Queries evaluated.
     pub queries: usize,
     /// Retrieval mode.
@@ -48,7 +56,7 @@ impl BeirDataset {
     pub fn load(dir: &Path) -> Result<Self> {
         let qpath = dir.join("queries.jsonl");
         let mut queries = BTreeMap::new();
-        for doc in crate::readers::JsonlReader::open(&qpath)? {
+        for doc in crate::sources::JsonlReader::open(&qpath)? {
             let d = doc?;
             queries.insert(d.id, d.text);
         }
@@ -93,20 +101,22 @@ pub async fn run_eval(
     progress: Option<Progress>,
 ) -> Result<EvalReport> {
     let data = BeirDataset::load(dataset)?;
-    let ingest = pipeline.ingest(&[dataset.join("corpus.jsonl")], false, progress.clone()).await?;
+    let mut options = IngestOptions::new();
+    if let Some(p) = progress.clone() {
+        options = options.progress(move |done, total| p(done, total));
+    }
+    let ingest = pipeline.ingest(FileSource::new([dataset.join("corpus.jsonl")]), options).await?;
     let start = Instant::now();
     let ids: Vec<&String> = data.qrels.keys().take(limit.unwrap_or(usize::MAX)).collect();
     let total = ids.len() as u64;
     // Enough chunks to rank 100 distinct documents.
-    let opts = QueryOptions { k: Some(300), mode: Some(mode), rerank: Some(rerank), filter: None };
+    let opts = QueryOptions::new().k(300).mode(mode).rerank(rerank);
     let done = std::sync::atomic::AtomicU64::new(0);
     let results: Vec<Result<(f64, f64, f64)>> = futures::stream::iter(ids.iter().map(|qid| {
         let (opts, data, done, progress) = (&opts, &data, &done, progress.clone());
         async move {
             let question = &data.queries[*qid];
-            let mut t = StageTimings::new();
-            let mut degraded = Vec::new();
-            let hits = pipeline.retrieve(question, opts, &mut t, &mut degraded).await?;
+            let hits = pipeline.retrieve(question, opts).await?.hits;
             let docs = dedup_documents(hits.iter().map(|h| h.chunk.doc_id.as_str()));
             let qrels = &data.qrels[*qid];
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -116,18 +126,24 @@ pub async fn run_eval(
             Ok((ndcg_at_k(&docs, qrels, 10), recall_at_k(&docs, qrels, 100), mrr_at_k(&docs, qrels, 10)))
         }
     }))
-    .buffer_unordered(4)
+    .buffered(4)
     .collect()
     .await;
     let mut sums = (0.0, 0.0, 0.0);
-    for r in &results {
+    let mut halves = [(0.0, 0usize), (0.0, 0usize)];
+    for (i, r) in results.iter().enumerate() {
         let (a, b, c) = r.as_ref().map_err(|e| RagError::Other(e.to_string()))?;
         sums.0 += a;
         sums.1 += b;
         sums.2 += c;
+        halves[i % 2].0 += a;
+        halves[i % 2].1 += 1;
     }
     let n = results.len().max(1) as f64;
+    let half = |h: (f64, usize)| h.0 / h.1.max(1) as f64;
     Ok(EvalReport {
+        ndcg_at_10_half_a: half(halves[0]),
+        ndcg_at_10_half_b: half(halves[1]),
         ndcg_at_10: sums.0 / n,
         recall_at_100: sums.1 / n,
         mrr_at_10: sums.2 / n,

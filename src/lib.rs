@@ -6,22 +6,34 @@ pub mod bench;
 pub mod config;
 pub mod eval;
 pub mod generate;
-pub mod keyword;
+pub mod guide;
+pub mod ingest;
 pub mod manifest;
 pub mod pipeline;
-pub mod readers;
+pub mod query;
 pub mod retrieve;
+pub mod sources;
+pub mod sys;
 
+pub use config::{RagConfig, RetrievalMode};
 pub use generate::ExtractiveGenerator;
-pub use keyword::{KeywordConfig, KeywordIndex};
-pub use pipeline::{Citation, IngestReport, QueryOptions, QueryResult, RagPipeline, RagPipelineBuilder, RetrievalMode, Stats};
+pub use ingest::{IngestOptions, IngestReport};
+pub use pipeline::{RagPipeline, RagPipelineBuilder, Stats};
+pub use query::{Citation, Hit, QueryOptions, QueryResult, Rerank, Retrieval};
 pub use retrieve::{DenseSide, Fusion, HybridRetriever};
+pub use sources::FileSource;
 
 /// Chunking and context windows (`rag-chunk`).
 pub use rag_chunk as chunk;
 /// The core traits, types and error (re-exported from `rag-core`).
 pub use rag_core as core;
-pub use rag_core::{Chunk, Document, Filter, RagError, Result};
+pub use rag_core::{
+    Chunk, Document, DocumentSource, Filter, InMemorySource, RagError, Result, SourceDocument, SourceItem, StreamSource,
+    TextFormat,
+};
+/// The BM25 keyword index (`rag-keyword`).
+pub use rag_keyword as keyword;
+pub use rag_keyword::{KeywordConfig, KeywordIndex};
 
 /// DSPy generators, the Rust retriever for DSPy, BasicRag, MultiHopRag (feature `dspy`).
 #[cfg(feature = "dspy")]

@@ -1,15 +1,17 @@
 //! Retrieval: dense, keyword (BM25) and hybrid are one component, [`HybridRetriever`], with
 //! either side switched off.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use rag_core::fusion::{convex_combination, reciprocal_rank_fusion};
-use rag_core::{Embedder, RagError, Result, RetrievalQuery, Retriever, ScoredChunk, VectorQuery, VectorStore};
+use rag_core::{
+    Embedder, KeywordSearch, RagError, Result, RetrievalQuery, Retriever, ScoredChunk, StageTimings, VectorQuery, VectorStore,
+};
 
-use crate::keyword::KeywordIndex;
+use crate::config::defaults;
 
 /// How the two sides are combined.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,9 +29,9 @@ pub enum Fusion {
 }
 
 impl Default for Fusion {
-    /// Convex at alpha 0.5: measured best on SciFact (nDCG@10 0.722 against 0.701 for RRF, k = 60).
+    /// Convex at [`defaults::ALPHA`]: measured best on SciFact (README, Benchmarks).
     fn default() -> Self {
-        Self::Convex { alpha: 0.5 }
+        Self::Convex { alpha: defaults::ALPHA }
     }
 }
 
@@ -46,7 +48,7 @@ pub struct DenseSide {
 #[derive(Clone)]
 pub struct HybridRetriever {
     dense: Option<DenseSide>,
-    keyword: Option<Arc<KeywordIndex>>,
+    keyword: Option<Arc<dyn KeywordSearch>>,
     fusion: Fusion,
     candidates: usize,
 }
@@ -62,23 +64,20 @@ impl std::fmt::Debug for HybridRetriever {
     }
 }
 
-/// Per-stage wall time of one retrieval, in milliseconds.
-pub type StageTimings = BTreeMap<String, f64>;
-
 impl HybridRetriever {
     /// Both sides, fused.
-    pub fn hybrid(dense: DenseSide, keyword: Arc<KeywordIndex>, fusion: Fusion) -> Self {
-        Self { dense: Some(dense), keyword: Some(keyword), fusion, candidates: 100 }
+    pub fn hybrid(dense: DenseSide, keyword: Arc<dyn KeywordSearch>, fusion: Fusion) -> Self {
+        Self { dense: Some(dense), keyword: Some(keyword), fusion, candidates: defaults::CANDIDATES }
     }
 
     /// Dense only.
     pub fn dense_only(dense: DenseSide) -> Self {
-        Self { dense: Some(dense), keyword: None, fusion: Fusion::default(), candidates: 100 }
+        Self { dense: Some(dense), keyword: None, fusion: Fusion::default(), candidates: defaults::CANDIDATES }
     }
 
     /// Keyword (BM25) only.
-    pub fn keyword_only(keyword: Arc<KeywordIndex>) -> Self {
-        Self { dense: None, keyword: Some(keyword), fusion: Fusion::default(), candidates: 100 }
+    pub fn keyword_only(keyword: Arc<dyn KeywordSearch>) -> Self {
+        Self { dense: None, keyword: Some(keyword), fusion: Fusion::default(), candidates: defaults::CANDIDATES }
     }
 
     /// Candidates taken from each side before fusion (default 100; at least `k`).
@@ -101,16 +100,13 @@ impl HybridRetriever {
 
     async fn keyword_hits(
         &self,
-        k: &Arc<KeywordIndex>,
+        k: &Arc<dyn KeywordSearch>,
         q: &RetrievalQuery,
         n: usize,
         t: &mut StageTimings,
     ) -> Result<Vec<ScoredChunk>> {
         let start = Instant::now();
-        let (index, text, filter) = (k.clone(), q.text.clone(), q.filter.clone());
-        let hits = tokio::task::spawn_blocking(move || index.search(&text, n, filter.as_ref()))
-            .await
-            .map_err(|e| RagError::Other(format!("keyword search task failed: {e}")))??;
+        let hits = k.search(RetrievalQuery { text: q.text.clone(), k: n, filter: q.filter.clone() }).await?;
         t.insert("keyword_search".into(), ms(start));
         Ok(hits)
     }
@@ -206,7 +202,7 @@ mod tests {
             .expect_query()
             .withf(|q| q.k == 10 && q.filter == Some(rag_core::Filter::eq("lang", "en")))
             .returning(|_| Ok(vec![hit("a", 0.9), hit("b", 0.8)]));
-        let keyword = Arc::new(KeywordIndex::open(None, &Default::default()).unwrap());
+        let keyword = rag_keyword::KeywordIndex::open(None, &Default::default()).unwrap();
         let mut c = Chunk::new("b", "d", "b is about rust programming");
         c.metadata.insert("lang".into(), "en".into());
         let mut c2 = Chunk::new("c", "d", "rust rust rust");
@@ -214,6 +210,7 @@ mod tests {
         keyword.upsert(&[c, c2]).unwrap();
         keyword.commit().unwrap();
         let dense = DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) };
+        let keyword: Arc<dyn KeywordSearch> = Arc::new(keyword);
         let r = HybridRetriever::hybrid(dense.clone(), keyword.clone(), Fusion::Rrf { k: 60.0 }).candidates(10);
         let mut q = RetrievalQuery::new("rust", 3);
         q.filter = Some(rag_core::Filter::eq("lang", "en"));

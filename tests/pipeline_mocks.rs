@@ -1,14 +1,13 @@
 //! A whole pipeline assembled from mockall mocks: no Python, no models, no servers.
-#![cfg(feature = "test-utils")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rag::chunk::{SemanticChunker, TokenCounter};
-use rag::mocks::{MockEmbedder, MockGenerator, MockReranker, MockVectorStore};
-use rag::{QueryOptions, RagError, RagPipeline, RetrievalMode};
-use rag_core::{EmbeddedChunk, Generation, ScoredChunk, VectorQuery};
+use rag::{Document, FileSource, IngestOptions, QueryOptions, RagError, RagPipeline, RetrievalMode};
+use rag_core::mocks::{MockEmbedder, MockGenerator, MockReranker, MockRetriever, MockVectorStore};
+use rag_core::{Chunk, EmbeddedChunk, Generation, ScoredChunk, VectorQuery};
 
 /// An in-memory vector store behind the mock: records upserts, answers queries by dot product.
 fn store(records: Arc<Mutex<Vec<EmbeddedChunk>>>) -> MockVectorStore {
@@ -40,6 +39,17 @@ fn store(records: Arc<Mutex<Vec<EmbeddedChunk>>>) -> MockVectorStore {
     });
     let r = records.clone();
     s.expect_count().returning(move || Ok(r.lock().unwrap().len()));
+    let r = records.clone();
+    s.expect_describe().returning(move || {
+        Ok(rag_core::StoreDescription {
+            backend: "mock".into(),
+            collection: "mock".into(),
+            dimension: Some(26),
+            distance: rag_core::Distance::Cosine,
+            count: r.lock().unwrap().len(),
+            details: Default::default(),
+        })
+    });
     s
 }
 
@@ -122,10 +132,10 @@ async fn ingests_and_answers_with_citations_from_mocks() {
         })
     });
     let f = fixture(Some(generator), None);
-    let report = f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
+    let report = f.pipeline.ingest(FileSource::new([&f.docs]), IngestOptions::default()).await.unwrap();
     assert_eq!((report.documents, report.unchanged), (3, 0));
     assert_eq!(report.chunks as usize, f.records.lock().unwrap().len());
-    let again = f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
+    let again = f.pipeline.ingest(FileSource::new([&f.docs]), IngestOptions::default()).await.unwrap();
     assert_eq!((again.unchanged, again.chunks), (3, 0), "second ingest writes nothing");
     let embedded_before = *f.embedded.lock().unwrap();
     let r = f.pipeline.query("Which language gives memory safety?", &QueryOptions::default()).await.unwrap();
@@ -139,7 +149,7 @@ async fn ingests_and_answers_with_citations_from_mocks() {
     }
     assert_eq!(*f.embedded.lock().unwrap(), embedded_before + 1, "one query embedding");
     // The same pipeline, keyword side only: no embedding at all.
-    let opts = QueryOptions { mode: Some(RetrievalMode::Bm25), ..Default::default() };
+    let opts = QueryOptions::new().mode(RetrievalMode::Bm25);
     f.pipeline.query("memory safety garbage collector", &opts).await.unwrap();
     assert_eq!(*f.embedded.lock().unwrap(), embedded_before + 1);
 }
@@ -153,8 +163,8 @@ async fn degrades_when_the_reranker_or_the_lm_fails_and_says_so() {
     reranker.expect_model_id().return_const("mock-ce".to_owned());
     reranker.expect_rerank().returning(|_, _, _| Err(RagError::Other("model crashed".into())));
     let f = fixture(Some(generator), Some(reranker));
-    f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
-    let opts = QueryOptions { rerank: Some(true), ..Default::default() };
+    f.pipeline.ingest(FileSource::new([&f.docs]), IngestOptions::default()).await.unwrap();
+    let opts = QueryOptions::new().rerank(true);
     let r = f.pipeline.query("How long should green tea steep?", &opts).await.unwrap();
     assert_eq!(r.generator, "extractive", "LM down: extractive answer");
     assert!(r.answer.starts_with("Extractive answer"), "{}", r.answer);
@@ -162,29 +172,102 @@ async fn degrades_when_the_reranker_or_the_lm_fails_and_says_so() {
     assert_eq!(r.degraded.len(), 2, "{:?}", r.degraded);
     assert!(r.degraded[0].contains("reranker failed") && r.degraded[1].contains("flaky-lm"));
     assert_eq!(r.citations.len(), 1, "final_k after the fallback");
+}
 
-    // An LM that hangs is abandoned at the deadline.
-    let mut slow = MockGenerator::new();
-    slow.expect_name().return_const("slow-lm".to_owned());
-    slow.expect_generate().returning(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        Err(RagError::Timeout { what: "never".into(), after: Duration::from_secs(1) })
-    });
-    let f = fixture(Some(slow), None);
-    f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
-    let r = f.pipeline.query("green tea", &QueryOptions::default()).await.unwrap();
+/// A generator that never returns: only the pipeline's deadline can end the query. Tokio's
+/// clock is paused, so the 300 ms deadline passes instantly and exactly; without the timeout
+/// the query would hang and the test would never finish.
+struct NeverGenerator;
+
+#[async_trait::async_trait]
+impl rag_core::Generator for NeverGenerator {
+    async fn generate(&self, _: rag_core::GenerationRequest) -> rag::Result<Generation> {
+        std::future::pending().await
+    }
+    fn name(&self) -> String {
+        "never-lm".into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_generator_that_never_returns_is_abandoned_at_the_deadline() {
+    let f = fixture(None, None);
+    f.pipeline.ingest(FileSource::new([&f.docs]), IngestOptions::default()).await.unwrap();
+    let pipeline = RagPipeline::builder()
+        .data_dir(f._dir.path().join("data2"))
+        .chunker(Arc::new(SemanticChunker::new(TokenCounter::cl100k().unwrap(), 8, 64).unwrap()))
+        .retrieval_mode(RetrievalMode::Bm25)
+        .generator(Arc::new(NeverGenerator))
+        .generation_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    pipeline.ingest(FileSource::new([&f.docs]), IngestOptions::default()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let r = pipeline.query("green tea", &QueryOptions::default()).await.unwrap();
     assert_eq!(r.generator, "extractive");
+    assert!(r.degraded.iter().any(|d| d.contains("never-lm") && d.contains("timed out after 300ms")), "{:?}", r.degraded);
+    assert!(started.elapsed() >= Duration::from_millis(300), "the deadline, not an error, ended it");
+}
+
+/// A retriever of the user's own replaces the built-in one; asking it for a mode is refused.
+#[tokio::test]
+async fn a_custom_retriever_replaces_the_built_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut retriever = MockRetriever::new();
+    retriever.expect_retrieve().times(1).returning(|q| {
+        assert_eq!(q.k, 2);
+        Ok(vec![ScoredChunk { chunk: Chunk::new("mine#0", "mine", "from my own retriever"), score: 1.0 }])
+    });
+    let pipeline = RagPipeline::builder()
+        .data_dir(dir.path().to_owned())
+        .chunker(Arc::new(SemanticChunker::new(TokenCounter::cl100k().unwrap(), 8, 64).unwrap()))
+        .retriever(Arc::new(retriever))
+        .k(2)
+        .build()
+        .unwrap();
+    pipeline
+        .ingest(vec![Document::new("d", "something to make the collection non-empty")], IngestOptions::default())
+        .await
+        .unwrap();
+    let r = pipeline.query("anything", &QueryOptions::new()).await.unwrap();
+    assert_eq!(r.hits[0].chunk_id, "mine#0");
+    assert_eq!(r.citations[0].doc_id, "mine");
+    let err = pipeline.query("anything", &QueryOptions::new().mode(RetrievalMode::Dense)).await.unwrap_err();
+    assert!(matches!(err, RagError::InvalidInput { .. }) && err.to_string().contains("its own"), "{err}");
+}
+
+#[tokio::test]
+async fn in_memory_documents_and_delete_document_reach_every_store() {
+    let f = fixture(None, None);
+    let docs = vec![
+        Document::new("m1", "Saturn has rings made of ice.").with_metadata("kind", "planet"),
+        Document::new("m2", "Venus is the hottest planet.").with_metadata("kind", "planet"),
+    ];
+    let r = f.pipeline.ingest(docs, IngestOptions::new().batch_size(1)).await.unwrap();
+    assert_eq!((r.documents, r.chunks), (2, 2));
+    let hits = f.pipeline.search("Saturn rings ice", &QueryOptions::new().mode(RetrievalMode::Bm25)).await.unwrap();
+    assert_eq!(hits.hits[0].chunk.doc_id, "m1");
+    f.pipeline.delete_document("m1").await.unwrap();
+    assert!(f.records.lock().unwrap().iter().all(|e| e.chunk.doc_id != "m1"), "gone from the vector store");
+    let hits = f.pipeline.search("Saturn rings ice", &QueryOptions::new().mode(RetrievalMode::Bm25)).await.unwrap();
+    assert!(hits.hits.iter().all(|h| h.chunk.doc_id != "m1"), "gone from the keyword index");
+    assert_eq!(f.pipeline.stats().await.unwrap().documents, 1, "gone from the manifest");
+    let err = f.pipeline.delete_document("m1").await.unwrap_err();
+    assert!(matches!(err, RagError::NotFound { .. }) && err.to_string().contains("`m1`"), "{err}");
+    // k out of range is refused, not an empty answer.
+    let err = f.pipeline.query("Venus", &QueryOptions::new().k(0)).await.unwrap_err();
+    assert!(err.to_string().contains("k") && err.to_string().contains("1 to 1000"), "{err}");
 }
 
 #[tokio::test]
 async fn changed_removed_and_bad_inputs() {
     let f = fixture(None, None);
-    f.pipeline.ingest(std::slice::from_ref(&f.docs), false, None).await.unwrap();
+    f.pipeline.ingest(FileSource::new([&f.docs]), IngestOptions::default()).await.unwrap();
     let before: Vec<String> = f.records.lock().unwrap().iter().map(|e| e.chunk.id.clone()).collect();
     std::fs::write(f.docs.join("tea.txt"), "Oolong tea sits between green and black tea.").unwrap();
     std::fs::remove_file(f.docs.join("python.md")).unwrap();
     let embedded = *f.embedded.lock().unwrap();
-    let r = f.pipeline.ingest(std::slice::from_ref(&f.docs), true, None).await.unwrap();
+    let r = f.pipeline.ingest(FileSource::new([&f.docs]), IngestOptions::new().prune(true)).await.unwrap();
     assert_eq!((r.documents, r.unchanged, r.removed), (2, 1, 1));
     assert_eq!(*f.embedded.lock().unwrap() - embedded, r.chunks as usize, "only the changed file was embedded");
     let after: Vec<String> = f.records.lock().unwrap().iter().map(|e| e.chunk.id.clone()).collect();
@@ -198,6 +281,6 @@ async fn changed_removed_and_bad_inputs() {
     let err = empty.pipeline.query("anything", &QueryOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("rag ingest"), "{err}");
     // Reranking without a reranker is a configuration error, not a silent no-op.
-    let err = f.pipeline.query("tea", &QueryOptions { rerank: Some(true), ..Default::default() }).await.unwrap_err();
+    let err = f.pipeline.query("tea", &QueryOptions::new().rerank(true)).await.unwrap_err();
     assert!(matches!(err, RagError::Config { .. }), "{err}");
 }

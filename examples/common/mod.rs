@@ -24,7 +24,7 @@ pub async fn scifact_pipeline() -> rag::Result<rag::RagPipeline> {
     let slice = cfg.data_dir.join("examples-corpus.jsonl");
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| rag::RagError::io(&cfg.data_dir, e))?;
     std::fs::write(&slice, corpus.lines().take(DOCS).collect::<Vec<_>>().join("\n")).map_err(|e| rag::RagError::io(&slice, e))?;
-    let report = pipeline.ingest(&[slice], false, None).await?;
+    let report = pipeline.ingest(rag::FileSource::new([slice]), rag::IngestOptions::default()).await?;
     eprintln!("collection `examples`: {} documents ({} unchanged)", report.documents, report.unchanged);
     Ok(pipeline)
 }

@@ -58,6 +58,9 @@ pub enum RagError {
         backend: String,
         /// What happened.
         message: String,
+        /// The error this was classified from (a Python exception keeps its type and traceback).
+        #[source]
+        source: Option<Box<RagError>>,
     },
 
     /// A backend failed in a way that retrying will not fix (bad key, bad request, corrupt data).
@@ -67,6 +70,9 @@ pub enum RagError {
         backend: String,
         /// What happened and what to do.
         message: String,
+        /// The error this was classified from (a Python exception keeps its type and traceback).
+        #[source]
+        source: Option<Box<RagError>>,
     },
 
     /// A Python exception raised inside a call into the embedded interpreter.
@@ -74,6 +80,9 @@ pub enum RagError {
     Python {
         /// The exception's type, qualified (`ValueError`, `chromadb.errors.NotFoundError`).
         exc_type: String,
+        /// Every class in the exception's MRO, qualified, most derived first: what
+        /// `isinstance` sees, so errors are classified by class, never by message text.
+        classes: Vec<String>,
         /// `str(exception)`.
         message: String,
         /// The formatted Python traceback (may be empty).
@@ -138,14 +147,20 @@ impl RagError {
         Self::NotFound { what: what.into(), hint: hint.map(str::to_owned) }
     }
 
-    /// Shorthand for [`RagError::Transient`].
+    /// Shorthand for [`RagError::Transient`] with no source.
     pub fn transient(backend: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Transient { backend: backend.into(), message: message.into() }
+        Self::Transient { backend: backend.into(), message: message.into(), source: None }
     }
 
-    /// Shorthand for [`RagError::Permanent`].
+    /// Shorthand for [`RagError::Permanent`] with no source.
     pub fn permanent(backend: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Permanent { backend: backend.into(), message: message.into() }
+        Self::Permanent { backend: backend.into(), message: message.into(), source: None }
+    }
+
+    /// Whether this is a Python exception that is an instance of `class` (qualified name, as
+    /// `module.Class`; builtins unqualified).
+    pub fn is_python_instance(&self, class: &str) -> bool {
+        matches!(self, Self::Python { classes, .. } if classes.iter().any(|c| c == class))
     }
 
     /// Shorthand for [`RagError::Io`].

@@ -5,12 +5,19 @@ mod error;
 mod filter;
 pub mod fusion;
 pub mod metrics;
+mod source;
 mod traits;
 mod types;
 
 pub use error::{RagError, Result};
 pub use filter::Filter;
-pub use traits::{Chunker, Embedder, Generator, Reranker, Retriever, VectorStore};
+pub use source::{
+    DocumentSource, DocumentStream, InMemorySource, MEMORY_ORIGIN, Skipped, SourceDocument, SourceItem, StreamSource, TextFormat,
+};
+pub use traits::{Chunker, Embedder, Generator, KeywordSearch, Reranker, Retriever, VectorStore};
+
+/// Per-stage wall time of one operation, in milliseconds, by stage name.
+pub type StageTimings = std::collections::BTreeMap<String, f64>;
 pub use types::{
     Chunk, ContextPassage, Distance, Document, EmbeddedChunk, Generation, GenerationEvent, GenerationRequest, Metadata,
     MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreDescription, VectorQuery, content_hash,
@@ -19,5 +26,8 @@ pub use types::{
 /// mockall mocks of every core trait, for tests that assemble pipelines without Python.
 #[cfg(any(test, feature = "test-utils"))]
 pub mod mocks {
-    pub use crate::traits::{MockChunker, MockEmbedder, MockGenerator, MockReranker, MockRetriever, MockVectorStore};
+    pub use crate::source::MockDocumentSource;
+    pub use crate::traits::{
+        MockChunker, MockEmbedder, MockGenerator, MockKeywordSearch, MockReranker, MockRetriever, MockVectorStore,
+    };
 }

@@ -1,4 +1,4 @@
-//! The five seams of a pipeline (plus [`Retriever`]), each `#[async_trait]`, `Send + Sync`,
+//! The seams of a pipeline ([`Retriever`] and [`KeywordSearch`] beside the five model/store seams), each `#[async_trait]`, `Send + Sync`,
 //! object-safe, with blanket impls for `Arc<T>` and `Box<T>` so `Arc<dyn VectorStore>` and
 //! friends work everywhere a trait bound is asked for.
 
@@ -42,6 +42,11 @@ pub trait Embedder: Send + Sync {
     fn dimension(&self) -> usize;
     /// An id that changes whenever the vectors would (model name and revision, options).
     fn model_id(&self) -> String;
+    /// The longest input the model reads, in its own tokens (special tokens included); longer
+    /// inputs are truncated by the model. `None` when the backend does not say.
+    fn max_input_tokens(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Re-orders candidates by relevance to a query.
@@ -90,6 +95,23 @@ pub trait Generator: Send + Sync {
     fn name(&self) -> String;
 }
 
+/// A keyword (BM25 / sparse) index over chunks: the lexical side of hybrid retrieval. The
+/// tantivy index in `rag-keyword` is one; a store with its own sparse search can be another.
+#[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
+#[async_trait]
+pub trait KeywordSearch: Send + Sync {
+    /// Adds or replaces `upsert` by chunk id and removes `delete` by chunk id, as one durable
+    /// write: when it returns, searches see it and a restart keeps it.
+    async fn write(&self, upsert: Vec<Chunk>, delete: Vec<String>) -> Result<()>;
+    /// The best `query.k` chunks for `query.text` that pass `query.filter`, best first, scored
+    /// by the index (higher is better).
+    async fn search(&self, query: RetrievalQuery) -> Result<Vec<ScoredChunk>>;
+    /// Number of indexed chunks.
+    async fn count(&self) -> Result<usize>;
+    /// Every indexed chunk (for statistics and audits; reads the whole index).
+    async fn scan(&self) -> Result<Vec<Chunk>>;
+}
+
 /// Question in, scored chunks out: dense, keyword, hybrid, reranked, all behind one seam.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
@@ -115,6 +137,20 @@ macro_rules! forward_smart_pointers {
             async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> { (**self).embed(texts).await }
             fn dimension(&self) -> usize { (**self).dimension() }
             fn model_id(&self) -> String { (**self).model_id() }
+            fn max_input_tokens(&self) -> Option<usize> { (**self).max_input_tokens() }
+        }
+
+        #[async_trait]
+        impl<T: KeywordSearch + ?Sized> KeywordSearch for $ptr<T> {
+            async fn write(&self, upsert: Vec<Chunk>, delete: Vec<String>) -> Result<()> { (**self).write(upsert, delete).await }
+            async fn search(&self, query: RetrievalQuery) -> Result<Vec<ScoredChunk>> { (**self).search(query).await }
+            async fn count(&self) -> Result<usize> { (**self).count().await }
+            async fn scan(&self) -> Result<Vec<Chunk>> { (**self).scan().await }
+        }
+
+        #[async_trait]
+        impl<T: crate::DocumentSource + ?Sized> crate::DocumentSource for $ptr<T> {
+            async fn open(&self) -> Result<crate::DocumentStream> { (**self).open().await }
         }
 
         #[async_trait]

@@ -150,6 +150,16 @@ impl Chunk {
             metadata: Metadata::new(),
         }
     }
+
+    /// The text that is embedded and keyword-indexed: the chunk's text with its document's title
+    /// in front (the `title` metadata readers set), unless the chunk already starts with it, so
+    /// later chunks of a document keep its subject. The stored text stays the span's.
+    pub fn indexed_text(&self) -> String {
+        match self.metadata.get("title") {
+            Some(MetadataValue::Str(t)) if !t.is_empty() && !self.text.starts_with(t.as_str()) => format!("{t}\n{}", self.text),
+            _ => self.text.clone(),
+        }
+    }
 }
 
 /// The content hash used for chunks and documents: SHA-256, hex, first 16 bytes (32 hex digits).

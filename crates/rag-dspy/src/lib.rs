@@ -27,24 +27,25 @@ use std::sync::OnceLock;
 
 use rag_core::{RagError, Result};
 use rag_python::PyResultExt;
+use rag_python::classify::{ErrorRules, OPENAI_COMPATIBLE};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::PyModule;
+use rag_python::store::EmbeddedModule;
 
 /// The embedded `rag_dspy.py` module, imported once (after pointing DSPy's disk cache at
 /// `cache_dir` or a temp directory, so nothing writes to `~/.dspy_cache`).
 pub(crate) fn ops(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
-    static OPS: OnceLock<Py<PyModule>> = OnceLock::new();
-    if let Some(m) = OPS.get() {
-        return Ok(m.bind(py).clone());
+    static OPS: EmbeddedModule = EmbeddedModule::new(c"rag_dspy", c"rag_dspy.py", include_str!("rag_dspy.py"));
+    static CACHE_SET: OnceLock<()> = OnceLock::new();
+    if CACHE_SET.get().is_some() {
+        return OPS.bind(py);
     }
     let os = rag_python::import(py, "os")?;
     let environ = os.getattr("environ").py_context(py)?;
     let default_cache = std::env::temp_dir().join("rag-dspy-cache").display().to_string();
     environ.call_method1("setdefault", ("DSPY_CACHEDIR", default_cache)).py_context(py)?;
-    let code =
-        std::ffi::CString::new(include_str!("rag_dspy.py")).map_err(|_| RagError::Other("NUL in embedded source".into()))?;
-    let m = PyModule::from_code(py, code.as_c_str(), c"rag_dspy.py", c"rag_dspy").py_context(py)?;
-    let _ = OPS.set(m.clone().unbind());
+    let m = OPS.bind(py)?;
+    let _ = CACHE_SET.set(());
     Ok(m)
 }
 
@@ -59,26 +60,9 @@ pub async fn set_cache_dir(dir: std::path::PathBuf) -> Result<()> {
         .await
 }
 
-/// LM failures: rate limits, timeouts, connection problems and 5xx are transient.
+/// LM failures by class: rate limits, timeouts, connection problems and 5xx are transient;
+/// authentication and other 4xx are permanent ([`rag_python::classify::OPENAI_COMPATIBLE`]).
 pub(crate) fn classify(e: RagError) -> RagError {
-    match e {
-        RagError::Python { ref exc_type, ref message, .. } => {
-            let transient = ["RateLimit", "Timeout", "APIConnection", "InternalServerError", "ServiceUnavailable", "BadGateway"]
-                .iter()
-                .any(|t| exc_type.contains(t) || message.contains(t));
-            let auth = exc_type.contains("Authentication") || exc_type.contains("PermissionDenied");
-            if transient {
-                RagError::transient("dspy LM", format!("{exc_type}: {}", first_line(message)))
-            } else if auth {
-                RagError::permanent("dspy LM", format!("{exc_type}: {} (check the API key)", first_line(message)))
-            } else {
-                e
-            }
-        }
-        other => other,
-    }
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+    const ERRORS: ErrorRules = ErrorRules { backend: "dspy LM", rules: OPENAI_COMPATIBLE };
+    ERRORS.classify(e, "generation")
 }

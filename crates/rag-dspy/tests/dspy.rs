@@ -165,16 +165,16 @@ class Summarise(dspy.Module):
 }
 
 fn post(url: &str, body: &str) {
-    rag_python::testing::http_post_json(url, &serde_json::from_str(body).unwrap()).unwrap();
+    rag_testkit::http_post_json(url, &serde_json::from_str(body).unwrap()).unwrap();
 }
 
 fn stats(url: &str) -> serde_json::Value {
-    rag_python::testing::http_get_json(&format!("{url}/stats")).unwrap()
+    rag_testkit::http_get_json(&format!("{url}/stats")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dspy_lm_path_end_to_end_with_retry_and_streaming() {
-    let server = rag_python::testing::spawn_python_server("fake_openai.py", &["--max-seconds", "300"]).unwrap();
+    let server = rag_testkit::spawn_python_server("fake_openai.py", &["--max-seconds", "300"]).unwrap();
     let base = format!("{}/v1", server.url());
     post(&format!("{}/control", server.url()), r#"{"answers": {"What lowers fracture risk?": "Vitamin D lowers it"}}"#);
     let g = DspyGenerator::builder("openai/fake-model")

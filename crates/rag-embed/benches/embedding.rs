@@ -108,7 +108,7 @@ async fn main() {
 }
 
 fn redis_server() -> Option<(std::process::Child, u16)> {
-    let port = rag_python::testing::free_port().ok()?;
+    let port = rag_testkit::free_port().ok()?;
     let child = std::process::Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(std::process::Stdio::null())

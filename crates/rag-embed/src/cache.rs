@@ -185,6 +185,10 @@ impl<E: Embedder> Embedder for CachedEmbedder<E> {
     fn model_id(&self) -> String {
         self.inner.model_id()
     }
+
+    fn max_input_tokens(&self) -> Option<usize> {
+        self.inner.max_input_tokens()
+    }
 }
 
 const TABLE: redb::TableDefinition<'static, &str, &[u8]> = redb::TableDefinition::new("embeddings");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rag_core::{Embedder, RagError, Result};
 use rag_python::PyResultExt;
+use rag_python::classify::{ErrorRules, OPENAI_COMPATIBLE};
 use rag_python::convert::matrix_from_py;
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyList};
@@ -171,21 +172,10 @@ impl std::fmt::Debug for OpenAIEmbedder {
 }
 
 /// Transient: rate limits, server errors, connection problems, timeouts.
+/// The openai client's exceptions by class ([`rag_python::classify::OPENAI_COMPATIBLE`]).
 fn classify(e: RagError) -> RagError {
-    match e {
-        RagError::Python { ref exc_type, ref message, .. } => {
-            let transient =
-                ["RateLimitError", "InternalServerError", "APIConnectionError", "APITimeoutError", "ServiceUnavailable"]
-                    .iter()
-                    .any(|t| exc_type.contains(t));
-            if transient {
-                RagError::transient("openai", format!("{exc_type}: {message}"))
-            } else {
-                RagError::permanent("openai", format!("{exc_type}: {message} (not retried: check the model, key and input)"))
-            }
-        }
-        other => other,
-    }
+    const ERRORS: ErrorRules = ErrorRules { backend: "openai", rules: OPENAI_COMPATIBLE };
+    ERRORS.classify(e, "embedding")
 }
 
 impl OpenAIEmbedder {

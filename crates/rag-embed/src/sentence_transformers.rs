@@ -20,6 +20,8 @@ pub struct SentenceTransformerEmbedder {
     model_id: String,
     batch_size: usize,
     normalize: bool,
+    max_seq_length: Option<usize>,
+    tokenizer_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for SentenceTransformerEmbedder {
@@ -103,7 +105,7 @@ impl SentenceTransformerEmbedderBuilder {
         let fingerprint = if path.is_dir() { model_fingerprint(path)? } else { model.clone() };
         let device = self.device.clone();
         let name = model.clone();
-        let (obj, dimension) = rag_python::runtime()?
+        let (obj, dimension, max_seq_length) = rag_python::runtime()?
             .run(move |py| {
                 let st = rag_python::import(py, "sentence_transformers")?;
                 let kwargs = PyDict::new(py);
@@ -114,7 +116,9 @@ impl SentenceTransformerEmbedderBuilder {
                     .or_else(|_| model.call_method0("get_sentence_embedding_dimension"))
                     .and_then(|d| d.extract::<usize>())
                     .py_context(py)?;
-                Ok((model.unbind(), dim))
+                // The window the model truncates inputs to, in its own tokens.
+                let max: Option<usize> = model.getattr("max_seq_length").and_then(|m| m.extract()).py_context(py)?;
+                Ok((model.unbind(), dim, max))
             })
             .await?;
         let file_name = Path::new(&model).file_name().map_or(model.clone(), |f| f.to_string_lossy().into_owned());
@@ -128,6 +132,8 @@ impl SentenceTransformerEmbedderBuilder {
             ),
             batch_size: self.batch_size,
             normalize: self.normalize,
+            max_seq_length,
+            tokenizer_file: Some(path.join("tokenizer.json")).filter(|p| p.is_file()),
         })
     }
 }
@@ -205,5 +211,17 @@ impl Embedder for SentenceTransformerEmbedder {
 
     fn model_id(&self) -> String {
         self.model_id.clone()
+    }
+
+    fn max_input_tokens(&self) -> Option<usize> {
+        self.max_seq_length
+    }
+}
+
+impl SentenceTransformerEmbedder {
+    /// The model's `tokenizer.json`, when it is a local directory that has one: count text in
+    /// the model's own tokens with it (`rag_chunk::EmbedderTokenizer`).
+    pub fn tokenizer_file(&self) -> Option<&Path> {
+        self.tokenizer_file.as_deref()
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rag_core::{Embedder, RagError};
 use rag_embed::{CacheStats, CachedEmbedder, LocalCache, OpenAIEmbedder, OverlongInput, RedisCache, SentenceTransformerEmbedder};
-use rag_python::testing::{ServerProcess, free_port, http_get_json, http_post_json, spawn_listening, spawn_python_server};
+use rag_testkit::{ServerProcess, free_port, http_get_json, http_post_json, spawn_listening, spawn_python_server};
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

@@ -23,7 +23,20 @@ pub fn py_err(py: Python<'_>, err: PyErr) -> RagError {
         return RagError::PythonPackageMissing { package, venv, setup_command: crate::SETUP_COMMAND.into() };
     }
     let traceback = format_traceback(py, &err).unwrap_or_default();
-    RagError::Python { exc_type, message, traceback }
+    RagError::Python { exc_type, classes: classes(&ty), message, traceback }
+}
+
+/// `module.qualname` of every class in the exception type's MRO (builtins unqualified).
+fn classes(ty: &Bound<'_, pyo3::types::PyType>) -> Vec<String> {
+    let Ok(mro) = ty.getattr("__mro__") else { return Vec::new() };
+    let Ok(iter) = mro.try_iter() else { return Vec::new() };
+    iter.flatten()
+        .filter_map(|c| {
+            let module: String = c.getattr("__module__").and_then(|m| m.extract()).ok()?;
+            let name: String = c.getattr("__qualname__").and_then(|m| m.extract()).ok()?;
+            Some(if module == "builtins" { name } else { format!("{module}.{name}") })
+        })
+        .collect()
 }
 
 fn format_traceback(py: Python<'_>, err: &PyErr) -> PyResult<String> {

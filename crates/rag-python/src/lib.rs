@@ -8,13 +8,17 @@
 //! * [`py_err`] turns any `PyErr` into [`RagError::Python`] with type, message and traceback, and a
 //!   missing package into [`RagError::PythonPackageMissing`] naming the set-up command.
 //! * [`convert`] moves vectors as numpy arrays and metadata as typed Python values.
+//! * [`classify`] maps exceptions to transient / permanent / not-found by class, from a table.
+//! * [`store`] is the kit the vector stores share: payload layout, shim loader, dimension guard,
+//!   operator filters.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod classify;
 pub mod convert;
 mod errors;
 mod init;
 mod pool;
-pub mod testing;
+pub mod store;
 pub mod venv;
 
 pub use errors::{PyResultExt, import, py_err};

@@ -67,8 +67,9 @@ def outer():
         .await
         .unwrap_err();
     match err {
-        RagError::Python { exc_type, message, traceback } => {
+        RagError::Python { exc_type, classes, message, traceback } => {
             assert_eq!(exc_type, "ValueError");
+            assert_eq!(classes, ["ValueError", "Exception", "BaseException", "object"], "the MRO, for classification by class");
             assert_eq!(message, "bad value 42");
             assert!(traceback.contains("user_code.py") && traceback.contains("in inner"), "{traceback}");
         }

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use rag_core::{Chunk, RagError, Reranker, ScoredChunk};
-use rag_rerank::{CrossEncoderReranker, build_tiny_cross_encoder};
+use rag_rerank::CrossEncoderReranker;
+use rag_testkit::models::build_tiny_cross_encoder;
 
 fn cands(n: usize) -> Vec<ScoredChunk> {
     (0..n)

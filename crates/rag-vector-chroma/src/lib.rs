@@ -10,28 +10,45 @@
 //!   ids, documents and typed metadata as it expects. A chunk's own fields are stored beside the
 //!   metadata under the keys in [`rag_python::convert::reserved`].
 //! * Scores: cosine `1 - d`; l2 `-d`; ip `1 - d` (= the dot product). Higher is more similar.
-//! * List-valued metadata: `Filter::Eq(field, value)` is sent as `$eq`, which Chroma applies to
-//!   scalar fields only.
+//! * List-valued metadata follows rag-core's semantics (a list equals a value it contains):
+//!   Chroma's `$eq` / `$in` look at scalars only, so string conditions are sent with a
+//!   `$contains` / `$not_contains` twin ([`OperatorDialect::list_membership`]).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rag_core::{
     Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
 };
 use rag_python::PyResultExt;
-use rag_python::convert::{
-    chunk_from_payload, chunk_payload, json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json,
-};
+use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules};
+use rag_python::convert::{json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyList};
-use serde_json::{Value, json};
+use rag_python::store::{DimensionGuard, OperatorDialect, PayloadLayout, StoredRecord, operator_filter};
+use serde_json::Value;
 
 const DIMENSION_KEY: &str = "rag:dimension";
 const SPACE_KEY: &str = "hnsw:space";
+/// Chroma keeps ids and documents beside the metadata.
+const LAYOUT: PayloadLayout = PayloadLayout { backend: "chroma", text_key: None, id_key: None };
+/// Chroma's `where`: two or more operands for `$and` / `$or`, and scalar-only `$eq`.
+pub const DIALECT: OperatorDialect = OperatorDialect { collapse_single: true, list_membership: true };
+/// Chroma's exceptions by class.
+const ERRORS: ErrorRules = ErrorRules {
+    backend: "chroma",
+    rules: &[
+        ErrorRule::new("httpx.TransportError", ErrorKind::Transient, "is the Chroma server running?"),
+        ErrorRule::new("chromadb.errors.RateLimitError", ErrorKind::Transient, ""),
+        ErrorRule::new("chromadb.errors.InternalError", ErrorKind::Transient, ""),
+        ErrorRule::new("chromadb.errors.ChromaAuthError", ErrorKind::Permanent, "check the server's auth headers"),
+        ErrorRule::new("chromadb.errors.AuthorizationError", ErrorKind::Permanent, "check the server's auth headers"),
+        ErrorRule::new("chromadb.errors.NotFoundError", ErrorKind::NotFound, ""),
+    ],
+};
 
 /// Where Chroma keeps its data.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,10 +130,10 @@ impl ChromaStoreBuilder {
             inner: Arc::new(Inner {
                 _client: client,
                 collection,
+                dimension: DimensionGuard::new(format!("Chroma collection `{}`", self.collection), dimension),
                 name: self.collection,
                 mode: self.mode,
                 distance: self.distance,
-                dimension: Mutex::new(dimension),
                 max_batch,
             }),
         })
@@ -149,19 +166,36 @@ fn open(py: Python<'_>, cfg: &ChromaStoreBuilder) -> Result<Opened> {
             kwargs.set_item("port", *port).py_context(py)?;
             kwargs.set_item("ssl", *ssl).py_context(py)?;
             kwargs.set_item("headers", headers.clone()).py_context(py)?;
-            chromadb.getattr("HttpClient").and_then(|c| c.call((), Some(&kwargs)))
+            // HttpClient's constructor only checks the server's heartbeat, and chromadb raises a
+            // bare ValueError when it gets no answer: here that class means "unreachable".
+            let client = chromadb.getattr("HttpClient").and_then(|c| c.call((), Some(&kwargs)));
+            return match client {
+                Err(e) if e.is_instance_of::<rag_python::pyo3::exceptions::PyValueError>(py) => {
+                    let source = rag_python::py_err(py, e);
+                    Err(RagError::Transient {
+                        backend: "chroma".into(),
+                        message: format!("no Chroma server answers at {host}:{port} (is `chroma run` started?)"),
+                        source: Some(Box::new(source)),
+                    })
+                }
+                other => open_collection(py, cfg, other.py_context(py)?),
+            };
         }
     }
     .py_context(py)?;
+    open_collection(py, cfg, client)
+}
+
+fn open_collection(py: Python<'_>, cfg: &ChromaStoreBuilder, client: Bound<'_, PyAny>) -> Result<Opened> {
     let max_batch: usize = client.call_method0("get_max_batch_size").and_then(|m| m.extract()).unwrap_or(5000);
     // embedding_function=None: Chroma's default one downloads a model and fails offline.
     let kw = PyDict::new(py);
     kw.set_item("name", &cfg.collection).py_context(py)?;
     kw.set_item("embedding_function", py.None()).py_context(py)?;
-    let existing = client.call_method("get_collection", (), Some(&kw));
+    let existing = client.call_method("get_collection", (), Some(&kw)).py_context(py);
     let collection = match existing {
         Ok(c) => c,
-        Err(e) if is_not_found(py, &e) => {
+        Err(e) if e.is_python_instance("chromadb.errors.NotFoundError") => {
             if !cfg.create_if_missing {
                 return Err(RagError::not_found(
                     format!("Chroma collection `{}`", cfg.collection),
@@ -176,7 +210,7 @@ fn open(py: Python<'_>, cfg: &ChromaStoreBuilder) -> Result<Opened> {
             kw.set_item("metadata", meta).py_context(py)?;
             client.call_method("get_or_create_collection", (), Some(&kw)).py_context(py)?
         }
-        Err(e) => return Err(rag_python::py_err(py, e)),
+        Err(e) => return Err(e),
     };
     let meta = metadata_from_py(&collection.getattr("metadata").py_context(py)?, &[]);
     let stored_space = meta.get(SPACE_KEY).and_then(MetadataValue::as_str).unwrap_or("l2");
@@ -202,24 +236,9 @@ fn open(py: Python<'_>, cfg: &ChromaStoreBuilder) -> Result<Opened> {
     Ok((client.unbind(), collection.unbind(), dimension, max_batch.max(1)))
 }
 
-fn is_not_found(py: Python<'_>, e: &PyErr) -> bool {
-    let ty = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_default();
-    let msg = e.value(py).to_string();
-    ty.contains("NotFound") || msg.contains("does not exist") || msg.contains("not found")
-}
-
-/// Connection failures to a Chroma server are transient; the rest stays as raised.
+/// Chroma's exceptions by class (see [`ERRORS`]), naming the collection.
 fn classify(e: RagError, collection: &str) -> RagError {
-    match e {
-        RagError::Python { ref exc_type, ref message, .. }
-            if exc_type.contains("Connect")
-                || message.contains("Could not connect")
-                || message.contains("Connection refused") =>
-        {
-            RagError::transient("chroma", format!("collection `{collection}`: {message} (is the Chroma server running?)"))
-        }
-        other => other,
-    }
+    ERRORS.classify(e, &format!("collection `{collection}`"))
 }
 
 struct Inner {
@@ -230,7 +249,7 @@ struct Inner {
     mode: ChromaMode,
     distance: Distance,
     /// Known once given, read from the collection, or set by the first upsert.
-    dimension: Mutex<Option<usize>>,
+    dimension: DimensionGuard,
     max_batch: usize,
 }
 
@@ -246,28 +265,9 @@ impl std::fmt::Debug for ChromaStore {
     }
 }
 
-/// Chroma's `where` for a typed filter. Single-element AND/OR collapse (Chroma requires two or more).
+/// Chroma's `where` for a typed filter (see [`DIALECT`]).
 pub fn to_chroma_where(filter: &Filter) -> Result<Value> {
-    filter.validate()?;
-    Ok(translate(filter))
-}
-
-fn translate(filter: &Filter) -> Value {
-    let leaf = |f: &str, op: &str, v: Value| json!({ f: { op: v } });
-    let list = |vs: &[MetadataValue]| Value::Array(vs.iter().map(metadata_value_to_json).collect());
-    match filter {
-        Filter::Eq(f, v) => leaf(f, "$eq", metadata_value_to_json(v)),
-        Filter::Ne(f, v) => leaf(f, "$ne", metadata_value_to_json(v)),
-        Filter::In(f, vs) => leaf(f, "$in", list(vs)),
-        Filter::Nin(f, vs) => leaf(f, "$nin", list(vs)),
-        Filter::Gt(f, x) => leaf(f, "$gt", json!(x)),
-        Filter::Gte(f, x) => leaf(f, "$gte", json!(x)),
-        Filter::Lt(f, x) => leaf(f, "$lt", json!(x)),
-        Filter::Lte(f, x) => leaf(f, "$lte", json!(x)),
-        Filter::And(v) | Filter::Or(v) if v.len() == 1 => translate(&v[0]),
-        Filter::And(v) => json!({ "$and": v.iter().map(translate).collect::<Vec<_>>() }),
-        Filter::Or(v) => json!({ "$or": v.iter().map(translate).collect::<Vec<_>>() }),
-    }
+    operator_filter(filter, DIALECT)
 }
 
 impl ChromaStore {
@@ -287,37 +287,25 @@ impl ChromaStore {
         &self.inner.name
     }
 
-    fn dimension(&self) -> Option<usize> {
-        *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Checks `actual` against the known dimension; records it on the collection the first time.
     async fn check_dimension(&self, actual: usize, what: &str) -> Result<()> {
-        match self.dimension() {
-            Some(expected) if expected != actual => Err(RagError::DimensionMismatch {
-                context: format!("Chroma collection `{}` ({what})", self.inner.name),
-                expected,
-                actual,
-            }),
-            Some(_) => Ok(()),
-            None => {
-                let inner = self.inner.clone();
-                rag_python::runtime()?
-                    .run(move |py| {
-                        let coll = inner.collection.bind(py);
-                        // hnsw:space cannot be modified after creation: send only our key.
-                        let update = PyDict::new(py);
-                        update.set_item(DIMENSION_KEY, actual).py_context(py)?;
-                        let kw = PyDict::new(py);
-                        kw.set_item("metadata", update).py_context(py)?;
-                        coll.call_method("modify", (), Some(&kw)).py_context(py)?;
-                        Ok(())
-                    })
-                    .await?;
-                *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner()) = Some(actual);
-                Ok(())
-            }
+        if self.inner.dimension.check(actual, what)? {
+            return Ok(());
         }
+        let inner = self.inner.clone();
+        rag_python::runtime()?
+            .run(move |py| {
+                let coll = inner.collection.bind(py);
+                // hnsw:space cannot be modified after creation: send only our key.
+                let update = PyDict::new(py);
+                update.set_item(DIMENSION_KEY, actual).py_context(py)?;
+                let kw = PyDict::new(py);
+                kw.set_item("metadata", update).py_context(py)?;
+                coll.call_method("modify", (), Some(&kw)).py_context(py)?;
+                Ok(())
+            })
+            .await?;
+        self.inner.dimension.record(actual)
     }
 
     fn score(&self, distance: f32) -> f32 {
@@ -347,7 +335,7 @@ impl VectorStore for ChromaStore {
                     let vectors: Vec<Vec<f32>> = batch.iter().map(|c| c.embedding.clone()).collect();
                     let metas = PyList::empty(py);
                     for c in &batch {
-                        let mut payload = chunk_payload(&c.chunk);
+                        let mut payload = LAYOUT.encode(&c.chunk);
                         // Chroma refuses empty lists as metadata values.
                         payload.retain(|_, v| !matches!(v, MetadataValue::StrList(l) if l.is_empty()));
                         metas.append(metadata_to_py(py, &payload)?).py_context(py)?;
@@ -367,15 +355,7 @@ impl VectorStore for ChromaStore {
     }
 
     async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>> {
-        if let Some(expected) = self.dimension()
-            && expected != query.vector.len()
-        {
-            return Err(RagError::DimensionMismatch {
-                context: format!("Chroma collection `{}` (query)", self.inner.name),
-                expected,
-                actual: query.vector.len(),
-            });
-        }
+        self.inner.dimension.check(query.vector.len(), "query")?;
         if query.k == 0 {
             return Ok(Vec::new());
         }
@@ -400,22 +380,18 @@ impl VectorStore for ChromaStore {
                 let metas = first("metadatas").py_context(py)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for (i, id) in ids.into_iter().enumerate() {
-                    let meta = metas.get_item(i).map(|m| metadata_from_py(&m, &[])).unwrap_or_default();
-                    out.push((
-                        id,
-                        docs.get(i).cloned().flatten().unwrap_or_default(),
-                        meta,
-                        dists.get(i).copied().unwrap_or(f32::MAX),
-                    ));
+                    let payload = metas.get_item(i).map(|m| metadata_from_py(&m, &[])).unwrap_or_default();
+                    let distance = dists.get(i).copied().ok_or_else(|| LAYOUT.missing_score(&inner.name, &id))?;
+                    let record = StoredRecord { id: Some(id), text: docs.get(i).cloned().flatten(), payload };
+                    out.push((record, distance));
                 }
                 Ok(out)
             })
             .await
             .map_err(|e| classify(e, &self.inner.name))?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, text, meta, d)| ScoredChunk { chunk: chunk_from_payload(id, text, meta), score: self.score(d) })
-            .collect())
+        rows.into_iter()
+            .map(|(record, d)| Ok(ScoredChunk { chunk: LAYOUT.decode(&self.inner.name, record)?, score: self.score(d) }))
+            .collect()
     }
 
     async fn delete(&self, ids: Vec<String>) -> Result<()> {
@@ -480,7 +456,7 @@ impl VectorStore for ChromaStore {
         Ok(StoreDescription {
             backend: "chroma".into(),
             collection: self.inner.name.clone(),
-            dimension: self.dimension(),
+            dimension: self.inner.dimension.get(),
             distance: self.inner.distance,
             count,
             details,
@@ -491,13 +467,14 @@ impl VectorStore for ChromaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn where_translation() {
-        let f = Filter::eq("lang", "en").and(Filter::gte("year", 2020).or(Filter::is_in("tag", ["a", "b"])));
+        let f = Filter::eq("year", 2020).and(Filter::gte("year", 2020).or(Filter::lt("score", 0.5)));
         assert_eq!(
             to_chroma_where(&f).unwrap(),
-            json!({"$and": [{"lang": {"$eq": "en"}}, {"$or": [{"year": {"$gte": 2020.0}}, {"tag": {"$in": ["a", "b"]}}]}]})
+            json!({"$and": [{"year": {"$eq": 2020}}, {"$or": [{"year": {"$gte": 2020.0}}, {"score": {"$lt": 0.5}}]}]})
         );
         assert_eq!(to_chroma_where(&Filter::And(vec![Filter::ne("x", 1)])).unwrap(), json!({"x": {"$ne": 1}}));
         assert!(to_chroma_where(&Filter::Or(vec![])).is_err());

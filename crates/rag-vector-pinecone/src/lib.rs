@@ -11,36 +11,43 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rag_core::{
-    Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
-};
+use rag_core::{Distance, EmbeddedChunk, Filter, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore};
 use rag_python::PyResultExt;
-use rag_python::convert::{
-    chunk_from_payload, chunk_payload, json_to_py, metadata_from_py, metadata_value_to_json, vector_to_numpy,
-};
+use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules};
+use rag_python::convert::{json_to_py, metadata_from_py, metadata_value_to_json, vector_to_numpy};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyModule};
+use rag_python::store::{DimensionGuard, EmbeddedModule, OperatorDialect, PayloadLayout, StoredRecord, operator_filter};
 use serde_json::{Value, json};
 
-const TEXT_KEY: &str = "text";
+/// Ids are Pinecone's own; the chunk text lives in metadata (`text`).
+const LAYOUT: PayloadLayout = PayloadLayout { backend: "pinecone", text_key: Some("text"), id_key: None };
+/// Pinecone's operators: `$eq` / `$in` already match inside list fields.
+pub const DIALECT: OperatorDialect = OperatorDialect { collapse_single: false, list_membership: false };
+/// The Python side (`src/pinecone_ops.py`).
+static OPS: EmbeddedModule = EmbeddedModule::new(c"rag_pinecone_ops", c"rag_pinecone_ops.py", include_str!("pinecone_ops.py"));
+/// The pinecone client's exceptions by class.
+const ERRORS: ErrorRules = ErrorRules {
+    backend: "pinecone",
+    rules: &[
+        ErrorRule::new("urllib3.exceptions.HTTPError", ErrorKind::Transient, "is Pinecone reachable?"),
+        ErrorRule::new("pinecone.errors.exceptions.ServiceError", ErrorKind::Transient, ""),
+        ErrorRule::new("pinecone.errors.exceptions.UnauthorizedError", ErrorKind::Permanent, "check PINECONE_API_KEY"),
+        ErrorRule::new("pinecone.errors.exceptions.ForbiddenError", ErrorKind::Permanent, "check PINECONE_API_KEY"),
+        ErrorRule::new("pinecone.errors.exceptions.NotFoundError", ErrorKind::NotFound, ""),
+        ErrorRule::new("rag_pinecone_ops.IndexMissing", ErrorKind::NotFound, "create it, or enable create_if_missing"),
+    ],
+};
 /// Pinecone's documented limits.
 const MAX_VECTORS_PER_REQUEST: usize = 1000;
 const MAX_BYTES_PER_REQUEST: usize = 2 * 1024 * 1024;
 const MAX_METADATA_BYTES: usize = 40 * 1024;
 
 fn ops(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
-    static OPS: OnceLock<Py<PyModule>> = OnceLock::new();
-    if let Some(m) = OPS.get() {
-        return Ok(m.bind(py).clone());
-    }
-    let code =
-        std::ffi::CString::new(include_str!("pinecone_ops.py")).map_err(|_| RagError::Other("NUL in embedded source".into()))?;
-    let m = PyModule::from_code(py, code.as_c_str(), c"rag_pinecone_ops.py", c"rag_pinecone_ops").py_context(py)?;
-    let _ = OPS.set(m.clone().unbind());
-    Ok(m)
+    OPS.bind(py)
 }
 
 /// Which index to use.
@@ -143,19 +150,12 @@ impl PineconeStoreBuilder {
                             &cfg.region,
                         ))
                     })
-                    .map_err(|e| {
-                        let err = rag_python::py_err(py, e);
-                        match err {
-                            RagError::Python { ref exc_type, ref message, .. } if exc_type == "LookupError" => {
-                                RagError::not_found(message.clone(), Some("create it, or enable create_if_missing"))
-                            }
-                            other => classify(other),
-                        }
-                    })?;
+                    .py_context(py)?;
                 let (client, index, info): (Py<PyAny>, Py<PyAny>, Option<(usize, String)>) = res.extract().py_context(py)?;
                 Ok((client, index, info))
             })
-            .await?;
+            .await
+            .map_err(|e| classify(e, &self.index))?;
         let mut dimension = self.dimension;
         if let Some((d, metric)) = info {
             if metric != self.distance.as_str() {
@@ -174,33 +174,21 @@ impl PineconeStoreBuilder {
             }
             dimension = Some(d);
         }
-        Ok(PineconeStore { inner: Arc::new(Inner { _client: client, index, cfg: self, dimension: Mutex::new(dimension) }) })
+        let dimension = DimensionGuard::new(format!("Pinecone index {:?}", self.index), dimension);
+        Ok(PineconeStore { inner: Arc::new(Inner { _client: client, index, cfg: self, dimension }) })
     }
 }
 
-fn classify(e: RagError) -> RagError {
-    match e {
-        RagError::Python { ref exc_type, ref message, .. } => {
-            let transient = ["Connect", "Timeout", "ServiceUnavailable", "TooManyRequests", "RateLimit", "ServerError"]
-                .iter()
-                .any(|t| exc_type.contains(t));
-            if transient {
-                RagError::transient("pinecone", format!("{exc_type}: {message}"))
-            } else if exc_type.contains("Unauthorized") || exc_type.contains("Forbidden") || message.contains("Invalid API Key") {
-                RagError::permanent("pinecone", format!("{message} (check PINECONE_API_KEY)"))
-            } else {
-                e
-            }
-        }
-        other => other,
-    }
+/// The client's exceptions by class (see [`ERRORS`]), naming the index.
+fn classify(e: RagError, index: &PineconeIndex) -> RagError {
+    ERRORS.classify(e, &format!("index {index:?}"))
 }
 
 struct Inner {
     _client: Py<PyAny>,
     index: Py<PyAny>,
     cfg: PineconeStoreBuilder,
-    dimension: Mutex<Option<usize>>,
+    dimension: DimensionGuard,
 }
 
 /// A Pinecone index namespace as a [`VectorStore`]. Cheap to clone.
@@ -215,33 +203,14 @@ impl std::fmt::Debug for PineconeStore {
     }
 }
 
-/// Pinecone's filter JSON for a typed filter.
+/// Pinecone's filter JSON for a typed filter (see [`DIALECT`]).
 pub fn to_pinecone_filter(filter: &Filter) -> Result<Value> {
-    filter.validate()?;
-    Ok(translate(filter))
-}
-
-fn translate(filter: &Filter) -> Value {
-    let leaf = |f: &str, op: &str, v: Value| json!({ f: { op: v } });
-    let list = |vs: &[MetadataValue]| Value::Array(vs.iter().map(metadata_value_to_json).collect());
-    match filter {
-        Filter::Eq(f, v) => leaf(f, "$eq", metadata_value_to_json(v)),
-        Filter::Ne(f, v) => leaf(f, "$ne", metadata_value_to_json(v)),
-        Filter::In(f, vs) => leaf(f, "$in", list(vs)),
-        Filter::Nin(f, vs) => leaf(f, "$nin", list(vs)),
-        Filter::Gt(f, x) => leaf(f, "$gt", json!(x)),
-        Filter::Gte(f, x) => leaf(f, "$gte", json!(x)),
-        Filter::Lt(f, x) => leaf(f, "$lt", json!(x)),
-        Filter::Lte(f, x) => leaf(f, "$lte", json!(x)),
-        Filter::And(v) => json!({ "$and": v.iter().map(translate).collect::<Vec<_>>() }),
-        Filter::Or(v) => json!({ "$or": v.iter().map(translate).collect::<Vec<_>>() }),
-    }
+    operator_filter(filter, DIALECT)
 }
 
 /// One upsert record as JSON, and its estimated request size.
 fn record(c: &EmbeddedChunk) -> Result<(Value, usize)> {
-    let mut meta = chunk_payload(&c.chunk);
-    meta.insert(TEXT_KEY.into(), MetadataValue::Str(c.chunk.text.clone()));
+    let meta = LAYOUT.encode(&c.chunk);
     let meta: serde_json::Map<String, Value> = meta.iter().map(|(k, v)| (k.clone(), metadata_value_to_json(v))).collect();
     let meta_bytes = serde_json::to_vec(&meta).map(|v| v.len()).unwrap_or(0);
     if meta_bytes > MAX_METADATA_BYTES {
@@ -292,33 +261,16 @@ impl PineconeStore {
         }
     }
 
-    fn dimension(&self) -> Option<usize> {
-        *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn check_dimension(&self, actual: usize, what: &str) -> Result<()> {
-        let mut d = self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner());
-        match *d {
-            Some(expected) if expected != actual => Err(RagError::DimensionMismatch {
-                context: format!("Pinecone index {:?} ({what})", self.inner.cfg.index),
-                expected,
-                actual,
-            }),
-            Some(_) => Ok(()),
-            None => {
-                *d = Some(actual);
-                Ok(())
-            }
-        }
-    }
-
     async fn call<T, F>(&self, f: F) -> Result<T>
     where
         F: for<'py> FnOnce(Python<'py>, &Bound<'py, PyModule>, &Bound<'py, PyAny>, &str) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let inner = self.inner.clone();
-        rag_python::runtime()?.run(move |py| f(py, &ops(py)?, inner.index.bind(py), &inner.cfg.namespace)).await.map_err(classify)
+        rag_python::runtime()?
+            .run(move |py| f(py, &ops(py)?, inner.index.bind(py), &inner.cfg.namespace))
+            .await
+            .map_err(|e| classify(e, &self.inner.cfg.index))
     }
 }
 
@@ -326,7 +278,10 @@ impl PineconeStore {
 impl VectorStore for PineconeStore {
     async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()> {
         let Some(dim) = EmbeddedChunk::batch_dimension(&chunks)? else { return Ok(()) };
-        self.check_dimension(dim, "upsert")?;
+        // Pinecone fixes the dimension when the index is created: nothing to persist here.
+        if !self.inner.dimension.check(dim, "upsert")? {
+            self.inner.dimension.record(dim)?;
+        }
         let records = chunks.iter().map(record).collect::<Result<Vec<_>>>()?;
         let batches = Value::Array(batches(records).into_iter().map(Value::Array).collect());
         self.call(move |py, ops, index, ns| {
@@ -338,13 +293,7 @@ impl VectorStore for PineconeStore {
     }
 
     async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>> {
-        if let Some(d) = self.dimension().filter(|d| *d != query.vector.len()) {
-            return Err(RagError::DimensionMismatch {
-                context: format!("Pinecone index {:?} (query)", self.inner.cfg.index),
-                expected: d,
-                actual: query.vector.len(),
-            });
-        }
+        self.inner.dimension.check(query.vector.len(), "query")?;
         if query.k == 0 {
             return Ok(Vec::new());
         }
@@ -363,24 +312,22 @@ impl VectorStore for PineconeStore {
                 for item in res.try_iter().py_context(py)? {
                     let item = item.py_context(py)?;
                     let id: String = item.get_item(0).and_then(|x| x.extract()).py_context(py)?;
-                    let score: f32 = item.get_item(1).and_then(|x| x.extract()).py_context(py)?;
-                    let meta = metadata_from_py(&item.get_item(2).py_context(py)?, &[]);
-                    out.push((id, score, meta));
+                    let score: Option<f32> = item.get_item(1).and_then(|x| x.extract()).py_context(py)?;
+                    let payload = metadata_from_py(&item.get_item(2).py_context(py)?, &[]);
+                    out.push((score, StoredRecord { id: Some(id), text: None, payload }));
                 }
                 Ok(out)
             })
             .await?;
         let sign = if self.inner.cfg.distance == Distance::L2 { -1.0 } else { 1.0 };
-        Ok(rows
-            .into_iter()
-            .map(|(id, score, mut meta)| {
-                let text = match meta.remove(TEXT_KEY) {
-                    Some(MetadataValue::Str(s)) => s,
-                    _ => String::new(),
-                };
-                ScoredChunk { chunk: chunk_from_payload(id, text, meta), score: sign * score }
+        let collection = format!("{:?}", self.inner.cfg.index);
+        rows.into_iter()
+            .map(|(score, record)| {
+                let chunk = LAYOUT.decode(&collection, record)?;
+                let score = score.ok_or_else(|| LAYOUT.missing_score(&collection, &chunk.id))?;
+                Ok(ScoredChunk { chunk, score: sign * score })
             })
-            .collect())
+            .collect()
     }
 
     async fn delete(&self, ids: Vec<String>) -> Result<()> {
@@ -437,7 +384,7 @@ impl VectorStore for PineconeStore {
         Ok(StoreDescription {
             backend: "pinecone".into(),
             collection,
-            dimension: self.dimension(),
+            dimension: self.inner.dimension.get(),
             distance: self.inner.cfg.distance,
             count,
             details,

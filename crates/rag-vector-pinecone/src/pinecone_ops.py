@@ -5,6 +5,10 @@ METRICS = {"cosine": "cosine", "l2": "euclidean", "ip": "dotproduct"}
 DISTANCES = {v: k for k, v in METRICS.items()}
 
 
+class IndexMissing(LookupError):
+    """The named index does not exist and creating it was not allowed."""
+
+
 def connect(api_key, index_name, index_host, control_host, create, dimension, distance, cloud, region):
     kwargs = {"api_key": api_key}
     if control_host:
@@ -16,7 +20,7 @@ def connect(api_key, index_name, index_host, control_host, create, dimension, di
     else:
         if not pc.has_index(index_name):
             if not create:
-                raise LookupError(f"Pinecone index `{index_name}` does not exist")
+                raise IndexMissing(f"Pinecone index `{index_name}` does not exist")
             if dimension is None:
                 raise ValueError("creating a Pinecone index needs its dimension")
             pc.create_index(name=index_name, dimension=dimension, metric=METRICS[distance],

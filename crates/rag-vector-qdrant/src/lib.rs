@@ -13,24 +13,43 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rag_core::{
     Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
 };
 use rag_python::PyResultExt;
+use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules};
 use rag_python::convert::{
-    chunk_from_payload, chunk_payload, json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json,
-    vector_to_numpy,
+    json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json, vector_to_numpy,
 };
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyList, PyModule};
+use rag_python::store::{DimensionGuard, EmbeddedModule, PayloadLayout, StoredRecord};
 use serde_json::{Value, json};
 
-/// Payload keys for the chunk's text and original string id.
-const TEXT_KEY: &str = "text";
-const ID_KEY: &str = "chunk_id";
+/// The chunk's text and original string id live in the payload (`text`, `chunk_id`).
+const LAYOUT: PayloadLayout = PayloadLayout { backend: "qdrant", text_key: Some("text"), id_key: Some("chunk_id") };
+/// The Python side (`src/qdrant_ops.py`).
+static OPS: EmbeddedModule = EmbeddedModule::new(c"rag_qdrant_ops", c"rag_qdrant_ops.py", include_str!("qdrant_ops.py"));
+/// qdrant-client's exceptions (and the shim's own) by class.
+const ERRORS: ErrorRules = ErrorRules {
+    backend: "qdrant",
+    rules: &[
+        ErrorRule::new(
+            "qdrant_client.http.exceptions.ResponseHandlingException",
+            ErrorKind::Transient,
+            "is the Qdrant server running?",
+        ),
+        ErrorRule::new("httpx.TransportError", ErrorKind::Transient, "is the Qdrant server running?"),
+        ErrorRule::new(
+            "rag_qdrant_ops.StorageLocked",
+            ErrorKind::Permanent,
+            "local mode allows one client: close the other process or store first",
+        ),
+    ],
+};
 /// Namespace for string id -> UUID v5.
 const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a1f_3c2e_9b4d_4e8a_a6f0_52c1_d3e4_b5a6);
 
@@ -58,18 +77,7 @@ pub fn point_id(id: &str) -> String {
 }
 
 fn ops(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
-    static OPS: OnceLock<Py<PyModule>> = OnceLock::new();
-    if let Some(m) = OPS.get() {
-        return Ok(m.bind(py).clone());
-    }
-    let m = PyModule::from_code(py, c_str(include_str!("qdrant_ops.py"))?.as_c_str(), c"rag_qdrant_ops.py", c"rag_qdrant_ops")
-        .py_context(py)?;
-    let _ = OPS.set(m.clone().unbind());
-    Ok(m)
-}
-
-fn c_str(s: &str) -> Result<std::ffi::CString> {
-    std::ffi::CString::new(s).map_err(|_| RagError::Other("embedded Python source contains a NUL byte".into()))
+    OPS.bind(py)
 }
 
 /// Builder for [`QdrantStore`].
@@ -146,7 +154,7 @@ impl QdrantStoreBuilder {
                         kw.set_item("prefer_grpc", *prefer_grpc).py_context(py)?;
                     }
                 }
-                let client = ops.getattr("connect").and_then(|f| f.call((), Some(&kw))).map_err(|e| open_error(py, e, &cfg.mode))?;
+                let client = ops.getattr("connect").and_then(|f| f.call((), Some(&kw))).py_context(py)?;
                 let info = ops.getattr("collection_info").and_then(|f| f.call1((&client, &cfg.collection))).py_context(py)?;
                 let dimension = if info.is_none() {
                     if !cfg.create_if_missing {
@@ -172,31 +180,18 @@ impl QdrantStoreBuilder {
                 };
                 Ok((client.unbind(), dimension))
             })
-            .await?;
+            .await
+            .map_err(|e| classify(e, &self.collection))?;
         Ok(QdrantStore {
             inner: Arc::new(Inner {
                 client,
+                dimension: DimensionGuard::new(format!("Qdrant collection `{}`", self.collection), dimension),
                 name: self.collection,
                 mode: self.mode,
                 distance: self.distance,
-                dimension: Mutex::new(dimension),
                 batch_size: self.batch_size,
             }),
         })
-    }
-}
-
-fn open_error(py: Python<'_>, e: PyErr, mode: &QdrantMode) -> RagError {
-    let err = rag_python::py_err(py, e);
-    match (&err, mode) {
-        (RagError::Python { message, .. }, QdrantMode::Local(p)) if message.contains("already accessed") => RagError::permanent(
-            "qdrant",
-            format!(
-                "the local Qdrant storage {} is open in another process or store: close it first (local mode allows one client)",
-                p.display()
-            ),
-        ),
-        _ => err,
     }
 }
 
@@ -205,7 +200,9 @@ struct Inner {
     name: String,
     mode: QdrantMode,
     distance: Distance,
-    dimension: Mutex<Option<usize>>,
+    /// Unknown until given, read from the collection, or set by the first upsert (which
+    /// creates the collection).
+    dimension: DimensionGuard,
     batch_size: usize,
 }
 
@@ -301,7 +298,7 @@ impl QdrantStore {
     }
 
     fn dimension(&self) -> Option<usize> {
-        *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.dimension.get()
     }
 
     fn score(&self, s: f32) -> f32 {
@@ -312,28 +309,16 @@ impl QdrantStore {
     }
 
     async fn ensure_collection(&self, dim: usize) -> Result<()> {
-        match self.dimension() {
-            Some(d) if d != dim => Err(RagError::DimensionMismatch {
-                context: format!("Qdrant collection `{}`", self.inner.name),
-                expected: d,
-                actual: dim,
-            }),
-            Some(_) => Ok(()),
-            None => {
-                let inner = self.inner.clone();
-                rag_python::runtime()?
-                    .run(move |py| {
-                        ops(py)?
-                            .getattr("create")
-                            .and_then(|f| f.call1((inner.client.bind(py), &inner.name, dim, inner.distance.as_str())))
-                            .py_context(py)?;
-                        Ok(())
-                    })
-                    .await?;
-                *self.inner.dimension.lock().unwrap_or_else(|p| p.into_inner()) = Some(dim);
-                Ok(())
-            }
+        if self.inner.dimension.check(dim, "upsert")? {
+            return Ok(());
         }
+        let distance = self.inner.distance.as_str();
+        self.call(move |py, ops, client, name| {
+            ops.getattr("create").and_then(|f| f.call1((client, name, dim, distance))).py_context(py)?;
+            Ok(())
+        })
+        .await?;
+        self.inner.dimension.record(dim)
     }
 
     /// Runs `f(ops, client, collection)` on the Python runtime.
@@ -343,19 +328,16 @@ impl QdrantStore {
         T: Send + 'static,
     {
         let inner = self.inner.clone();
-        rag_python::runtime()?.run(move |py| f(py, &ops(py)?, inner.client.bind(py), &inner.name)).await.map_err(classify)
+        rag_python::runtime()?
+            .run(move |py| f(py, &ops(py)?, inner.client.bind(py), &inner.name))
+            .await
+            .map_err(|e| classify(e, &self.inner.name))
     }
 }
 
-fn classify(e: RagError) -> RagError {
-    match e {
-        RagError::Python { ref exc_type, ref message, .. }
-            if exc_type.contains("ResponseHandlingException") || message.contains("Connection refused") =>
-        {
-            RagError::transient("qdrant", message.clone())
-        }
-        other => other,
-    }
+/// qdrant-client's exceptions by class (see [`ERRORS`]), naming the collection.
+fn classify(e: RagError, collection: &str) -> RagError {
+    ERRORS.classify(e, &format!("collection `{collection}`"))
 }
 
 #[async_trait]
@@ -369,10 +351,7 @@ impl VectorStore for QdrantStore {
             let vectors: Vec<Vec<f32>> = chunks.iter().map(|c| c.embedding.clone()).collect();
             let payloads = PyList::empty(py);
             for c in &chunks {
-                let mut p = chunk_payload(&c.chunk);
-                p.insert(TEXT_KEY.into(), MetadataValue::Str(c.chunk.text.clone()));
-                p.insert(ID_KEY.into(), MetadataValue::Str(c.chunk.id.clone()));
-                payloads.append(metadata_to_py(py, &p)?).py_context(py)?;
+                payloads.append(metadata_to_py(py, &LAYOUT.encode(&c.chunk))?).py_context(py)?;
             }
             let matrix = matrix_to_numpy(py, &vectors)?;
             ops.getattr("upsert").and_then(|f| f.call1((client, name, ids, matrix, payloads, batch_size))).py_context(py)?;
@@ -382,16 +361,8 @@ impl VectorStore for QdrantStore {
     }
 
     async fn query(&self, query: VectorQuery) -> Result<Vec<ScoredChunk>> {
-        match self.dimension() {
-            Some(d) if d != query.vector.len() => {
-                return Err(RagError::DimensionMismatch {
-                    context: format!("Qdrant collection `{}` (query)", self.inner.name),
-                    expected: d,
-                    actual: query.vector.len(),
-                });
-            }
-            None => return Ok(Vec::new()), // no collection yet: nothing stored
-            _ => {}
+        if !self.inner.dimension.check(query.vector.len(), "query")? {
+            return Ok(Vec::new()); // no collection yet: nothing stored
         }
         if query.k == 0 {
             return Ok(Vec::new());
@@ -410,27 +381,20 @@ impl VectorStore for QdrantStore {
                 let mut out = Vec::new();
                 for item in res.try_iter().py_context(py)? {
                     let item = item.py_context(py)?;
-                    let score: f32 = item.get_item(0).and_then(|s| s.extract()).py_context(py)?;
+                    let score: Option<f32> = item.get_item(0).and_then(|s| s.extract()).py_context(py)?;
                     let payload = metadata_from_py(&item.get_item(1).py_context(py)?, &[]);
-                    out.push((score, payload));
+                    out.push((score, StoredRecord { payload, ..Default::default() }));
                 }
                 Ok(out)
             })
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(score, mut payload)| {
-                let text = match payload.remove(TEXT_KEY) {
-                    Some(MetadataValue::Str(s)) => s,
-                    _ => String::new(),
-                };
-                let id = match payload.remove(ID_KEY) {
-                    Some(MetadataValue::Str(s)) => s,
-                    _ => String::new(),
-                };
-                ScoredChunk { chunk: chunk_from_payload(id, text, payload), score: self.score(score) }
+        rows.into_iter()
+            .map(|(score, record)| {
+                let chunk = LAYOUT.decode(&self.inner.name, record)?;
+                let score = score.ok_or_else(|| LAYOUT.missing_score(&self.inner.name, &chunk.id))?;
+                Ok(ScoredChunk { chunk, score: self.score(score) })
             })
-            .collect())
+            .collect()
     }
 
     async fn delete(&self, ids: Vec<String>) -> Result<()> {

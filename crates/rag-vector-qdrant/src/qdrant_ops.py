@@ -7,9 +7,17 @@ DISTANCES = {"cosine": models.Distance.COSINE, "l2": models.Distance.EUCLID, "ip
 NAMES = {v: k for k, v in DISTANCES.items()}
 
 
+class StorageLocked(RuntimeError):
+    """The local storage folder is open in another client (local mode allows one)."""
+
+
 def connect(mode, path=None, url=None, api_key=None, prefer_grpc=False, timeout=None):
     if mode == "local":
-        return QdrantClient(path=path)
+        try:
+            return QdrantClient(path=path)
+        except RuntimeError as e:
+            # qdrant-client raises a bare RuntimeError for a locked folder; give it a class.
+            raise StorageLocked(f"{path}: {e}") from e
     if mode == "memory":
         return QdrantClient(":memory:")
     return QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout)

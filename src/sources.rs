@@ -1,11 +1,84 @@
-//! Reading sources into [`Document`]s: `.txt`, `.md`, and BEIR-style JSONL corpora
-//! (`{"_id", "title", "text", "metadata"}` per line), streamed so a large file never has to be
-//! held more than once.
+//! [`FileSource`]: files and folders as a [`DocumentSource`]: `.txt`, `.md`, and BEIR-style
+//! JSONL corpora (`{"_id", "title", "text", "metadata"}` per line), streamed so a large file
+//! never has to be held more than once.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use rag_core::{Document, Metadata, MetadataValue, RagError, Result};
+use async_trait::async_trait;
+use futures::StreamExt;
+pub use rag_core::Skipped;
+use rag_core::{
+    Document, DocumentSource, DocumentStream, Metadata, MetadataValue, RagError, Result, SourceDocument, SourceItem, TextFormat,
+};
+
+/// Files and folders (recursively; hidden entries are passed over). Each root is an origin, so
+/// pruning removes documents that came from a root before and are gone from it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSource {
+    paths: Vec<PathBuf>,
+}
+
+impl FileSource {
+    /// The files and folders in `paths`.
+    pub fn new(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
+        Self { paths: paths.into_iter().map(Into::into).collect() }
+    }
+}
+
+#[async_trait]
+impl DocumentSource for FileSource {
+    async fn open(&self) -> Result<DocumentStream> {
+        let (files, skipped) = scan(&self.paths)?;
+        // Every JSONL line is checked before anything is written: a malformed corpus loses nothing.
+        let mut total = 0u64;
+        for f in &files {
+            total += if f.kind == SourceKind::Jsonl { validate_jsonl(&f.path)? as u64 } else { 1 };
+        }
+        let origins: Vec<String> = files
+            .iter()
+            .map(|f| f.root.clone())
+            .chain(self.paths.iter().filter_map(|p| p.canonicalize().ok()).map(|p| p.display().to_string()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let skipped = skipped.into_iter().map(|s| Ok(SourceItem::Skipped(s)));
+        let mut seen: HashSet<String> = HashSet::new();
+        let documents = files.into_iter().flat_map(move |file| file_items(file)).map(move |item| match item {
+            // Ids are unique across one ingest: a second document with the same id would
+            // silently replace the first.
+            Ok(SourceItem::Document(d)) if !seen.insert(d.document.id.clone()) => Err(RagError::invalid_input(
+                d.document.metadata.get("source").map_or_else(|| d.origin.clone(), ToString::to_string),
+                format!("document id `{}` appears twice in this ingest: ids must be unique", d.document.id),
+            )),
+            other => other,
+        });
+        Ok(DocumentStream { total: Some(total), origins, items: futures::stream::iter(skipped.chain(documents)).boxed() })
+    }
+}
+
+/// The items one file yields: its document, each JSONL line's, or why it was skipped.
+fn file_items(file: SourceFile) -> Box<dyn Iterator<Item = Result<SourceItem>> + Send> {
+    let doc = |document: Document, format: TextFormat, origin: &str| {
+        SourceItem::Document(SourceDocument { document, format, origin: origin.to_owned() })
+    };
+    match file.kind {
+        SourceKind::Jsonl => match JsonlReader::open(&file.path) {
+            Ok(reader) => Box::new(reader.map(move |d| d.map(|d| doc(d, TextFormat::Plain, &file.root)))),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        },
+        kind => {
+            let format = if kind == SourceKind::Markdown { TextFormat::Markdown } else { TextFormat::Plain };
+            let item = match read_text(&file) {
+                Ok(Ok(d)) => Ok(doc(d, format, &file.root)),
+                Ok(Err(skip)) => Ok(SourceItem::Skipped(skip)),
+                Err(e) => Err(e),
+            };
+            Box::new(std::iter::once(item))
+        }
+    }
+}
 
 /// How a file is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,25 +102,6 @@ pub struct SourceFile {
     pub doc_id: String,
     /// The canonical ingest root it came from.
     pub root: String,
-}
-
-/// A file that was not ingested, and why.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Skipped {
-    /// The file.
-    pub path: String,
-    /// Why (empty, invalid UTF-8, unsupported type).
-    pub reason: String,
-}
-
-/// A chunk's text with its document's title in front (from the `title` metadata readers set),
-/// unless the chunk already starts with it: later chunks of a document keep its subject. Both
-/// the embedding and the keyword index see this text; the stored chunk text stays the span's.
-pub fn titled_text(c: &rag_core::Chunk) -> String {
-    match c.metadata.get("title") {
-        Some(MetadataValue::Str(t)) if !t.is_empty() && !c.text.starts_with(t.as_str()) => format!("{t}\n{}", c.text),
-        _ => c.text.clone(),
-    }
 }
 
 fn kind_of(path: &Path) -> Option<SourceKind> {
@@ -237,6 +291,24 @@ mod tests {
         assert_eq!(first.metadata.get("tags"), Some(&MetadataValue::StrList(vec!["a".into()])));
         std::fs::write(&p, "{\"title\":\"no id\",\"text\":\"x\"}\n").unwrap();
         assert!(validate_jsonl(&p).unwrap_err().to_string().contains("missing `_id`"));
+    }
+
+    #[tokio::test]
+    async fn file_source_yields_documents_skips_and_origins() {
+        use futures::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.md"), "# A\n\nbody").unwrap();
+        std::fs::write(dir.path().join("c.jsonl"), "{\"_id\":\"1\",\"text\":\"x\"}\n{\"_id\":\"1\",\"text\":\"y\"}\n").unwrap();
+        std::fs::write(dir.path().join("z.bin"), "?").unwrap();
+        let stream = FileSource::new([dir.path()]).open().await.unwrap();
+        assert_eq!(stream.total, Some(3));
+        assert_eq!(stream.origins, vec![dir.path().canonicalize().unwrap().display().to_string()]);
+        let items: Vec<Result<SourceItem>> = stream.items.collect().await;
+        assert!(matches!(&items[0], Ok(SourceItem::Skipped(s)) if s.path.ends_with("z.bin")));
+        assert!(matches!(&items[1], Ok(SourceItem::Document(d)) if d.format == TextFormat::Markdown));
+        let err = items.into_iter().collect::<Result<Vec<_>>>().unwrap_err().to_string();
+        assert!(err.contains("`1` appears twice"), "{err}");
+        let _ = FileSource::new([dir.path()]).open().await.unwrap().items.try_collect::<Vec<_>>().await.unwrap_err();
     }
 
     #[test]

@@ -43,14 +43,14 @@ impl Drop for ServerProcess {
 
 /// The repository root (where `python/` and `.venv` live).
 pub fn repo_root() -> PathBuf {
-    Path::new(crate::venv::BUILD_WORKSPACE_ROOT)
+    Path::new(rag_python::venv::BUILD_WORKSPACE_ROOT)
         .canonicalize()
-        .unwrap_or_else(|_| PathBuf::from(crate::venv::BUILD_WORKSPACE_ROOT))
+        .unwrap_or_else(|_| PathBuf::from(rag_python::venv::BUILD_WORKSPACE_ROOT))
 }
 
 /// The venv's `bin/` directory.
 pub fn venv_bin() -> Result<PathBuf> {
-    Ok(crate::venv::find_venv(None)?.join("bin"))
+    Ok(rag_python::venv::find_venv(None)?.join("bin"))
 }
 
 /// Runs `python/testing/<script>` with the venv's Python; waits for its `PORT n` line.

@@ -1,13 +1,17 @@
-//! A persistent, incremental BM25 keyword index over chunks, on tantivy.
+//! [`KeywordIndex`]: a persistent, incremental BM25 keyword index over chunks, on tantivy; the
+//! default [`KeywordSearch`] of a pipeline.
 //!
 //! English tokenisation (lower-casing, stop words, Snowball stemming; each configurable), add /
 //! update / delete by chunk id, durable commits. Metadata filters use the reference semantics of
 //! [`Filter::matches`] on over-retrieved candidates, widening until `k` pass or the index is exhausted.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use rag_core::{Chunk, Filter, MetadataValue, RagError, Result, ScoredChunk};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rag_core::{Chunk, Filter, KeywordSearch, MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
@@ -17,7 +21,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 
 /// Text analysis settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct KeywordConfig {
     /// Snowball English stemming.
     pub stemming: bool,
@@ -40,8 +44,14 @@ struct Fields {
     chunk: Field,
 }
 
-/// The keyword index. Searches run concurrently; writes go through one writer.
+/// The keyword index. Searches run concurrently; writes go through one writer. Cheap to clone
+/// (clones share the index).
+#[derive(Clone)]
 pub struct KeywordIndex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     index: Index,
     reader: IndexReader,
     writer: Mutex<Option<IndexWriter>>,
@@ -53,7 +63,7 @@ pub struct KeywordIndex {
 
 impl std::fmt::Debug for KeywordIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeywordIndex").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("KeywordIndex").field("path", &self.inner.path).finish_non_exhaustive()
     }
 }
 
@@ -108,9 +118,13 @@ impl KeywordIndex {
         };
         let _ = (chunk_id, doc_id, text, chunk);
         let parser = QueryParser::for_index(&index, vec![fields.text]);
-        Ok(Self { index, reader, writer: Mutex::new(None), fields, parser, path: dir.map(Path::to_path_buf) })
+        Ok(Self {
+            inner: Arc::new(Inner { index, reader, writer: Mutex::new(None), fields, parser, path: dir.map(Path::to_path_buf) }),
+        })
     }
+}
 
+impl Inner {
     fn with_writer<T>(&self, f: impl FnOnce(&mut IndexWriter) -> Result<T>) -> Result<T> {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
@@ -138,7 +152,7 @@ impl KeywordIndex {
                 w.add_document(doc!(
                     self.fields.chunk_id => c.id.as_str(),
                     self.fields.doc_id => c.doc_id.as_str(),
-                    self.fields.text => crate::readers::titled_text(c),
+                    self.fields.text => c.indexed_text(),
                     self.fields.chunk => stored,
                 ))
                 .map_err(kw_err)?;
@@ -181,6 +195,22 @@ impl KeywordIndex {
         self.reader.searcher().num_docs() as usize
     }
 
+    /// Every indexed chunk, in index order.
+    pub fn all_chunks(&self) -> Result<Vec<Chunk>> {
+        let searcher = self.reader.searcher();
+        let mut out = Vec::with_capacity(searcher.num_docs() as usize);
+        for segment in searcher.segment_readers() {
+            let store = segment.get_store_reader(64).map_err(kw_err)?;
+            for doc in store.iter::<TantivyDocument>(segment.alive_bitset()) {
+                let doc = doc.map_err(kw_err)?;
+                if let Some(bytes) = doc.get_first(self.fields.chunk).and_then(|v| v.as_bytes()) {
+                    out.push(serde_json::from_slice(bytes).map_err(kw_err)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The best `k` chunks for `query` by BM25 that pass `filter`, best first.
     pub fn search(&self, query: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredChunk>> {
         if k == 0 || query.trim().is_empty() {
@@ -214,6 +244,75 @@ impl KeywordIndex {
             }
             limit = (limit * 4).min(total.max(1));
         }
+    }
+}
+
+/// The synchronous API (tantivy blocks: call it off the async runtime, or use the
+/// [`KeywordSearch`] impl, which does).
+impl KeywordIndex {
+    /// Adds or replaces chunks by id (visible after [`KeywordIndex::commit`]).
+    pub fn upsert(&self, chunks: &[Chunk]) -> Result<()> {
+        self.inner.upsert(chunks)
+    }
+    /// Deletes chunks by id.
+    pub fn delete(&self, ids: &[String]) -> Result<()> {
+        self.inner.delete(ids)
+    }
+    /// Deletes every chunk of a document.
+    pub fn delete_document(&self, doc_id: &str) -> Result<()> {
+        self.inner.delete_document(doc_id)
+    }
+    /// Makes pending writes durable and visible.
+    pub fn commit(&self) -> Result<()> {
+        self.inner.commit()
+    }
+    /// Re-reads the index from disk (another process may have committed).
+    pub fn reload(&self) -> Result<()> {
+        self.inner.reload()
+    }
+    /// Number of indexed chunks.
+    pub fn count(&self) -> usize {
+        self.inner.count()
+    }
+    /// Every indexed chunk, in index order.
+    pub fn all_chunks(&self) -> Result<Vec<Chunk>> {
+        self.inner.all_chunks()
+    }
+    /// The best `k` chunks for `query` by BM25 that pass `filter`, best first.
+    pub fn search(&self, query: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredChunk>> {
+        self.inner.search(query, k, filter)
+    }
+
+    /// Runs blocking index work off the async runtime.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Inner) -> Result<T> + Send + 'static) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| RagError::Other(format!("keyword index task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl KeywordSearch for KeywordIndex {
+    async fn write(&self, upsert: Vec<Chunk>, delete: Vec<String>) -> Result<()> {
+        self.blocking(move |k| {
+            k.upsert(&upsert)?;
+            k.delete(&delete)?;
+            k.commit()
+        })
+        .await
+    }
+
+    async fn search(&self, query: RetrievalQuery) -> Result<Vec<ScoredChunk>> {
+        self.blocking(move |k| k.search(&query.text, query.k, query.filter.as_ref())).await
+    }
+
+    async fn count(&self) -> Result<usize> {
+        Ok(self.inner.count())
+    }
+
+    async fn scan(&self) -> Result<Vec<Chunk>> {
+        self.blocking(|k| k.all_chunks()).await
     }
 }
 
@@ -266,6 +365,7 @@ mod tests {
         assert!(ids.contains(&"c#0".to_owned()) && !ids.contains(&"a#0".to_owned()));
         // Query syntax in user text does not fail.
         assert!(idx.search("what is (running) \"late\": AND OR", 5, None).is_ok());
+        assert_eq!(idx.all_chunks().unwrap().len(), 2);
         drop(idx);
         let reopened = KeywordIndex::open(Some(dir.path()), &KeywordConfig::default()).unwrap();
         assert_eq!(reopened.count(), 2, "survives restarts");

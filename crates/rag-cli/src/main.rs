@@ -1,4 +1,5 @@
-//! `rag`: ingest, query, evaluate and benchmark a RAG pipeline from the command line.
+//! `rag`: ingest, query, search, delete, evaluate and benchmark a RAG pipeline from the command
+//! line. One client of the `rag` library: typed settings are built from the raw flags here.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -8,13 +9,13 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use rag::assemble::{Needs, build_pipeline};
-use rag::config::RagConfig;
-use rag::pipeline::{Progress, QueryOptions, RetrievalMode};
-use rag::{Filter, RagError, Result};
-use rag_core::{GenerationEvent, MetadataValue};
+use rag::config::{CacheBackend, RagConfig};
+use rag::core::{GenerationEvent, MetadataValue};
+use rag::pipeline::Progress;
+use rag::{FileSource, Filter, Hit, IngestOptions, QueryOptions, RagError, Result, RetrievalMode};
 
 #[derive(Parser)]
-#[command(name = "rag", version, about = "Production RAG in Rust: ingest, query, eval, bench, stats")]
+#[command(name = "rag", version, about = "Production RAG in Rust: ingest, query, search, delete, eval, bench, stats")]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -59,22 +60,25 @@ enum Command {
     Query {
         /// The question.
         question: String,
-        /// Chunks to retrieve and pack.
-        #[arg(long)]
-        k: Option<usize>,
-        /// dense, bm25 or hybrid.
-        #[arg(long)]
-        retriever: Option<String>,
-        /// Rerank with the configured cross-encoder.
-        #[arg(long)]
-        rerank: bool,
+        #[command(flatten)]
+        retrieval: RetrievalArgs,
         /// Stream the answer as it is generated.
         #[arg(long)]
         stream: bool,
-        /// Metadata filter, e.g. --where lang=en --where year>=2020 (all must hold).
-        #[arg(long = "where", value_name = "FIELD OP VALUE")]
-        filters: Vec<String>,
     },
+    /// Print the ranked hits for a query, without generating an answer.
+    Search {
+        /// The query.
+        query: String,
+        #[command(flatten)]
+        retrieval: RetrievalArgs,
+    },
+    /// Delete a document (all its chunks) from every store.
+    Delete {
+        /// The document id (as `rag search` shows it).
+        doc_id: String,
+    },
+
     /// Evaluate retrieval on a BEIR dataset (nDCG@10, Recall@100, MRR@10).
     Eval {
         /// Dataset folder with corpus.jsonl, queries.jsonl, qrels/test.tsv.
@@ -82,7 +86,7 @@ enum Command {
         dataset: PathBuf,
         /// dense, bm25 or hybrid.
         #[arg(long, default_value = "hybrid")]
-        retriever: String,
+        retriever: RetrievalMode,
         /// Rerank with the configured cross-encoder.
         #[arg(long)]
         rerank: bool,
@@ -110,6 +114,51 @@ enum Command {
     },
     /// Collection, counts, backends, models, data directory.
     Stats,
+}
+
+/// How a query retrieves (shared by `query` and `search`).
+#[derive(Args)]
+struct RetrievalArgs {
+    /// Chunks to retrieve and pack (1 to 1000).
+    #[arg(long)]
+    k: Option<usize>,
+    /// dense, bm25 or hybrid.
+    #[arg(long)]
+    retriever: Option<RetrievalMode>,
+    /// Rerank with the configured cross-encoder.
+    #[arg(long)]
+    rerank: bool,
+    /// Metadata filter, e.g. --where lang=en --where year>=2020 (all must hold).
+    #[arg(long = "where", value_name = "FIELD OP VALUE")]
+    filters: Vec<String>,
+}
+
+impl RetrievalArgs {
+    /// The query options, and whether the embedding model is needed at all.
+    fn options(&self) -> Result<(QueryOptions, Needs)> {
+        let mut opts = QueryOptions::new();
+        if let Some(k) = self.k {
+            opts = opts.k(k);
+        }
+        if let Some(m) = self.retriever {
+            opts = opts.mode(m);
+        }
+        if self.rerank {
+            opts = opts.rerank(true);
+        }
+        let filter = self.filters.iter().map(|f| parse_filter(f)).try_fold(None::<Filter>, |acc, f| {
+            let f = f?;
+            Ok::<_, RagError>(Some(match acc {
+                Some(a) => a.and(f),
+                None => f,
+            }))
+        })?;
+        if let Some(f) = filter {
+            opts = opts.filter(f);
+        }
+        let needs = if self.retriever == Some(RetrievalMode::Bm25) { Needs::KeywordOnly } else { Needs::All };
+        Ok((opts, needs))
+    }
 }
 
 fn config(g: &Global) -> Result<RagConfig> {
@@ -192,7 +241,11 @@ async fn run(cli: Cli) -> Result<()> {
             let cfg = config(g)?;
             let pipeline = build_pipeline(&cfg, Needs::All).await?;
             let (progress, bar) = progress_bar(g.json, "ingesting");
-            let report = pipeline.ingest(&paths, prune, progress).await?;
+            let mut options = IngestOptions::new().prune(prune);
+            if let Some(p) = progress {
+                options = options.progress(move |done, total| p(done, total));
+            }
+            let report = pipeline.ingest(FileSource::new(paths), options).await?;
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
@@ -214,22 +267,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Query { question, k, retriever, rerank, stream, filters } => {
+        Command::Query { question, retrieval, stream } => {
             let mut cfg = config(g)?;
-            let mode: Option<RetrievalMode> = retriever.as_deref().map(str::parse).transpose()?;
-            if rerank {
+            if retrieval.rerank {
                 cfg.rerank.enabled = true;
             }
-            let needs = if mode == Some(RetrievalMode::Bm25) { Needs::KeywordOnly } else { Needs::All };
+            let (opts, needs) = retrieval.options()?;
             let pipeline = build_pipeline(&cfg, needs).await?;
-            let filter = filters.iter().map(|f| parse_filter(f)).try_fold(None::<Filter>, |acc, f| {
-                let f = f?;
-                Ok::<_, RagError>(Some(match acc {
-                    Some(a) => a.and(f),
-                    None => f,
-                }))
-            })?;
-            let opts = QueryOptions { k, mode, rerank: rerank.then_some(true), filter };
             if stream && !g.json {
                 let (head, mut events) = pipeline.stream_query(&question, &opts).await?;
                 let mut last = None;
@@ -257,10 +301,41 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("Reasoning: {r}\n");
             }
             print_citations(&result.citations);
+            if g.verbose > 0 {
+                print_hits(&result.hits);
+            }
             for d in &result.degraded {
                 println!("note: {d}");
             }
             println!("({} in {:.0} ms)", result.generator, result.timings_ms.get("total").copied().unwrap_or(0.0));
+            Ok(())
+        }
+        Command::Search { query, retrieval } => {
+            let mut cfg = config(g)?;
+            if retrieval.rerank {
+                cfg.rerank.enabled = true;
+            }
+            let (opts, needs) = retrieval.options()?;
+            let pipeline = build_pipeline(&cfg, needs).await?;
+            let found = pipeline.search(&query, &opts).await?;
+            let hits = found.ranked();
+            if g.json {
+                return print_json(&serde_json::json!({"hits": hits, "timings_ms": found.timings, "degraded": found.degraded}));
+            }
+            print_hits(&hits);
+            for d in &found.degraded {
+                println!("note: {d}");
+            }
+            Ok(())
+        }
+        Command::Delete { doc_id } => {
+            let cfg = config(g)?;
+            let pipeline = build_pipeline(&cfg, Needs::All).await?;
+            pipeline.delete_document(&doc_id).await?;
+            if g.json {
+                return print_json(&serde_json::json!({"deleted": doc_id}));
+            }
+            println!("deleted {doc_id}");
             Ok(())
         }
         Command::Eval { dataset, retriever, rerank, limit } => {
@@ -271,9 +346,9 @@ async fn run(cli: Cli) -> Result<()> {
             if rerank {
                 cfg.rerank.enabled = true;
             }
-            let mode: RetrievalMode = retriever.parse()?;
+            let mode = retriever;
             // The corpus is ingested with both sides, so every mode evaluates the same collection.
-            cfg.retrieval.mode = "hybrid".into();
+            cfg.retrieval.mode = RetrievalMode::Hybrid;
             let pipeline = build_pipeline(&cfg, Needs::All).await?;
             let (progress, bar) = progress_bar(g.json, "eval");
             let report = rag::eval::run_eval(&pipeline, &dataset, mode, rerank, limit, progress).await?;
@@ -284,10 +359,12 @@ async fn run(cli: Cli) -> Result<()> {
                 return print_json(&report);
             }
             println!(
-                "{:?}{}: nDCG@10 {:.4}  Recall@100 {:.4}  MRR@10 {:.4}  ({} queries, {:.1} s)",
+                "{}{}: nDCG@10 {:.4} (half A {:.4}, half B {:.4})  Recall@100 {:.4}  MRR@10 {:.4}  ({} queries, {:.1} s)",
                 report.retriever,
                 if report.rerank { " + rerank" } else { "" },
                 report.ndcg_at_10,
+                report.ndcg_at_10_half_a,
+                report.ndcg_at_10_half_b,
                 report.recall_at_100,
                 report.mrr_at_10,
                 report.queries,
@@ -303,7 +380,7 @@ async fn run(cli: Cli) -> Result<()> {
                 std::fs::remove_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
             }
             if cold {
-                cfg.cache.backend = "none".into();
+                cfg.cache.backend = CacheBackend::None;
             }
             let pipeline = build_pipeline(&cfg, Needs::All).await?;
             let corpus = cfg.data_dir.join(format!("bench-corpus-{docs}.jsonl"));
@@ -350,11 +427,33 @@ async fn run(cli: Cli) -> Result<()> {
                 "collection {}: {} documents, {} chunks ({} in the keyword index)",
                 s.collection, s.documents, s.chunks, s.keyword_chunks
             );
+            match (s.chunks_over_embedder_limit, s.embedder_max_tokens) {
+                (Some(over), Some(max)) => {
+                    println!("  {over} stored chunks exceed the embedder's {max}-token window (truncated when embedded)")
+                }
+                _ => println!("  the embedder's token window is unknown: chunks over it cannot be counted"),
+            }
             for (k, v) in &s.backends {
                 println!("  {k:<10} {v}");
             }
             Ok(())
         }
+    }
+}
+
+fn print_hits(hits: &[Hit]) {
+    for h in hits {
+        let snippet: String = h.text.chars().take(120).collect();
+        println!(
+            "#{} {} ({}, bytes {}..{}, score {:.3})\n    {}",
+            h.rank,
+            h.doc_id,
+            h.chunk_id,
+            h.span[0],
+            h.span[1],
+            h.score,
+            snippet.replace('\n', " ")
+        );
     }
 }
 

@@ -29,7 +29,7 @@ fn json(out: &Output) -> Value {
 }
 
 fn scifact() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets/scifact"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/scifact"))
 }
 
 /// The first `n` SciFact documents as a JSONL file.
@@ -94,13 +94,45 @@ fn json_shapes_idempotent_ingest_and_changed_files() {
     }
     assert_eq!(cit["doc_id"], "docs/tea.txt");
     assert!(q["timings_ms"]["total"].as_f64().unwrap() > 0.0);
+    // The ranked hits that fed the context, beside the citations.
+    let hits = q["hits"].as_array().unwrap();
+    assert!(!hits.is_empty() && hits.len() <= 5, "{q}");
+    keys(&hits[0], &["rank", "chunk_id", "doc_id", "score", "span"]);
+    assert_eq!(hits[0]["rank"], 1);
+    assert!(hits.iter().any(|h| h["chunk_id"] == cit["chunk_id"]), "the cited chunk is a hit");
+
+    // `rag search` ranks without generating; `rag delete` removes a document everywhere.
+    let found = json(&rag(&data, &["search", "oolong temperature", "--k", "3", "--json"]));
+    assert_eq!(found["hits"][0]["doc_id"], "docs/tea.txt", "{found}");
+    assert!(found.get("answer").is_none());
+    let deleted = json(&rag(&data, &["delete", "docs/tea.txt", "--json"]));
+    assert_eq!(deleted["deleted"], "docs/tea.txt");
+    let found = json(&rag(&data, &["search", "oolong temperature", "--k", "3", "--json"]));
+    assert!(found["hits"].as_array().unwrap().iter().all(|h| h["doc_id"] != "docs/tea.txt"), "{found}");
+    let missing = rag(&data, &["delete", "docs/tea.txt"]);
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("docs/tea.txt"));
+    // Re-ingest restores it (the manifest forgot it, so it is not "unchanged").
+    assert_eq!(json(&rag(&data, &["ingest", d, c, "--json"]))["chunks"], 1);
+
+    // Bad values are refused, naming the input and what is allowed.
+    let bad_k = rag(&data, &["query", "tea", "--k", "0"]);
+    let err = String::from_utf8_lossy(&bad_k.stderr);
+    assert!(!bad_k.status.success() && err.contains("1 to 1000"), "{err}");
+    let typo = rag(&data, &["--set", "store.chroma_mode=htpp", "stats"]);
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(!typo.status.success() && err.contains("htpp") && err.contains("persistent"), "{err}");
+    let typo = rag(&data, &["query", "tea", "--retriever", "hybird"]);
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(!typo.status.success() && err.contains("hybird") && err.contains("bm25"), "{err}");
 
     let filtered = json(&rag(&data, &["query", "milk latte", "--where", "title=Coffee", "--json"]));
     assert!(filtered["citations"].as_array().unwrap().iter().all(|c| c["doc_id"] == "docs/notes.md"), "{filtered}");
 
     let s = json(&rag(&data, &["stats", "--json"]));
-    keys(&s, &["chunks", "documents", "collection"]);
+    keys(&s, &["chunks", "documents", "collection", "embedder_max_tokens", "chunks_over_embedder_limit"]);
     assert_eq!(s["documents"], 14);
+    assert_eq!(s["embedder_max_tokens"], 256, "MiniLM's window");
+    assert_eq!(s["chunks_over_embedder_limit"], 0, "the default chunking fits the embedder: {s}");
     assert_eq!(s["chunks"], s["keyword_chunks"], "vector store and keyword index agree");
 
     let streamed = rag(&data, &["query", "How is espresso made?", "--stream"]);

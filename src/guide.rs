@@ -1,0 +1,2 @@
+//! The library guide: your own backends, in-memory ingest, tests with mocks.
+#![doc = include_str!("../docs/guide.md")]

@@ -1,0 +1,301 @@
+//! Indexing: any [`DocumentSource`] into the vector store, the keyword index and the manifest,
+//! idempotently and crash-safely; deleting a document from all three.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Instant;
+
+use futures::StreamExt;
+use rag_core::{Chunk, Document, DocumentSource, EmbeddedChunk, RagError, Result, Skipped, SourceItem, TextFormat, content_hash};
+use serde::Serialize;
+
+use crate::manifest::ManifestEntry;
+use crate::pipeline::{CacheCounters, Progress, RagPipeline};
+use crate::sys::peak_rss_mb;
+
+/// How an ingest runs. Built with its methods; `IngestOptions::default()` ingests without
+/// pruning, in batches of 64 documents, with no progress callback.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct IngestOptions {
+    prune: bool,
+    progress: Option<Progress>,
+    batch_documents: usize,
+    batch_chunks: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self { prune: false, progress: None, batch_documents: 64, batch_chunks: 512 }
+    }
+}
+
+impl std::fmt::Debug for IngestOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestOptions")
+            .field("prune", &self.prune)
+            .field("batch_documents", &self.batch_documents)
+            .field("batch_chunks", &self.batch_chunks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IngestOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Remove documents of the source's origins that it no longer yields.
+    pub fn prune(mut self, yes: bool) -> Self {
+        self.prune = yes;
+        self
+    }
+
+    /// Called with `(done, total)` documents as the ingest goes (`total` 0 while unknown).
+    pub fn progress(mut self, f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Documents written per batch (at least 1; a batch is also closed at 8x as many chunks).
+    pub fn batch_size(mut self, documents: usize) -> Self {
+        self.batch_documents = documents.max(1);
+        self.batch_chunks = documents.max(1) * 8;
+        self
+    }
+
+    fn report(&self, done: u64, total: u64) {
+        if let Some(p) = &self.progress {
+            p(done, total);
+        }
+    }
+}
+
+/// What one ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IngestReport {
+    /// Documents seen (changed + unchanged).
+    pub documents: u64,
+    /// Chunks written this run.
+    pub chunks: u64,
+    /// Texts sent to the embedding model (cache misses).
+    pub embedded: u64,
+    /// Texts served from the embedding cache.
+    pub cache_hits: u64,
+    /// Documents skipped because their content hash had not changed.
+    pub unchanged: u64,
+    /// Documents removed by pruning.
+    pub removed: u64,
+    /// Inputs that were not ingested, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Wall time.
+    pub seconds: f64,
+    /// Peak resident memory of this process so far, in MiB (Linux; `None` elsewhere).
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// A document waiting to be written.
+struct Pending {
+    doc_id: String,
+    hash: String,
+    root: String,
+    chunks: Vec<Chunk>,
+    old: Option<ManifestEntry>,
+}
+
+impl RagPipeline {
+    fn counters(&self) -> CacheCounters {
+        self.cache_probe.as_ref().map(|p| p()).unwrap_or_default()
+    }
+
+    fn chunker_for(&self, format: TextFormat) -> &std::sync::Arc<dyn rag_core::Chunker> {
+        match format {
+            TextFormat::Markdown => &self.markdown_chunker,
+            _ => &self.chunker,
+        }
+    }
+
+    fn doc_hash(&self, doc: &Document, format: TextFormat) -> String {
+        let meta = serde_json::to_string(&doc.metadata).unwrap_or_default();
+        let chunker = self.chunker_for(format).fingerprint();
+        let model = self.embedder.as_ref().map(|e| e.model_id()).unwrap_or_default();
+        content_hash(&format!("{}\u{0}{meta}\u{0}{chunker}\u{0}{model}", doc.text))
+    }
+
+    /// Ingests every document of `source` (files, a `Vec<Document>`, a stream). Unchanged
+    /// documents are skipped without embedding; changed ones have their chunks replaced; with
+    /// [`IngestOptions::prune`], documents of the source's origins that it no longer yields are
+    /// removed. Safe to interrupt at any point: re-running converges on one clean ingest.
+    ///
+    /// ```no_run
+    /// # async fn demo(pipeline: &rag::RagPipeline) -> rag::Result<()> {
+    /// use rag::{Document, IngestOptions};
+    /// let docs = vec![Document::new("a", "Rust has no garbage collector.")];
+    /// let report = pipeline.ingest(docs, IngestOptions::default()).await?;
+    /// assert_eq!(report.documents, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ingest(&self, source: impl DocumentSource, options: IngestOptions) -> Result<IngestReport> {
+        let start = Instant::now();
+        let before = self.counters();
+        let stream = source.open().await?;
+        let total = stream.total.unwrap_or(0);
+        let origins: BTreeSet<String> = stream.origins.into_iter().collect();
+        let mut items = stream.items;
+        let mut report = IngestReport::default();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut batch_chunks = 0usize;
+        let mut done = 0u64;
+        while let Some(item) = items.next().await {
+            let d = match item? {
+                SourceItem::Skipped(skip) => {
+                    tracing::warn!(path = %skip.path, reason = %skip.reason, "skipped");
+                    report.skipped.push(skip);
+                    done += 1;
+                    continue;
+                }
+                SourceItem::Document(d) => d,
+            };
+            done += 1;
+            if !seen.insert(d.document.id.clone()) {
+                return Err(RagError::invalid_input(
+                    format!("document `{}`", d.document.id),
+                    "the id appears twice in this ingest: ids must be unique",
+                ));
+            }
+            report.documents += 1;
+            let hash = self.doc_hash(&d.document, d.format);
+            let old = self.manifest.get(&d.document.id)?;
+            if old.as_ref().is_some_and(|e| e.hash.as_deref() == Some(hash.as_str())) {
+                report.unchanged += 1;
+                continue;
+            }
+            let chunks = self.chunker_for(d.format).chunk(&d.document).await?;
+            batch_chunks += chunks.len();
+            batch.push(Pending { doc_id: d.document.id, hash, root: d.origin, chunks, old });
+            if batch.len() >= options.batch_documents || batch_chunks >= options.batch_chunks {
+                report.chunks += self.write_batch(std::mem::take(&mut batch)).await?;
+                batch_chunks = 0;
+                options.report(done, total);
+            }
+        }
+        report.chunks += self.write_batch(batch).await?;
+        options.report(done, total.max(done));
+        if options.prune {
+            report.removed = self.prune(&origins, &seen).await?;
+        }
+        let after = self.counters();
+        report.embedded = after.embedded - before.embedded;
+        report.cache_hits = after.hits - before.hits;
+        if self.cache_probe.is_none() {
+            report.embedded = report.chunks * u64::from(self.embedder.is_some());
+        }
+        report.seconds = start.elapsed().as_secs_f64();
+        report.peak_rss_mb = peak_rss_mb();
+        Ok(report)
+    }
+
+    /// Writes documents: pending manifest entries, then vectors and keyword entries, then stale
+    /// deletions, then final manifest entries. Returns chunks written.
+    async fn write_batch(&self, batch: Vec<Pending>) -> Result<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let pending: Vec<(String, ManifestEntry)> = batch
+            .iter()
+            .map(|p| {
+                let mut ids: BTreeSet<String> = p.chunks.iter().map(|c| c.id.clone()).collect();
+                if let Some(o) = &p.old {
+                    ids.extend(o.chunk_ids.iter().cloned());
+                }
+                (p.doc_id.clone(), ManifestEntry { hash: None, chunk_ids: ids.into_iter().collect(), root: p.root.clone() })
+            })
+            .collect();
+        self.manifest.put_many(&pending)?;
+        let chunks: Vec<&Chunk> = batch.iter().flat_map(|p| p.chunks.iter()).collect();
+        // Embed and upsert in slices so memory stays bounded by the slice, not the batch.
+        if let (Some(embedder), Some(store)) = (&self.embedder, &self.store) {
+            for slice in chunks.chunks(self.embed_batch) {
+                let texts: Vec<String> = slice.iter().map(|c| c.indexed_text()).collect();
+                let vectors = embedder.embed(texts).await?;
+                if vectors.len() != slice.len() {
+                    return Err(RagError::permanent(
+                        "embedder",
+                        format!("returned {} vectors for {} chunks", vectors.len(), slice.len()),
+                    ));
+                }
+                let embedded =
+                    slice.iter().zip(vectors).map(|(c, v)| EmbeddedChunk { chunk: (*c).clone(), embedding: v }).collect();
+                store.upsert(embedded).await?;
+            }
+        }
+        let owned: Vec<Chunk> = chunks.iter().map(|c| (*c).clone()).collect();
+        let stale: Vec<String> = batch
+            .iter()
+            .flat_map(|p| {
+                let new: HashSet<&str> = p.chunks.iter().map(|c| c.id.as_str()).collect();
+                p.old
+                    .iter()
+                    .flat_map(|o| o.chunk_ids.iter())
+                    .filter(move |id| !new.contains(id.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if let Some(store) = &self.store
+            && !stale.is_empty()
+        {
+            store.delete(stale.clone()).await?;
+        }
+        self.keyword.write(owned, stale).await?;
+        let fin: Vec<(String, ManifestEntry)> = batch
+            .iter()
+            .map(|p| {
+                (
+                    p.doc_id.clone(),
+                    ManifestEntry {
+                        hash: Some(p.hash.clone()),
+                        chunk_ids: p.chunks.iter().map(|c| c.id.clone()).collect(),
+                        root: p.root.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.manifest.put_many(&fin)?;
+        Ok(chunks.len() as u64)
+    }
+
+    /// Removes documents and their chunks from the vector store, the keyword index and the
+    /// manifest, in that order (the manifest last, so a crash leaves a state a re-run repairs).
+    async fn remove(&self, gone: Vec<(String, ManifestEntry)>) -> Result<u64> {
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = gone.iter().flat_map(|(_, e)| e.chunk_ids.iter().cloned()).collect();
+        if let Some(store) = &self.store {
+            store.delete(ids.clone()).await?;
+        }
+        self.keyword.write(Vec::new(), ids).await?;
+        let doc_ids: Vec<String> = gone.into_iter().map(|(id, _)| id).collect();
+        self.manifest.remove_many(&doc_ids)?;
+        Ok(doc_ids.len() as u64)
+    }
+
+    async fn prune(&self, origins: &BTreeSet<String>, seen: &HashSet<String>) -> Result<u64> {
+        let gone = self.manifest.all()?.into_iter().filter(|(id, e)| origins.contains(&e.root) && !seen.contains(id)).collect();
+        self.remove(gone).await
+    }
+
+    /// Deletes a document (every chunk of it) from every store. An unknown id is a
+    /// [`RagError::NotFound`] naming it; nothing else is touched.
+    pub async fn delete_document(&self, doc_id: &str) -> Result<()> {
+        let entry = self.manifest.get(doc_id)?.ok_or_else(|| {
+            RagError::not_found(
+                format!("document `{doc_id}` in collection `{}`", self.collection),
+                Some("`rag search` shows the ids of stored documents"),
+            )
+        })?;
+        self.remove(vec![(doc_id.to_owned(), entry)]).await.map(|_| ())
+    }
+}
