@@ -23,7 +23,7 @@ setup-python:
 	@scripts/setup-python
 
 demo: setup
-	$(CARGO) build --release --bin rag
+	$(CARGO) build --release -p rag-cli
 	$(RAG) ingest $(DATASET)/corpus.jsonl
 	$(RAG) stats
 	$(RAG) query "Does vitamin D supplementation reduce the risk of fractures?"
@@ -33,21 +33,26 @@ demo: setup
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
-	$(CARGO) clippy -p rag --no-default-features --features test-utils --all-targets -- -D warnings
+	$(CARGO) clippy -p rag --no-default-features --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --all-features --quiet
+	@if $(CARGO) tree -p rag -e normal --prefix none | grep -Eq '^(clap|indicatif|tracing-subscriber) '; then \
+		echo "the rag library must not depend on clap, indicatif or tracing-subscriber" >&2; exit 1; fi
 
-# The no-Python build: the facade's unit tests and a whole pipeline from mocks, no backend features.
+# The no-Python build: the facade's unit tests and a whole pipeline from mocks, no backend
+# features; then the guide's examples (docs/guide.md), compiled and run as doctests.
 unit:
-	$(CARGO) test -p rag --no-default-features --features test-utils --lib --test pipeline_mocks
+	$(CARGO) test -p rag --no-default-features --lib --test pipeline_mocks
+	$(CARGO) test -p rag --no-default-features --doc
 
 test: setup lint unit
 	$(CARGO) nextest run --workspace --all-features --no-fail-fast
 
 eval: setup
-	$(CARGO) build --release --bin rag
+	$(CARGO) build --release -p rag-cli
 	for r in bm25 dense hybrid; do $(RAG) eval --dataset $(DATASET) --retriever $$r --json; done
 
 bench: setup
-	$(CARGO) build --release --bin rag
+	$(CARGO) build --release -p rag-cli
 	$(RAG) bench --dataset $(DATASET) --docs 1000 --queries 200 --concurrency 4
 
 bench-criterion: setup

@@ -1,4 +1,4 @@
-//! Querying: retrieval (built-in or your own [`Retriever`]), reranking, context packing and
+//! Querying: retrieval (built-in or your own [`rag_core::Retriever`]), reranking, context packing and
 //! generation, each stage timed, every degradation reported.
 
 use std::collections::BTreeMap;

@@ -70,21 +70,15 @@ impl FitToEmbedder {
         Self { inner, tokenizer, counter }
     }
 
-    fn fits(&self, title_tokens: usize, text: &str) -> bool {
-        // Title, newline and text tokenise (nearly) additively; the check after joining below
-        // makes it exact.
-        title_tokens + self.tokenizer.count(text) <= self.tokenizer.max_tokens()
-    }
-
-    /// Byte ranges of `text` (relative) that each fit, covering all non-space content.
+    /// Byte ranges of `chunk.text` that each fit, counted exactly as the model will see them
+    /// (with the title prefix of [`Chunk::indexed_text`]), covering all non-space content.
     fn pieces(&self, chunk: &Chunk) -> Vec<(usize, usize)> {
-        let title_tokens = match chunk.indexed_text().strip_suffix(chunk.text.as_str()) {
-            Some(prefix) if !prefix.is_empty() => self.tokenizer.count(prefix).saturating_sub(1),
-            _ => 0,
-        };
+        let indexed = chunk.indexed_text();
+        let prefix = indexed.strip_suffix(chunk.text.as_str()).unwrap_or("");
         let text = chunk.text.as_str();
+        let fits = |a: usize, b: usize| self.tokenizer.count(&format!("{prefix}{}", &text[a..b])) <= self.tokenizer.max_tokens();
         let mut out = Vec::new();
-        split_into(text, 0, text.len(), &|a, b| self.fits(title_tokens, &text[a..b]), Level::Sentence, &mut out);
+        split_into(text, 0, text.len(), &fits, Level::Sentence, &mut out);
         out
     }
 }
@@ -187,5 +181,55 @@ impl Chunker for FitToEmbedder {
 
     fn fingerprint(&self) -> String {
         format!("{}+fit(max={})", self.inner.fingerprint(), self.tokenizer.max_tokens())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SemanticChunker;
+
+    /// A word-level tokenizer: one token per whitespace-separated word (all unknown), no
+    /// special tokens, so counts are easy to reason about.
+    fn word_tokenizer(dir: &Path, max: usize) -> EmbedderTokenizer {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":{"type":"WhitespaceSplit"},"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"[UNK]":0},"unk_token":"[UNK]"}}"#;
+        let path = dir.join("tokenizer.json");
+        std::fs::write(&path, json).unwrap();
+        EmbedderTokenizer::from_file(&path, max).unwrap()
+    }
+
+    #[tokio::test]
+    async fn long_chunks_are_split_to_fit_with_exact_spans_and_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok = word_tokenizer(dir.path(), 12);
+        assert_eq!(tok.count("one two  three"), 3);
+        let counter = TokenCounter::cl100k().unwrap();
+        let inner: Arc<dyn Chunker> = Arc::new(SemanticChunker::new(counter.clone(), 64, 256).unwrap());
+        let fit = FitToEmbedder::new(inner.clone(), tok.clone(), counter.clone());
+        let sentence = |i: usize| format!("Sentence number {i} has exactly seven words. ");
+        let text: String = (0..9).map(sentence).collect::<String>()
+            + "A_single_sentence_of_many_words a b c d e f g h i j k l m n o p q r s t u v w x y z.";
+        let doc = Document::new("d", text.clone()).with_metadata("title", "Two words");
+        let before = inner.chunk(&doc).await.unwrap();
+        assert!(before.iter().any(|c| tok.count(&c.indexed_text()) > 12), "the fixture must need splitting");
+        let chunks = fit.chunk(&doc).await.unwrap();
+        assert!(chunks.len() > before.len());
+        for (i, c) in chunks.iter().enumerate() {
+            assert!(tok.count(&c.indexed_text()) <= 12, "chunk {i} fits with its title: {:?}", c.indexed_text());
+            assert_eq!(&text[c.span.start..c.span.end], c.text, "span slices back");
+            assert_eq!((c.index, c.id.clone()), (i, format!("d#{i}")));
+            assert_eq!(c.token_count, counter.count(&c.text), "exact token count in the chunker's tokenizer");
+            assert_eq!(c.content_hash, content_hash(&c.text));
+            assert_eq!(c.metadata.get("title"), doc.metadata.get("title"));
+        }
+        // Nothing lost: every word of the document is in exactly one chunk, in order.
+        let words: Vec<&str> = chunks.iter().flat_map(|c| c.text.split_whitespace()).collect();
+        assert_eq!(words, text.split_whitespace().collect::<Vec<_>>());
+        assert!(fit.fingerprint().ends_with("+fit(max=12)"));
+        // Chunks that already fit pass through untouched.
+        let short = Document::new("s", "Short enough.");
+        assert_eq!(fit.chunk(&short).await.unwrap(), inner.chunk(&short).await.unwrap());
     }
 }

@@ -156,10 +156,13 @@ impl ContextWindow {
         }
         let mut out = text[..cut].trim_end().to_owned();
         let mut tokens = self.counter.count(&out);
-        // Re-encoding a cut can merge differently; shorten until it fits.
+        // Re-encoding a cut can merge differently; shorten until it fits, a token at a time.
+        // The cut is the last token start strictly inside `out`: a character split across two
+        // byte-level tokens has its second start moved to the character's end (possibly the end
+        // of `out`), and cutting there would not shorten anything.
         while tokens > max && !out.is_empty() {
-            let off = self.counter.token_offsets(&out);
-            out.truncate(off[off.len().saturating_sub(2)]);
+            let cut = self.counter.token_offsets(&out).into_iter().rev().find(|o| *o < out.len()).unwrap_or(0);
+            out.truncate(cut);
             tokens = self.counter.count(&out);
         }
         (!out.is_empty()).then_some((out, tokens))

@@ -218,3 +218,18 @@ fn context_window_truncates_and_orders() {
     let ids: Vec<String> = lim.pack("q", &short).chunks.iter().map(|p| p.chunk.chunk.id.clone()).collect();
     assert_eq!(ids, vec!["c0", "c3", "c4", "c1"]);
 }
+
+/// Truncating text whose last characters are split across byte-level tokens terminates and fits
+/// (a cut at a character moved to the end of the text used to loop forever).
+#[test]
+fn truncating_multibyte_text_terminates_within_budget() {
+    for tail in ["🎉", "日本語", "é🎉x🎉", "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}"] {
+        for max in 1..40 {
+            let text = format!("{} {}", "word ".repeat(30), tail.repeat(20));
+            let ranked = vec![ScoredChunk { chunk: Chunk::new("c", "d", text), score: 1.0 }];
+            let window = ContextWindow::new(tc(), max + 8).min_truncated_tokens(1);
+            let packed = window.pack("q?", &ranked);
+            assert!(packed.tokens <= packed.budget, "{tail} at {max}: {} > {}", packed.tokens, packed.budget);
+        }
+    }
+}

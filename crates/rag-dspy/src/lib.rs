@@ -1,7 +1,7 @@
 //! DSPy from Rust, and Rust retrieval inside DSPy.
 //!
 //! * [`DspyGenerator`]: `dspy.ChainOfThought` over a signature (default
-//!   `"context, question -> answer"`) as a [`Generator`]; passages are numbered so answers can
+//!   `"context, question -> answer"`) as a [`rag_core::Generator`]; passages are numbered so answers can
 //!   cite them; the LM is per generator and every call runs under `dspy.context(lm=...)`, so two
 //!   pipelines with different LMs run at once; answers can stream (`dspy.streamify`).
 //! * [`RustRetriever`]: a `#[pyclass]` holding an `Arc<dyn Retriever>`, usable as

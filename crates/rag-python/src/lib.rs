@@ -5,8 +5,8 @@
 //! * [`PythonRuntime::run`] runs a closure with the GIL on one of a few long-lived worker threads and
 //!   awaits its result, so async code never blocks its executor on Python, and no call pays for a
 //!   fresh OS thread (≈9 µs) or a fresh Python thread state.
-//! * [`py_err`] turns any `PyErr` into [`RagError::Python`] with type, message and traceback, and a
-//!   missing package into [`RagError::PythonPackageMissing`] naming the set-up command.
+//! * [`py_err`] turns any `PyErr` into [`rag_core::RagError::Python`] with type, message and traceback, and a
+//!   missing package into [`rag_core::RagError::PythonPackageMissing`] naming the set-up command.
 //! * [`convert`] moves vectors as numpy arrays and metadata as typed Python values.
 //! * [`classify`] maps exceptions to transient / permanent / not-found by class, from a table.
 //! * [`store`] is the kit the vector stores share: payload layout, shim loader, dimension guard,

@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
-use rag_core::{Chunk, Filter, Metadata, MetadataValue, RagError, Result, Span};
+use rag_core::{Chunk, Distance, Filter, Metadata, MetadataValue, RagError, Result, Span};
 use serde_json::{Value, json};
 
 use crate::PyResultExt;
@@ -34,6 +34,75 @@ pub mod reserved {
     pub const CONTENT_HASH: &str = "content_hash";
     /// Every reserved key.
     pub const ALL: [&str; 6] = [DOC_ID, CHUNK_INDEX, SPAN_START, SPAN_END, TOKEN_COUNT, CONTENT_HASH];
+}
+
+/// The settings every store builder shares (distance, dimension, creation), with one rule for
+/// reopening an existing collection ([`StoreOptions::reconcile`]). Builders hold it as
+/// `options` and get their setters from [`store_option_setters!`](crate::store_option_setters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreOptions {
+    /// Distance for a new collection; must match an existing one.
+    pub distance: Distance,
+    /// Vector dimension, when known before the first write.
+    pub dimension: Option<usize>,
+    /// Create a missing collection (otherwise it is [`RagError::NotFound`]).
+    pub create_if_missing: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { distance: Distance::Cosine, dimension: None, create_if_missing: true }
+    }
+}
+
+impl StoreOptions {
+    /// Checks an existing collection (`context`, e.g. ``Chroma collection `docs` ``) against
+    /// these options: another distance is a configuration error, another dimension a
+    /// [`RagError::DimensionMismatch`]. Returns the dimension now known.
+    pub fn reconcile(&self, context: &str, stored_distance: &str, stored_dimension: Option<usize>) -> Result<Option<usize>> {
+        if stored_distance != self.distance.as_str() {
+            return Err(RagError::config(format!(
+                "{context} uses distance `{stored_distance}`, but `{}` was asked for: use the same distance, or a new collection",
+                self.distance.as_str()
+            )));
+        }
+        match (stored_dimension, self.dimension) {
+            (Some(stored), Some(asked)) if stored != asked => {
+                Err(RagError::DimensionMismatch { context: context.to_owned(), expected: stored, actual: asked })
+            }
+            (Some(stored), _) => Ok(Some(stored)),
+            (None, asked) => Ok(asked),
+        }
+    }
+
+    /// The error for a missing collection when creation is off.
+    pub fn missing(&self, context: &str) -> RagError {
+        RagError::not_found(context, Some("ingest into it first, or enable create_if_missing"))
+    }
+}
+
+/// The builder setters of [`StoreOptions`] (`distance`, `dimension`, `create_if_missing`), for
+/// a builder with a field `options: StoreOptions`: written once, used by every store.
+#[macro_export]
+macro_rules! store_option_setters {
+    () => {
+        /// Distance for a new collection; must match an existing one.
+        pub fn distance(mut self, d: ::rag_core::Distance) -> Self {
+            self.options.distance = d;
+            self
+        }
+        /// Vector dimension; recorded on a new collection, checked against an existing one.
+        pub fn dimension(mut self, d: usize) -> Self {
+            self.options.dimension = Some(d);
+            self
+        }
+        /// Create the collection if it does not exist (default true); false makes a missing
+        /// collection a `RagError::NotFound`.
+        pub fn create_if_missing(mut self, yes: bool) -> Self {
+            self.options.create_if_missing = yes;
+            self
+        }
+    };
 }
 
 /// Where a store keeps a chunk's id and text: beside the payload (Chroma's `ids` and
@@ -118,6 +187,35 @@ impl PayloadLayout {
     pub fn missing_score(&self, collection: &str, chunk: &str) -> RagError {
         RagError::permanent(self.backend, format!("collection `{collection}` returned chunk `{chunk}` without a distance"))
     }
+}
+
+/// Calls a store shim's `query(handle, scope, vector, k, filter)`, whose rows are
+/// `(id or None, score or None, payload)`, and returns them as `(score, record)`: the one place
+/// that reads query rows from Python.
+pub fn shim_query(
+    py: Python<'_>,
+    ops: &Bound<'_, PyModule>,
+    handle: &Bound<'_, PyAny>,
+    scope: &str,
+    vector: &[f32],
+    k: usize,
+    filter: Option<&Value>,
+) -> Result<Vec<(Option<f32>, StoredRecord)>> {
+    let filter = match filter {
+        Some(f) => crate::convert::json_to_py(py, f)?,
+        None => py.None().into_bound(py),
+    };
+    let vector = crate::convert::vector_to_numpy(py, vector);
+    let rows = ops.getattr("query").and_then(|f| f.call1((handle, scope, vector, k, filter))).py_context(py)?;
+    let mut out = Vec::new();
+    for row in rows.try_iter().py_context(py)? {
+        let row = row.py_context(py)?;
+        let id: Option<String> = row.get_item(0).and_then(|x| x.extract()).py_context(py)?;
+        let score: Option<f32> = row.get_item(1).and_then(|x| x.extract()).py_context(py)?;
+        let payload = crate::convert::metadata_from_py(&row.get_item(2).py_context(py)?, &[]);
+        out.push((score, StoredRecord { id, text: None, payload }));
+    }
+    Ok(out)
 }
 
 /// A Python shim compiled from source embedded in the binary, once per process.
@@ -264,6 +362,20 @@ mod tests {
                 assert!(err.contains("`d#0`"), "{key}: {err}");
             }
         }
+    }
+
+    #[test]
+    fn reopening_checks_distance_and_dimension_once_for_every_store() {
+        let opts = StoreOptions { dimension: Some(4), ..Default::default() };
+        assert_eq!(opts.reconcile("c", "cosine", None).unwrap(), Some(4));
+        assert_eq!(opts.reconcile("c", "cosine", Some(4)).unwrap(), Some(4));
+        assert!(matches!(
+            opts.reconcile("c", "cosine", Some(5)),
+            Err(RagError::DimensionMismatch { expected: 5, actual: 4, .. })
+        ));
+        let err = opts.reconcile("c", "l2", Some(4)).unwrap_err().to_string();
+        assert!(err.contains("`l2`") && err.contains("`cosine`"), "{err}");
+        assert_eq!(StoreOptions::default().reconcile("c", "cosine", Some(7)).unwrap(), Some(7));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   `rag:dimension`); reopening with different ones is refused with a clear error.
 //! * Metadata keeps its types, so a stock Python chromadb client reading the same directory sees
 //!   ids, documents and typed metadata as it expects. A chunk's own fields are stored beside the
-//!   metadata under the keys in [`rag_python::convert::reserved`].
+//!   metadata under the keys in [`rag_python::store::reserved`].
 //! * Scores: cosine `1 - d`; l2 `-d`; ip `1 - d` (= the dot product). Higher is more similar.
 //! * List-valued metadata follows rag-core's semantics (a list equals a value it contains):
 //!   Chroma's `$eq` / `$in` look at scalars only, so string conditions are sent with a
@@ -28,7 +28,7 @@ use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules};
 use rag_python::convert::{json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyList};
-use rag_python::store::{DimensionGuard, OperatorDialect, PayloadLayout, StoredRecord, operator_filter};
+use rag_python::store::{DimensionGuard, OperatorDialect, PayloadLayout, StoreOptions, StoredRecord, operator_filter};
 use serde_json::Value;
 
 const DIMENSION_KEY: &str = "rag:dimension";
@@ -75,9 +75,7 @@ pub enum ChromaMode {
 pub struct ChromaStoreBuilder {
     mode: ChromaMode,
     collection: String,
-    distance: Distance,
-    dimension: Option<usize>,
-    create_if_missing: bool,
+    options: StoreOptions,
 }
 
 impl ChromaStoreBuilder {
@@ -86,22 +84,7 @@ impl ChromaStoreBuilder {
         self.collection = name.into();
         self
     }
-    /// Distance for a new collection; must match an existing one.
-    pub fn distance(mut self, d: Distance) -> Self {
-        self.distance = d;
-        self
-    }
-    /// Vector dimension; recorded on a new collection, checked against an existing one.
-    pub fn dimension(mut self, d: usize) -> Self {
-        self.dimension = Some(d);
-        self
-    }
-    /// Create the collection if it does not exist (default true); false makes a missing
-    /// collection a [`RagError::NotFound`].
-    pub fn create_if_missing(mut self, yes: bool) -> Self {
-        self.create_if_missing = yes;
-        self
-    }
+    rag_python::store_option_setters!();
 
     /// Connects and gets or creates the collection.
     pub async fn build(self) -> Result<ChromaStore> {
@@ -133,7 +116,7 @@ impl ChromaStoreBuilder {
                 dimension: DimensionGuard::new(format!("Chroma collection `{}`", self.collection), dimension),
                 name: self.collection,
                 mode: self.mode,
-                distance: self.distance,
+                distance: self.options.distance,
                 max_batch,
             }),
         })
@@ -196,15 +179,12 @@ fn open_collection(py: Python<'_>, cfg: &ChromaStoreBuilder, client: Bound<'_, P
     let collection = match existing {
         Ok(c) => c,
         Err(e) if e.is_python_instance("chromadb.errors.NotFoundError") => {
-            if !cfg.create_if_missing {
-                return Err(RagError::not_found(
-                    format!("Chroma collection `{}`", cfg.collection),
-                    Some("ingest into it first, or enable create_if_missing"),
-                ));
+            if !cfg.options.create_if_missing {
+                return Err(cfg.options.missing(&format!("Chroma collection `{}`", cfg.collection)));
             }
             let meta = PyDict::new(py);
-            meta.set_item(SPACE_KEY, cfg.distance.as_str()).py_context(py)?;
-            if let Some(d) = cfg.dimension {
+            meta.set_item(SPACE_KEY, cfg.options.distance.as_str()).py_context(py)?;
+            if let Some(d) = cfg.options.dimension {
                 meta.set_item(DIMENSION_KEY, d).py_context(py)?;
             }
             kw.set_item("metadata", meta).py_context(py)?;
@@ -214,25 +194,8 @@ fn open_collection(py: Python<'_>, cfg: &ChromaStoreBuilder, client: Bound<'_, P
     };
     let meta = metadata_from_py(&collection.getattr("metadata").py_context(py)?, &[]);
     let stored_space = meta.get(SPACE_KEY).and_then(MetadataValue::as_str).unwrap_or("l2");
-    if stored_space != cfg.distance.as_str() {
-        return Err(RagError::config(format!(
-            "Chroma collection `{}` uses distance `{stored_space}`, but `{}` was asked for: use the same distance, or a new collection name",
-            cfg.collection,
-            cfg.distance.as_str()
-        )));
-    }
     let stored_dim = meta.get(DIMENSION_KEY).and_then(MetadataValue::as_f64).map(|d| d as usize);
-    let dimension = match (stored_dim, cfg.dimension) {
-        (Some(s), Some(asked)) if s != asked => {
-            return Err(RagError::DimensionMismatch {
-                context: format!("Chroma collection `{}`", cfg.collection),
-                expected: s,
-                actual: asked,
-            });
-        }
-        (Some(s), _) => Some(s),
-        (None, asked) => asked,
-    };
+    let dimension = cfg.options.reconcile(&format!("Chroma collection `{}`", cfg.collection), stored_space, stored_dim)?;
     Ok((client.unbind(), collection.unbind(), dimension, max_batch.max(1)))
 }
 
@@ -273,13 +236,7 @@ pub fn to_chroma_where(filter: &Filter) -> Result<Value> {
 impl ChromaStore {
     /// A builder for `mode`, with collection `rag`, cosine distance, created if missing.
     pub fn builder(mode: ChromaMode) -> ChromaStoreBuilder {
-        ChromaStoreBuilder {
-            mode,
-            collection: "rag".into(),
-            distance: Distance::Cosine,
-            dimension: None,
-            create_if_missing: true,
-        }
+        ChromaStoreBuilder { mode, collection: "rag".into(), options: StoreOptions::default() }
     }
 
     /// The collection name.

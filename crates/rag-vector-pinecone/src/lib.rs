@@ -17,10 +17,12 @@ use async_trait::async_trait;
 use rag_core::{Distance, EmbeddedChunk, Filter, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore};
 use rag_python::PyResultExt;
 use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules};
-use rag_python::convert::{json_to_py, metadata_from_py, metadata_value_to_json, vector_to_numpy};
+use rag_python::convert::{json_to_py, metadata_value_to_json};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyModule};
-use rag_python::store::{DimensionGuard, EmbeddedModule, OperatorDialect, PayloadLayout, StoredRecord, operator_filter};
+use rag_python::store::{
+    DimensionGuard, EmbeddedModule, OperatorDialect, PayloadLayout, StoreOptions, operator_filter, shim_query,
+};
 use serde_json::{Value, json};
 
 /// Ids are Pinecone's own; the chunk text lives in metadata (`text`).
@@ -66,9 +68,7 @@ pub struct PineconeStoreBuilder {
     index: PineconeIndex,
     control_host: Option<String>,
     namespace: String,
-    distance: Distance,
-    dimension: Option<usize>,
-    create_if_missing: bool,
+    options: StoreOptions,
     cloud: String,
     region: String,
 }
@@ -99,21 +99,7 @@ impl PineconeStoreBuilder {
         self.namespace = ns.into();
         self
     }
-    /// Metric for a new index; must match an existing one.
-    pub fn distance(mut self, d: Distance) -> Self {
-        self.distance = d;
-        self
-    }
-    /// Dimension (needed to create an index).
-    pub fn dimension(mut self, d: usize) -> Self {
-        self.dimension = Some(d);
-        self
-    }
-    /// Create a missing index (default true).
-    pub fn create_if_missing(mut self, yes: bool) -> Self {
-        self.create_if_missing = yes;
-        self
-    }
+    rag_python::store_option_setters!();
     /// Serverless cloud and region for a new index (default aws / us-east-1).
     pub fn serverless(mut self, cloud: impl Into<String>, region: impl Into<String>) -> Self {
         self.cloud = cloud.into();
@@ -143,9 +129,9 @@ impl PineconeStoreBuilder {
                             name,
                             host,
                             cfg.control_host.clone(),
-                            cfg.create_if_missing,
-                            cfg.dimension,
-                            cfg.distance.as_str(),
+                            cfg.options.create_if_missing,
+                            cfg.options.dimension,
+                            cfg.options.distance.as_str(),
                             &cfg.cloud,
                             &cfg.region,
                         ))
@@ -156,24 +142,11 @@ impl PineconeStoreBuilder {
             })
             .await
             .map_err(|e| classify(e, &self.index))?;
-        let mut dimension = self.dimension;
-        if let Some((d, metric)) = info {
-            if metric != self.distance.as_str() {
-                return Err(RagError::config(format!(
-                    "Pinecone index {:?} uses metric `{metric}`, but `{}` was asked for",
-                    self.index,
-                    self.distance.as_str()
-                )));
-            }
-            if let Some(asked) = self.dimension.filter(|a| *a != d) {
-                return Err(RagError::DimensionMismatch {
-                    context: format!("Pinecone index {:?}", self.index),
-                    expected: d,
-                    actual: asked,
-                });
-            }
-            dimension = Some(d);
-        }
+        let context = format!("Pinecone index {:?}", self.index);
+        let dimension = match info {
+            Some((d, metric)) => self.options.reconcile(&context, &metric, Some(d))?,
+            None => self.options.dimension,
+        };
         let dimension = DimensionGuard::new(format!("Pinecone index {:?}", self.index), dimension);
         Ok(PineconeStore { inner: Arc::new(Inner { _client: client, index, cfg: self, dimension }) })
     }
@@ -253,9 +226,7 @@ impl PineconeStore {
             index,
             control_host: None,
             namespace: String::new(),
-            distance: Distance::Cosine,
-            dimension: None,
-            create_if_missing: true,
+            options: StoreOptions::default(),
             cloud: "aws".into(),
             region: "us-east-1".into(),
         }
@@ -298,28 +269,9 @@ impl VectorStore for PineconeStore {
             return Ok(Vec::new());
         }
         let flt = query.filter.as_ref().map(to_pinecone_filter).transpose()?;
-        let rows = self
-            .call(move |py, ops, index, ns| {
-                let flt = match &flt {
-                    Some(f) => json_to_py(py, f)?,
-                    None => py.None().into_bound(py),
-                };
-                let res = ops
-                    .getattr("query")
-                    .and_then(|f| f.call1((index, ns, vector_to_numpy(py, &query.vector), query.k, flt)))
-                    .py_context(py)?;
-                let mut out = Vec::new();
-                for item in res.try_iter().py_context(py)? {
-                    let item = item.py_context(py)?;
-                    let id: String = item.get_item(0).and_then(|x| x.extract()).py_context(py)?;
-                    let score: Option<f32> = item.get_item(1).and_then(|x| x.extract()).py_context(py)?;
-                    let payload = metadata_from_py(&item.get_item(2).py_context(py)?, &[]);
-                    out.push((score, StoredRecord { id: Some(id), text: None, payload }));
-                }
-                Ok(out)
-            })
-            .await?;
-        let sign = if self.inner.cfg.distance == Distance::L2 { -1.0 } else { 1.0 };
+        let rows =
+            self.call(move |py, ops, index, ns| shim_query(py, ops, index, ns, &query.vector, query.k, flt.as_ref())).await?;
+        let sign = if self.inner.cfg.options.distance == Distance::L2 { -1.0 } else { 1.0 };
         let collection = format!("{:?}", self.inner.cfg.index);
         rows.into_iter()
             .map(|(score, record)| {
@@ -385,7 +337,7 @@ impl VectorStore for PineconeStore {
             backend: "pinecone".into(),
             collection,
             dimension: self.inner.dimension.get(),
-            distance: self.inner.cfg.distance,
+            distance: self.inner.cfg.options.distance,
             count,
             details,
         })

@@ -21,12 +21,10 @@ use rag_core::{
 };
 use rag_python::PyResultExt;
 use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules};
-use rag_python::convert::{
-    json_to_py, matrix_to_numpy, metadata_from_py, metadata_to_py, metadata_value_to_json, vector_to_numpy,
-};
+use rag_python::convert::{json_to_py, matrix_to_numpy, metadata_to_py, metadata_value_to_json};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyList, PyModule};
-use rag_python::store::{DimensionGuard, EmbeddedModule, PayloadLayout, StoredRecord};
+use rag_python::store::{DimensionGuard, EmbeddedModule, PayloadLayout, StoreOptions, shim_query};
 use serde_json::{Value, json};
 
 /// The chunk's text and original string id live in the payload (`text`, `chunk_id`).
@@ -85,9 +83,7 @@ fn ops(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
 pub struct QdrantStoreBuilder {
     mode: QdrantMode,
     collection: String,
-    distance: Distance,
-    dimension: Option<usize>,
-    create_if_missing: bool,
+    options: StoreOptions,
     batch_size: usize,
 }
 
@@ -107,21 +103,7 @@ impl QdrantStoreBuilder {
         self.collection = name.into();
         self
     }
-    /// Distance for a new collection; must match an existing one.
-    pub fn distance(mut self, d: Distance) -> Self {
-        self.distance = d;
-        self
-    }
-    /// Vector size; without it a new collection is created at the first upsert.
-    pub fn dimension(mut self, d: usize) -> Self {
-        self.dimension = Some(d);
-        self
-    }
-    /// Create a missing collection (default true); false makes it [`RagError::NotFound`].
-    pub fn create_if_missing(mut self, yes: bool) -> Self {
-        self.create_if_missing = yes;
-        self
-    }
+    rag_python::store_option_setters!();
     /// Points per upsert request (default 256).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
@@ -156,27 +138,20 @@ impl QdrantStoreBuilder {
                 }
                 let client = ops.getattr("connect").and_then(|f| f.call((), Some(&kw))).py_context(py)?;
                 let info = ops.getattr("collection_info").and_then(|f| f.call1((&client, &cfg.collection))).py_context(py)?;
+                let context = format!("Qdrant collection `{}`", cfg.collection);
                 let dimension = if info.is_none() {
-                    if !cfg.create_if_missing {
-                        return Err(RagError::not_found(format!("Qdrant collection `{}`", cfg.collection), Some("ingest into it first, or enable create_if_missing")));
+                    if !cfg.options.create_if_missing {
+                        return Err(cfg.options.missing(&context));
                     }
-                    if let Some(d) = cfg.dimension {
-                        ops.getattr("create").and_then(|f| f.call1((&client, &cfg.collection, d, cfg.distance.as_str()))).py_context(py)?;
+                    if let Some(d) = cfg.options.dimension {
+                        ops.getattr("create")
+                            .and_then(|f| f.call1((&client, &cfg.collection, d, cfg.options.distance.as_str())))
+                            .py_context(py)?;
                     }
-                    cfg.dimension
+                    cfg.options.dimension
                 } else {
                     let (size, distance): (usize, String) = info.extract().py_context(py)?;
-                    if distance != cfg.distance.as_str() {
-                        return Err(RagError::config(format!(
-                            "Qdrant collection `{}` uses distance `{distance}`, but `{}` was asked for: use the same distance, or a new collection",
-                            cfg.collection,
-                            cfg.distance.as_str()
-                        )));
-                    }
-                    if let Some(asked) = cfg.dimension.filter(|a| *a != size) {
-                        return Err(RagError::DimensionMismatch { context: format!("Qdrant collection `{}`", cfg.collection), expected: size, actual: asked });
-                    }
-                    Some(size)
+                    cfg.options.reconcile(&context, &distance, Some(size))?
                 };
                 Ok((client.unbind(), dimension))
             })
@@ -188,7 +163,7 @@ impl QdrantStoreBuilder {
                 dimension: DimensionGuard::new(format!("Qdrant collection `{}`", self.collection), dimension),
                 name: self.collection,
                 mode: self.mode,
-                distance: self.distance,
+                distance: self.options.distance,
                 batch_size: self.batch_size,
             }),
         })
@@ -287,14 +262,7 @@ fn as_filter_single(filter: &Filter) -> Value {
 impl QdrantStore {
     /// A builder for `mode`, collection `rag`, cosine, created if missing.
     pub fn builder(mode: QdrantMode) -> QdrantStoreBuilder {
-        QdrantStoreBuilder {
-            mode,
-            collection: "rag".into(),
-            distance: Distance::Cosine,
-            dimension: None,
-            create_if_missing: true,
-            batch_size: 256,
-        }
+        QdrantStoreBuilder { mode, collection: "rag".into(), options: StoreOptions::default(), batch_size: 256 }
     }
 
     fn dimension(&self) -> Option<usize> {
@@ -369,24 +337,7 @@ impl VectorStore for QdrantStore {
         }
         let spec = query.filter.as_ref().map(to_qdrant_filter).transpose()?;
         let rows = self
-            .call(move |py, ops, client, name| {
-                let spec = match &spec {
-                    Some(s) => json_to_py(py, s)?,
-                    None => py.None().into_bound(py),
-                };
-                let res = ops
-                    .getattr("query")
-                    .and_then(|f| f.call1((client, name, vector_to_numpy(py, &query.vector), query.k, spec)))
-                    .py_context(py)?;
-                let mut out = Vec::new();
-                for item in res.try_iter().py_context(py)? {
-                    let item = item.py_context(py)?;
-                    let score: Option<f32> = item.get_item(0).and_then(|s| s.extract()).py_context(py)?;
-                    let payload = metadata_from_py(&item.get_item(1).py_context(py)?, &[]);
-                    out.push((score, StoredRecord { payload, ..Default::default() }));
-                }
-                Ok(out)
-            })
+            .call(move |py, ops, client, name| shim_query(py, ops, client, name, &query.vector, query.k, spec.as_ref()))
             .await?;
         rows.into_iter()
             .map(|(score, record)| {

@@ -53,7 +53,8 @@ def upsert(client, name, ids, vectors, payloads, batch_size):
 
 def query(client, name, vector, k, spec):
     res = client.query_points(name, query=vector.tolist(), limit=k, query_filter=to_filter(spec), with_payload=True)
-    return [(p.score, p.payload or {}) for p in res.points]
+    # Rows as every store shim returns them: (id or None, score, payload); the id is in the payload.
+    return [(None, p.score, p.payload or {}) for p in res.points]
 
 
 def delete_ids(client, name, ids):
