@@ -97,6 +97,13 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
             )));
         }
     };
+    // Concurrent queries share model calls; ingest batches (>= batch_size texts) go straight through.
+    let base: Arc<dyn Embedder> = if cfg.embedder.batch_queries {
+        let wait = Duration::from_millis(cfg.embedder.batch_wait_ms);
+        Arc::new(rag_embed::BatchingEmbedder::new(base, cfg.embedder.batch_size, wait)?)
+    } else {
+        base
+    };
     let tokenizer = match (tokenizer_file, base.max_input_tokens()) {
         (Some(file), Some(max)) => Some(EmbedderTokenizer::from_file(&file, max)?),
         _ => None,

@@ -315,8 +315,13 @@ pub struct EmbedderConfig {
     pub backend: EmbedderBackend,
     /// Model path or name; unset: the bundled all-MiniLM-L6-v2 (or `text-embedding-3-small` for openai).
     pub model: Option<String>,
-    /// Texts per model call.
+    /// Texts per model call (ingest), and the most one coalesced query batch holds.
     pub batch_size: usize,
+    /// Coalesce concurrent query embeddings into shared model calls.
+    pub batch_queries: bool,
+    /// How long a query waits for others to share its model call, in milliseconds (0: only
+    /// those already waiting, no added latency).
+    pub batch_wait_ms: u64,
     /// torch device for sentence-transformers.
     pub device: String,
     /// OpenAI-compatible base URL.
@@ -333,6 +338,8 @@ impl Default for EmbedderConfig {
             backend: EmbedderBackend::SentenceTransformers,
             model: None,
             batch_size: defaults::EMBED_BATCH,
+            batch_queries: true,
+            batch_wait_ms: 0,
             device: "cpu".into(),
             api_base: None,
             api_key_env: "OPENAI_API_KEY".into(),
@@ -658,6 +665,7 @@ impl RagConfig {
         range("chunker.chunk_size", c.chunk_size, 1, 100_000)?;
         range("chunker.overlap", c.overlap, 0, c.chunk_size.saturating_sub(1))?;
         range("embedder.batch_size", self.embedder.batch_size, 1, 4096)?;
+        range("embedder.batch_wait_ms", self.embedder.batch_wait_ms, 0, 1000)?;
         range("rerank.final_k", self.rerank.final_k, 1, defaults::MAX_K)?;
         range("rerank.initial_k", self.rerank.initial_k, self.rerank.final_k, 10_000)?;
         range("rerank.batch_size", self.rerank.batch_size, 1, 4096)?;

@@ -8,14 +8,18 @@
 //! * [`CachedEmbedder`]: wraps any embedder; only cache misses are embedded. Backends:
 //!   [`LocalCache`] (on disk, no server) and [`RedisCache`] (feature `redis-cache`). A failing
 //!   cache never fails embedding.
+//! * [`BatchingEmbedder`]: wraps any embedder; concurrent small calls (queries) share one model
+//!   call.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod batch;
 mod cache;
 #[cfg(feature = "openai")]
 mod openai;
 #[cfg(feature = "sentence-transformers")]
 mod sentence_transformers;
 
+pub use batch::{BatchStats, BatchingEmbedder};
 #[cfg(feature = "redis-cache")]
 pub use cache::RedisCache;
 pub use cache::{CacheStats, CachedEmbedder, EmbeddingCache, LocalCache, cache_key, decode_vector, encode_vector};
