@@ -225,6 +225,11 @@ impl RagPipeline {
     /// built-in one; asking it for a retrieval mode is an error, since modes are the built-in's.
     pub async fn retrieve(&self, question: &str, opts: &QueryOptions) -> Result<Retrieval> {
         Self::check(question, opts)?;
+        self.retrieve_checked(question, opts).await
+    }
+
+    /// [`RagPipeline::retrieve`] after [`RagPipeline::check`] has passed.
+    async fn retrieve_checked(&self, question: &str, opts: &QueryOptions) -> Result<Retrieval> {
         let k = opts.k.unwrap_or(self.k);
         let rerank = match opts.rerank {
             Rerank::Default => self.rerank,
@@ -275,7 +280,7 @@ impl RagPipeline {
     pub async fn search(&self, question: &str, opts: &QueryOptions) -> Result<Retrieval> {
         Self::check(question, opts)?;
         self.ensure_not_empty().await?;
-        self.retrieve(question, opts).await
+        self.retrieve_checked(question, opts).await
     }
 
     fn citations(&self, packed: &rag_chunk::PackedContext, used: &[String]) -> Vec<Citation> {
