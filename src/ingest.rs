@@ -158,11 +158,19 @@ impl RagPipeline {
                 SourceItem::Document(d) => d,
             };
             done += 1;
-            if !seen.insert(d.document.id.clone()) {
+            if d.document.id.is_empty() {
                 return Err(RagError::invalid_input(
-                    format!("document `{}`", d.document.id),
-                    "the id appears twice in this ingest: ids must be unique",
+                    format!("a document from `{}`", d.origin),
+                    "its id is empty: give every document an id",
                 ));
+            }
+            if !seen.insert(d.document.id.clone()) {
+                // Name the file when the source says where the document came from.
+                let input = match d.document.metadata.get("source").and_then(rag_core::MetadataValue::as_str) {
+                    Some(source) => format!("{source}: document `{}`", d.document.id),
+                    None => format!("document `{}`", d.document.id),
+                };
+                return Err(RagError::invalid_input(input, "the id appears twice in this ingest: ids must be unique"));
             }
             report.documents += 1;
             let hash = self.doc_hash(&d.document, d.format);

@@ -2,7 +2,6 @@
 //! JSONL corpora (`{"_id", "title", "text", "metadata"}` per line), streamed so a large file
 //! never has to be held more than once.
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
@@ -44,16 +43,8 @@ impl DocumentSource for FileSource {
             .into_iter()
             .collect();
         let skipped = skipped.into_iter().map(|s| Ok(SourceItem::Skipped(s)));
-        let mut seen: HashSet<String> = HashSet::new();
-        let documents = files.into_iter().flat_map(move |file| file_items(file)).map(move |item| match item {
-            // Ids are unique across one ingest: a second document with the same id would
-            // silently replace the first.
-            Ok(SourceItem::Document(d)) if !seen.insert(d.document.id.clone()) => Err(RagError::invalid_input(
-                d.document.metadata.get("source").map_or_else(|| d.origin.clone(), ToString::to_string),
-                format!("document id `{}` appears twice in this ingest: ids must be unique", d.document.id),
-            )),
-            other => other,
-        });
+        // Ids unique across the ingest are checked by the pipeline, for every source alike.
+        let documents = files.into_iter().flat_map(file_items);
         Ok(DocumentStream { total: Some(total), origins, items: futures::stream::iter(skipped.chain(documents)).boxed() })
     }
 }
@@ -303,12 +294,17 @@ mod tests {
         let stream = FileSource::new([dir.path()]).open().await.unwrap();
         assert_eq!(stream.total, Some(3));
         assert_eq!(stream.origins, vec![dir.path().canonicalize().unwrap().display().to_string()]);
-        let items: Vec<Result<SourceItem>> = stream.items.collect().await;
-        assert!(matches!(&items[0], Ok(SourceItem::Skipped(s)) if s.path.ends_with("z.bin")));
-        assert!(matches!(&items[1], Ok(SourceItem::Document(d)) if d.format == TextFormat::Markdown));
-        let err = items.into_iter().collect::<Result<Vec<_>>>().unwrap_err().to_string();
-        assert!(err.contains("`1` appears twice"), "{err}");
-        let _ = FileSource::new([dir.path()]).open().await.unwrap().items.try_collect::<Vec<_>>().await.unwrap_err();
+        let items: Vec<SourceItem> = stream.items.try_collect().await.unwrap();
+        assert!(matches!(&items[0], SourceItem::Skipped(s) if s.path.ends_with("z.bin")));
+        assert!(matches!(&items[1], SourceItem::Document(d) if d.format == TextFormat::Markdown));
+        let ids: Vec<&str> = items
+            .iter()
+            .filter_map(|i| match i {
+                SourceItem::Document(d) => Some(d.document.id.as_str()),
+                SourceItem::Skipped(_) => None,
+            })
+            .collect();
+        assert_eq!(ids, vec![dir.path().file_name().unwrap().to_str().unwrap().to_owned() + "/a.md", "1".into(), "1".into()]);
     }
 
     #[test]

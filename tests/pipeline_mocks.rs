@@ -254,6 +254,17 @@ async fn in_memory_documents_and_delete_document_reach_every_store() {
     assert_eq!(f.pipeline.stats().await.unwrap().documents, 1, "gone from the manifest");
     let err = f.pipeline.delete_document("m1").await.unwrap_err();
     assert!(matches!(err, RagError::NotFound { .. }) && err.to_string().contains("`m1`"), "{err}");
+    // Ids are checked for every source: an empty id, or one given twice, is refused before
+    // anything of that document is written.
+    let dup = vec![Document::new("x", "one"), Document::new("x", "two")];
+    let err = f.pipeline.ingest(dup, IngestOptions::default()).await.unwrap_err().to_string();
+    assert!(err.contains("`x`") && err.contains("twice"), "{err}");
+    let err = f.pipeline.ingest(vec![Document::new("", "no id")], IngestOptions::default()).await.unwrap_err().to_string();
+    assert!(err.contains("empty"), "{err}");
+    std::fs::write(f.docs.join("c.jsonl"), "{\"_id\": \"dup\", \"text\": \"a\"}\n{\"_id\": \"dup\", \"text\": \"b\"}\n").unwrap();
+    let err = f.pipeline.ingest(FileSource::new([&f.docs]), IngestOptions::default()).await.unwrap_err().to_string();
+    assert!(err.contains("c.jsonl") && err.contains("`dup`"), "the file is named: {err}");
+    std::fs::remove_file(f.docs.join("c.jsonl")).unwrap();
     // k out of range is refused, not an empty answer.
     let err = f.pipeline.query("Venus", &QueryOptions::new().k(0)).await.unwrap_err();
     assert!(err.to_string().contains("k") && err.to_string().contains("1 to 1000"), "{err}");
