@@ -86,9 +86,18 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
             if let Some(m) = &cfg.embedder.model {
                 b = b.model(m);
             }
-            let e = b.build().await?;
-            tokenizer_file = e.tokenizer_file().map(std::path::Path::to_path_buf);
-            Arc::new(e)
+            // Lazily where the model describes itself: an unchanged re-ingest never loads it.
+            match b.clone().build_lazy().await? {
+                Some(lazy) => {
+                    tokenizer_file = lazy.tokenizer_file().map(std::path::Path::to_path_buf);
+                    Arc::new(lazy)
+                }
+                None => {
+                    let e = b.build().await?;
+                    tokenizer_file = e.tokenizer_file().map(std::path::Path::to_path_buf);
+                    Arc::new(e)
+                }
+            }
         }
         #[allow(unreachable_patterns)]
         other => {

@@ -26,4 +26,6 @@ pub use cache::{CacheStats, CachedEmbedder, EmbeddingCache, LocalCache, cache_ke
 #[cfg(feature = "openai")]
 pub use openai::{OpenAIEmbedder, OpenAIEmbedderBuilder, OverlongInput};
 #[cfg(feature = "sentence-transformers")]
-pub use sentence_transformers::{SentenceTransformerEmbedder, SentenceTransformerEmbedderBuilder, default_model_path};
+pub use sentence_transformers::{
+    LazySentenceTransformer, SentenceTransformerEmbedder, SentenceTransformerEmbedderBuilder, default_model_path, models_loaded,
+};

@@ -89,6 +89,28 @@ impl SentenceTransformerEmbedderBuilder {
         self
     }
 
+    /// An embedder that loads the model on first use, when the model is a local directory that
+    /// describes itself (`modules.json`, pooling config); `None` otherwise (use
+    /// [`SentenceTransformerEmbedderBuilder::build`]).
+    pub async fn build_lazy(mut self) -> Result<Option<LazySentenceTransformer>> {
+        let model = match self.model.clone() {
+            Some(m) => m,
+            None => default_model_path().await?.display().to_string(),
+        };
+        let path = PathBuf::from(&model);
+        let Some((dimension, max_seq_length)) = path.is_dir().then(|| describe_dir(&path)).flatten() else { return Ok(None) };
+        let model_id = model_id(&model, &model_fingerprint(&path)?, self.normalize);
+        self.model = Some(model);
+        Ok(Some(LazySentenceTransformer {
+            builder: self,
+            model_id,
+            dimension,
+            max_seq_length,
+            tokenizer_file: Some(path.join("tokenizer.json")).filter(|p| p.is_file()),
+            loaded: tokio::sync::OnceCell::new(),
+        }))
+    }
+
     /// Loads the model (offline: `HF_HUB_OFFLINE=1` is set by the runtime).
     pub async fn build(self) -> Result<SentenceTransformerEmbedder> {
         let model = match self.model {
@@ -121,20 +143,124 @@ impl SentenceTransformerEmbedderBuilder {
                 Ok((model.unbind(), dim, max))
             })
             .await?;
-        let file_name = Path::new(&model).file_name().map_or(model.clone(), |f| f.to_string_lossy().into_owned());
+        MODELS_LOADED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(SentenceTransformerEmbedder {
             model: Arc::new(obj),
             dimension,
-            model_id: format!(
-                "sentence-transformers/{file_name}@{}{}",
-                &fingerprint[..12.min(fingerprint.len())],
-                if self.normalize { "" } else { ":raw" }
-            ),
+            model_id: model_id(&model, &fingerprint, self.normalize),
             batch_size: self.batch_size,
             normalize: self.normalize,
             max_seq_length,
             tokenizer_file: Some(path.join("tokenizer.json")).filter(|p| p.is_file()),
         })
+    }
+}
+
+/// Models loaded into this process so far (each [`SentenceTransformerEmbedderBuilder::build`]).
+static MODELS_LOADED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many sentence-transformers models this process has loaded: lets a test check that a
+/// lazy embedder never loaded one.
+pub fn models_loaded() -> usize {
+    MODELS_LOADED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The id that changes whenever the vectors would: model name, its files' fingerprint, and
+/// normalisation.
+fn model_id(model: &str, fingerprint: &str, normalize: bool) -> String {
+    let file_name = Path::new(model).file_name().map_or(model.to_owned(), |f| f.to_string_lossy().into_owned());
+    format!(
+        "sentence-transformers/{file_name}@{}{}",
+        &fingerprint[..12.min(fingerprint.len())],
+        if normalize { "" } else { ":raw" }
+    )
+}
+
+/// The dimension and input window a local model directory declares in its sentence-transformers
+/// files, when its modules are only Transformer, Pooling and Normalize (a Dense head would change
+/// the dimension, so such a model is not described from its files).
+fn describe_dir(dir: &Path) -> Option<(usize, Option<usize>)> {
+    let read = |p: PathBuf| -> Option<serde_json::Value> { serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok() };
+    let modules = read(dir.join("modules.json"))?;
+    let mut pooling = None;
+    for m in modules.as_array()? {
+        match m.get("type")?.as_str()? {
+            "sentence_transformers.models.Transformer" | "sentence_transformers.models.Normalize" => {}
+            "sentence_transformers.models.Pooling" => pooling = Some(m.get("path")?.as_str()?.to_owned()),
+            _ => return None,
+        }
+    }
+    let dimension = read(dir.join(pooling?).join("config.json"))?.get("word_embedding_dimension")?.as_u64()? as usize;
+    let max_seq_length =
+        read(dir.join("sentence_bert_config.json")).and_then(|c| c.get("max_seq_length")?.as_u64()).map(|m| m as usize);
+    Some((dimension, max_seq_length))
+}
+
+/// A [`SentenceTransformerEmbedder`] that loads its model on the first `embed`: its id,
+/// dimension, window and tokenizer come from the model's files, so work that embeds nothing
+/// (an unchanged re-ingest) never loads torch or the weights.
+pub struct LazySentenceTransformer {
+    builder: SentenceTransformerEmbedderBuilder,
+    model_id: String,
+    dimension: usize,
+    max_seq_length: Option<usize>,
+    tokenizer_file: Option<PathBuf>,
+    loaded: tokio::sync::OnceCell<SentenceTransformerEmbedder>,
+}
+
+impl std::fmt::Debug for LazySentenceTransformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazySentenceTransformer")
+            .field("model_id", &self.model_id)
+            .field("loaded", &self.loaded.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazySentenceTransformer {
+    /// The model's `tokenizer.json`, when it has one.
+    pub fn tokenizer_file(&self) -> Option<&Path> {
+        self.tokenizer_file.as_deref()
+    }
+
+    /// Whether the model has been loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.initialized()
+    }
+}
+
+#[async_trait]
+impl Embedder for LazySentenceTransformer {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let model = self.loaded.get_or_try_init(|| self.builder.clone().build()).await?;
+        if model.model_id() != self.model_id || model.dimension() != self.dimension {
+            return Err(RagError::permanent(
+                "sentence-transformers",
+                format!(
+                    "the loaded model ({}, dimension {}) differs from what its files declared ({}, dimension {})",
+                    model.model_id(),
+                    model.dimension(),
+                    self.model_id,
+                    self.dimension
+                ),
+            ));
+        }
+        model.embed(texts).await
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn model_id(&self) -> String {
+        self.model_id.clone()
+    }
+
+    fn max_input_tokens(&self) -> Option<usize> {
+        self.max_seq_length
     }
 }
 
