@@ -102,6 +102,11 @@ impl Hit {
     }
 }
 
+/// Hits ranked from 1, as callers see them.
+fn ranked(hits: &[ScoredChunk]) -> Vec<Hit> {
+    hits.iter().enumerate().map(|(i, h)| Hit::new(i + 1, h)).collect()
+}
+
 fn source(c: &rag_core::Chunk) -> Option<String> {
     c.metadata.get("source").and_then(MetadataValue::as_str).map(str::to_owned)
 }
@@ -120,7 +125,7 @@ pub struct Retrieval {
 impl Retrieval {
     /// The hits as reported to callers (rank, ids, score, span).
     pub fn ranked(&self) -> Vec<Hit> {
-        self.hits.iter().enumerate().map(|(i, h)| Hit::new(i + 1, h)).collect()
+        ranked(&self.hits)
     }
 }
 
@@ -330,7 +335,7 @@ impl RagPipeline {
         timings.insert("total".into(), ms(start));
         Ok(QueryResult {
             citations: self.citations(&packed, &generation.used_context_ids),
-            hits: hits.iter().enumerate().map(|(i, h)| Hit::new(i + 1, h)).collect(),
+            hits: ranked(&hits),
             answer: generation.answer,
             generator: generation.generator,
             reasoning: generation.reasoning,
@@ -367,7 +372,7 @@ impl RagPipeline {
             generator: self.generator.name(),
             reasoning: None,
             citations: self.citations(&packed, &[]),
-            hits: hits.iter().enumerate().map(|(i, h)| Hit::new(i + 1, h)).collect(),
+            hits: ranked(&hits),
             timings_ms: timings,
             degraded,
         };

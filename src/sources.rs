@@ -35,11 +35,13 @@ impl DocumentSource for FileSource {
         for f in &files {
             total += if f.kind == SourceKind::Jsonl { validate_jsonl(&f.path)? as u64 } else { 1 };
         }
-        let origins: Vec<String> = files
+        // Every file's root is one of these (scan canonicalises the same paths), and a root with
+        // no files left is still an origin, so pruning can empty it.
+        let origins: Vec<String> = self
+            .paths
             .iter()
-            .map(|f| f.root.clone())
-            .chain(self.paths.iter().filter_map(|p| p.canonicalize().ok()).map(|p| p.display().to_string()))
-            .collect::<std::collections::BTreeSet<_>>()
+            .map(|p| p.canonicalize().map(|c| c.display().to_string()).map_err(|e| RagError::io(p, e)))
+            .collect::<Result<std::collections::BTreeSet<_>>>()?
             .into_iter()
             .collect();
         let skipped = skipped.into_iter().map(|s| Ok(SourceItem::Skipped(s)));

@@ -149,12 +149,15 @@ fn push_trimmed(text: &str, (a, b): (usize, usize), out: &mut Vec<(usize, usize)
 impl Chunker for FitToEmbedder {
     async fn chunk(&self, document: &Document) -> Result<Vec<Chunk>> {
         let chunks = self.inner.chunk(document).await?;
-        if chunks.iter().all(|c| self.tokenizer.count(&c.indexed_text()) <= self.tokenizer.max_tokens()) {
+        // Each chunk is counted once: most fit, and then the inner chunking stands as it is.
+        let fits: Vec<bool> =
+            chunks.iter().map(|c| self.tokenizer.count(&c.indexed_text()) <= self.tokenizer.max_tokens()).collect();
+        if fits.iter().all(|f| *f) {
             return Ok(chunks);
         }
         let mut out = Vec::with_capacity(chunks.len() + 4);
-        for c in chunks {
-            if self.tokenizer.count(&c.indexed_text()) <= self.tokenizer.max_tokens() {
+        for (c, fits) in chunks.into_iter().zip(fits) {
+            if fits {
                 out.push(c);
                 continue;
             }
