@@ -37,6 +37,12 @@ pub mod defaults {
     pub const MAX_K: usize = 1000;
 }
 
+/// `lo <= v <= hi`, or an [`RagError::InvalidInput`] naming `key` and the range: the one range
+/// rule of the configuration, the builder and query options.
+pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(key: &str, v: T, lo: T, hi: T) -> Result<()> {
+    if v >= lo && v <= hi { Ok(()) } else { Err(RagError::invalid_input(key, format!("{v} is out of range: use {lo} to {hi}"))) }
+}
+
 /// Defines a configuration choice: an enum whose serde names are its only spellings.
 macro_rules! choice {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
@@ -647,37 +653,30 @@ impl RagConfig {
     /// Checks each value on its own (rules between keys wait for [`RagConfig::validate`], so
     /// overrides can be applied in any order). Choices are checked by their types.
     fn validate_values(&self) -> Result<()> {
-        fn range<T: PartialOrd + std::fmt::Display>(key: &str, v: T, lo: T, hi: T) -> Result<()> {
-            if v >= lo && v <= hi {
-                Ok(())
-            } else {
-                Err(RagError::invalid_input(key, format!("{v} is out of range: use {lo} to {hi}")))
-            }
-        }
         let r = &self.retrieval;
-        range("retrieval.k", r.k, 1, defaults::MAX_K)?;
-        range("retrieval.candidates", r.candidates, 1, 100_000)?;
-        range("retrieval.alpha", r.alpha, 0.0, 1.0)?;
-        range("retrieval.rrf_k", r.rrf_k, 1.0, 10_000.0)?;
+        check_range("retrieval.k", r.k, 1, defaults::MAX_K)?;
+        check_range("retrieval.candidates", r.candidates, 1, 100_000)?;
+        check_range("retrieval.alpha", r.alpha, 0.0, 1.0)?;
+        check_range("retrieval.rrf_k", r.rrf_k, 1.0, 10_000.0)?;
         let c = &self.chunker;
-        range("chunker.min_tokens", c.min_tokens, 1, 100_000)?;
-        range("chunker.max_tokens", c.max_tokens, c.min_tokens, 100_000)?;
-        range("chunker.chunk_size", c.chunk_size, 1, 100_000)?;
-        range("chunker.overlap", c.overlap, 0, c.chunk_size.saturating_sub(1))?;
-        range("embedder.batch_size", self.embedder.batch_size, 1, 4096)?;
-        range("embedder.batch_wait_ms", self.embedder.batch_wait_ms, 0, 1000)?;
-        range("rerank.final_k", self.rerank.final_k, 1, defaults::MAX_K)?;
-        range("rerank.initial_k", self.rerank.initial_k, self.rerank.final_k, 10_000)?;
-        range("rerank.batch_size", self.rerank.batch_size, 1, 4096)?;
-        range("context.max_tokens", self.context.max_tokens, 64, 10_000_000)?;
+        check_range("chunker.min_tokens", c.min_tokens, 1, 100_000)?;
+        check_range("chunker.max_tokens", c.max_tokens, c.min_tokens, 100_000)?;
+        check_range("chunker.chunk_size", c.chunk_size, 1, 100_000)?;
+        check_range("chunker.overlap", c.overlap, 0, c.chunk_size.saturating_sub(1))?;
+        check_range("embedder.batch_size", self.embedder.batch_size, 1, 4096)?;
+        check_range("embedder.batch_wait_ms", self.embedder.batch_wait_ms, 0, 1000)?;
+        check_range("rerank.final_k", self.rerank.final_k, 1, defaults::MAX_K)?;
+        check_range("rerank.initial_k", self.rerank.initial_k, self.rerank.final_k, 10_000)?;
+        check_range("rerank.batch_size", self.rerank.batch_size, 1, 4096)?;
+        check_range("context.max_tokens", self.context.max_tokens, 64, 10_000_000)?;
         if let Some(reserved) = self.context.reserved_for_answer {
-            range("context.reserved_for_answer", reserved, 0, self.context.max_tokens - 1)?;
+            check_range("context.reserved_for_answer", reserved, 0, self.context.max_tokens - 1)?;
         }
         let g = &self.generator;
-        range("generator.max_tokens", g.max_tokens, 1, 1_000_000)?;
-        range("generator.temperature", g.temperature, 0.0, 2.0)?;
-        range("generator.timeout_secs", g.timeout_secs, 1, 86_400)?;
-        range("python.workers", self.python.workers, 1, 64)?;
+        check_range("generator.max_tokens", g.max_tokens, 1, 1_000_000)?;
+        check_range("generator.temperature", g.temperature, 0.0, 2.0)?;
+        check_range("generator.timeout_secs", g.timeout_secs, 1, 86_400)?;
+        check_range("python.workers", self.python.workers, 1, 64)?;
         if self.collection.trim().is_empty() {
             return Err(RagError::invalid_input("collection", "the collection name is empty"));
         }

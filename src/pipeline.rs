@@ -10,7 +10,7 @@ use rag_chunk::ContextWindow;
 use rag_core::{Chunker, Embedder, Generator, KeywordSearch, RagError, Reranker, Result, Retriever, VectorStore};
 use serde::Serialize;
 
-use crate::config::{RetrievalMode, defaults};
+use crate::config::{RetrievalMode, check_range, defaults};
 use crate::generate::ExtractiveGenerator;
 use crate::manifest::Manifest;
 use crate::retrieve::Fusion;
@@ -179,15 +179,9 @@ impl RagPipelineBuilder {
     pub fn build(self) -> Result<RagPipeline> {
         let data_dir = self.data_dir.ok_or_else(|| RagError::config("the pipeline needs a data directory (for its manifest)"))?;
         let chunker = self.chunker.ok_or_else(|| RagError::config("the pipeline needs a chunker"))?;
-        for (name, v) in
-            [("k", self.k), ("candidates", self.candidates), ("final_k", self.final_k), ("embed_batch", self.embed_batch)]
-        {
-            if v == 0 {
-                return Err(RagError::invalid_input(name, "must be at least 1"));
-            }
-        }
-        if self.k > defaults::MAX_K {
-            return Err(RagError::invalid_input("k", format!("{} is out of range: use 1 to {}", self.k, defaults::MAX_K)));
+        check_range("k", self.k, 1, defaults::MAX_K)?;
+        for (name, v) in [("candidates", self.candidates), ("final_k", self.final_k), ("embed_batch", self.embed_batch)] {
+            check_range(name, v, 1, usize::MAX)?;
         }
         let keyword: Arc<dyn KeywordSearch> = match self.keyword {
             Some(k) => k,

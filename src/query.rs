@@ -11,7 +11,7 @@ use rag_core::{
 };
 use serde::Serialize;
 
-use crate::config::{RetrievalMode, defaults};
+use crate::config::{RetrievalMode, check_range, defaults};
 use crate::pipeline::RagPipeline;
 use crate::retrieve::{DenseSide, HybridRetriever};
 
@@ -214,10 +214,8 @@ impl RagPipeline {
         if question.trim().is_empty() {
             return Err(RagError::invalid_input("question", "the question is empty"));
         }
-        if let Some(k) = opts.k
-            && !(1..=defaults::MAX_K).contains(&k)
-        {
-            return Err(RagError::invalid_input("k", format!("{k} is out of range: use 1 to {}", defaults::MAX_K)));
+        if let Some(k) = opts.k {
+            check_range("k", k, 1, defaults::MAX_K)?;
         }
         if let Some(f) = &opts.filter {
             f.validate()?;
