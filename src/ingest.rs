@@ -5,7 +5,10 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
 use futures::StreamExt;
-use rag_core::{Chunk, Document, DocumentSource, EmbeddedChunk, RagError, Result, Skipped, SourceItem, TextFormat, content_hash};
+use rag_core::{
+    Chunk, DocumentSource, EmbeddedChunk, MetadataValue, PAGE_END_KEY, PAGE_KEY, RagError, Result, Skipped, SourceDocument, SourceItem,
+    TextFormat, content_hash,
+};
 use serde::Serialize;
 
 use crate::manifest::ManifestEntry;
@@ -115,11 +118,26 @@ impl RagPipeline {
         }
     }
 
-    fn doc_hash(&self, doc: &Document, format: TextFormat) -> String {
-        let meta = serde_json::to_string(&doc.metadata).unwrap_or_default();
-        let chunker = self.chunker_for(format).fingerprint();
+    fn doc_hash(&self, d: &SourceDocument) -> String {
+        let meta = serde_json::to_string(&d.document.metadata).unwrap_or_default();
+        let chunker = self.chunker_for(d.format).fingerprint();
         let model = self.embedder.as_ref().map(|e| e.model_id()).unwrap_or_default();
-        content_hash(&format!("{}\u{0}{meta}\u{0}{chunker}\u{0}{model}", doc.text))
+        // Unpaged documents hash as they always did, so existing ingests stay unchanged.
+        let pages = if d.page_starts.is_empty() { String::new() } else { format!("\u{0}pages {:?}", d.page_starts) };
+        content_hash(&format!("{}\u{0}{meta}\u{0}{chunker}\u{0}{model}{pages}", d.document.text))
+    }
+
+    /// Chunks a document; chunks of a paged one (PDF) carry `page` (the first page they cover)
+    /// and `page_end` (the last) in their metadata.
+    async fn chunk(&self, d: &SourceDocument) -> Result<Vec<Chunk>> {
+        let mut chunks = self.chunker_for(d.format).chunk(&d.document).await?;
+        for c in &mut chunks {
+            if let Some((first, last)) = d.pages_of(c.span.start, c.span.end) {
+                c.metadata.insert(PAGE_KEY.into(), MetadataValue::Int(first as i64));
+                c.metadata.insert(PAGE_END_KEY.into(), MetadataValue::Int(last as i64));
+            }
+        }
+        Ok(chunks)
     }
 
     /// Ingests every document of `source` (files, a `Vec<Document>`, a stream). Unchanged
@@ -173,13 +191,13 @@ impl RagPipeline {
                 return Err(RagError::invalid_input(input, "the id appears twice in this ingest: ids must be unique"));
             }
             report.documents += 1;
-            let hash = self.doc_hash(&d.document, d.format);
+            let hash = self.doc_hash(&d);
             let old = self.manifest.get(&d.document.id)?;
             if old.as_ref().is_some_and(|e| e.hash.as_deref() == Some(hash.as_str())) {
                 report.unchanged += 1;
                 continue;
             }
-            let chunks = self.chunker_for(d.format).chunk(&d.document).await?;
+            let chunks = self.chunk(&d).await?;
             batch_chunks += chunks.len();
             batch.push(Pending { doc_id: d.document.id, hash, root: d.origin, chunks, old });
             if batch.len() >= options.batch_documents || batch_chunks >= options.batch_chunks {

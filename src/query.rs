@@ -86,6 +86,36 @@ pub struct Hit {
     pub text: String,
     /// Source file, when known.
     pub source: Option<String>,
+    /// The pages the chunk covers, for a paged document (PDF).
+    pub pages: Option<Pages>,
+}
+
+/// The pages (from 1) a chunk of a paged document covers; displays as `p. 4` or `pp. 4-5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Pages {
+    /// The first page.
+    pub first: u32,
+    /// The last page (equal to `first` for a chunk on one page).
+    pub last: u32,
+}
+
+impl Pages {
+    /// The pages recorded on a chunk at ingest (`page`, `page_end`), if any.
+    pub fn of(chunk: &rag_core::Chunk) -> Option<Self> {
+        let page = |key: &str| match chunk.metadata.get(key) {
+            Some(MetadataValue::Int(n)) => u32::try_from(*n).ok(),
+            Some(MetadataValue::Float(f)) if f.fract() == 0.0 && *f >= 1.0 => Some(*f as u32),
+            _ => None,
+        };
+        let first = page(rag_core::PAGE_KEY)?;
+        Some(Self { first, last: page(rag_core::PAGE_END_KEY).unwrap_or(first).max(first) })
+    }
+}
+
+impl std::fmt::Display for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last { write!(f, "p. {}", self.first) } else { write!(f, "pp. {}-{}", self.first, self.last) }
+    }
 }
 
 impl Hit {
@@ -98,6 +128,7 @@ impl Hit {
             span: [h.chunk.span.start, h.chunk.span.end],
             text: h.chunk.text.clone(),
             source: source(&h.chunk),
+            pages: Pages::of(&h.chunk),
         }
     }
 }
@@ -146,6 +177,8 @@ pub struct Citation {
     pub span: [usize; 2],
     /// Source file, when known.
     pub source: Option<String>,
+    /// The pages the passage covers, for a paged document (PDF).
+    pub pages: Option<Pages>,
 }
 
 /// What a query returns.
@@ -295,6 +328,7 @@ impl RagPipeline {
             text: p.chunk.chunk.text.clone(),
             span: [p.chunk.chunk.span.start, p.chunk.chunk.span.end],
             source: source(&p.chunk.chunk),
+            pages: Pages::of(&p.chunk.chunk),
         };
         let all = packed.chunks.iter().enumerate();
         let cited: Vec<Citation> = all.clone().filter(|(_, p)| used.contains(&p.chunk.chunk.id)).map(cite).collect();

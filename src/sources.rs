@@ -1,6 +1,7 @@
-//! [`FileSource`]: files and folders as a [`DocumentSource`]: `.txt`, `.md`, and BEIR-style
-//! JSONL corpora (`{"_id", "title", "text", "metadata"}` per line), streamed so a large file
-//! never has to be held more than once.
+//! [`FileSource`]: files and folders as a [`DocumentSource`]: text, Markdown, PDF, HTML and DOCX
+//! files (read by [`rag_loaders`], which tells formats apart by content as well as extension),
+//! and BEIR-style JSONL corpora (`{"_id", "title", "text", "metadata"}` per line), streamed so a
+//! large file never has to be held more than once.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,9 +9,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use futures::StreamExt;
 pub use rag_core::Skipped;
-use rag_core::{
-    Document, DocumentSource, DocumentStream, Metadata, MetadataValue, RagError, Result, SourceDocument, SourceItem, TextFormat,
-};
+use rag_core::{Document, DocumentSource, DocumentStream, Metadata, MetadataValue, RagError, Result, SourceDocument, SourceItem};
+use rag_loaders::FileFormat;
 
 /// Files and folders (recursively; hidden entries are passed over). Each root is an origin, so
 /// pruning removes documents that came from a root before and are gone from it now.
@@ -29,11 +29,11 @@ impl FileSource {
 #[async_trait]
 impl DocumentSource for FileSource {
     async fn open(&self) -> Result<DocumentStream> {
-        let (files, skipped) = scan(&self.paths)?;
+        let files = scan(&self.paths)?;
         // Every JSONL line is checked before anything is written: a malformed corpus loses nothing.
         let mut total = 0u64;
         for f in &files {
-            total += if f.kind == SourceKind::Jsonl { validate_jsonl(&f.path)? as u64 } else { 1 };
+            total += if f.is_jsonl() { validate_jsonl(&f.path)? as u64 } else { 1 };
         }
         // Every file's root is one of these (scan canonicalises the same paths), and a root with
         // no files left is still an origin, so pruning can empty it.
@@ -44,44 +44,28 @@ impl DocumentSource for FileSource {
             .collect::<Result<std::collections::BTreeSet<_>>>()?
             .into_iter()
             .collect();
-        let skipped = skipped.into_iter().map(|s| Ok(SourceItem::Skipped(s)));
         // Ids unique across the ingest are checked by the pipeline, for every source alike.
-        let documents = files.into_iter().flat_map(file_items);
-        Ok(DocumentStream { total: Some(total), origins, items: futures::stream::iter(skipped.chain(documents)).boxed() })
+        let items = futures::stream::iter(files.into_iter().flat_map(file_items)).boxed();
+        Ok(DocumentStream { total: Some(total), origins, items })
     }
 }
 
 /// The items one file yields: its document, each JSONL line's, or why it was skipped.
 fn file_items(file: SourceFile) -> Box<dyn Iterator<Item = Result<SourceItem>> + Send> {
-    let doc = |document: Document, format: TextFormat, origin: &str| {
-        SourceItem::Document(SourceDocument { document, format, origin: origin.to_owned() })
-    };
-    match file.kind {
-        SourceKind::Jsonl => match JsonlReader::open(&file.path) {
-            Ok(reader) => Box::new(reader.map(move |d| d.map(|d| doc(d, TextFormat::Plain, &file.root)))),
+    if file.is_jsonl() {
+        return match JsonlReader::open(&file.path) {
+            Ok(reader) => Box::new(reader.map(move |d| {
+                d.map(|d| SourceItem::Document(SourceDocument::new(d, rag_core::TextFormat::Plain, file.root.clone())))
+            })),
             Err(e) => Box::new(std::iter::once(Err(e))),
-        },
-        kind => {
-            let format = if kind == SourceKind::Markdown { TextFormat::Markdown } else { TextFormat::Plain };
-            let item = match read_text(&file) {
-                Ok(Ok(d)) => Ok(doc(d, format, &file.root)),
-                Ok(Err(skip)) => Ok(SourceItem::Skipped(skip)),
-                Err(e) => Err(e),
-            };
-            Box::new(std::iter::once(item))
-        }
+        };
     }
-}
-
-/// How a file is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    /// Plain text: one document.
-    Text,
-    /// Markdown: one document, chunked by sections.
-    Markdown,
-    /// JSONL corpus: one document per line.
-    Jsonl,
+    let item = match read_file(&file) {
+        Ok(Ok(d)) => Ok(SourceItem::Document(d)),
+        Ok(Err(skip)) => Ok(SourceItem::Skipped(skip)),
+        Err(e) => Err(e),
+    };
+    Box::new(std::iter::once(item))
 }
 
 /// A file to ingest, with the root it was found under (for `--prune`).
@@ -89,27 +73,23 @@ pub enum SourceKind {
 pub struct SourceFile {
     /// The file.
     pub path: PathBuf,
-    /// How to read it.
-    pub kind: SourceKind,
-    /// Document id for text/markdown files (root name + relative path).
+    /// Document id (root name + relative path).
     pub doc_id: String,
     /// The canonical ingest root it came from.
     pub root: String,
 }
 
-fn kind_of(path: &Path) -> Option<SourceKind> {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("txt") | Some("text") => Some(SourceKind::Text),
-        Some("md") | Some("markdown") => Some(SourceKind::Markdown),
-        Some("jsonl") => Some(SourceKind::Jsonl),
-        _ => None,
+impl SourceFile {
+    /// Whether it is a JSONL corpus (one document per line) rather than one document.
+    pub fn is_jsonl(&self) -> bool {
+        self.path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("jsonl"))
     }
 }
 
-/// Lists the ingestible files under `paths` (files or folders, recursively, sorted).
-pub fn scan(paths: &[PathBuf]) -> Result<(Vec<SourceFile>, Vec<Skipped>)> {
+/// Lists the files under `paths` (files or folders, recursively, sorted; hidden entries are
+/// passed over). Which of them can be read is decided when each is read.
+pub fn scan(paths: &[PathBuf]) -> Result<Vec<SourceFile>> {
     let mut files = Vec::new();
-    let mut skipped = Vec::new();
     for p in paths {
         let root = p.canonicalize().map_err(|e| RagError::io(p, e))?;
         let root_name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
@@ -133,47 +113,44 @@ pub fn scan(paths: &[PathBuf]) -> Result<(Vec<SourceFile>, Vec<Skipped>)> {
         }
         found.sort();
         for f in found {
-            let Some(kind) = kind_of(&f) else {
-                skipped.push(Skipped {
-                    path: f.display().to_string(),
-                    reason: "unsupported file type (use .txt, .md or .jsonl)".into(),
-                });
-                continue;
-            };
             let rel = if root.is_dir() {
                 format!("{root_name}/{}", f.strip_prefix(&root).unwrap_or(&f).display())
             } else {
                 root_name.clone()
             };
-            files.push(SourceFile { path: f, kind, doc_id: rel, root: root.display().to_string() });
+            files.push(SourceFile { path: f, doc_id: rel, root: root.display().to_string() });
         }
     }
-    Ok((files, skipped))
+    Ok(files)
 }
 
-/// Reads a text or markdown file: `Ok(None)` with a reason when it must be skipped (empty,
-/// whitespace only, invalid UTF-8).
-pub fn read_text(file: &SourceFile) -> Result<std::result::Result<Document, Skipped>> {
+/// Reads one document file of any supported format: `Ok(Err(skipped))`, with the reason, when
+/// it cannot be indexed (empty, not UTF-8, encrypted, image-only, corrupt, an unknown binary).
+pub fn read_file(file: &SourceFile) -> Result<std::result::Result<SourceDocument, Skipped>> {
     let bytes = std::fs::read(&file.path).map_err(|e| RagError::io(&file.path, e))?;
     let skip = |reason: String| Ok(Err(Skipped { path: file.path.display().to_string(), reason }));
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => return skip(format!("invalid UTF-8 at byte {} (convert the file to UTF-8)", e.utf8_error().valid_up_to())),
+    let format = match rag_loaders::detect(&file.path, &bytes) {
+        Ok(f) => f,
+        Err(e) => return skip(e.to_string()),
     };
-    if text.trim().is_empty() {
-        return skip("empty file".into());
-    }
+    let extracted = match rag_loaders::load(bytes, format) {
+        Ok(x) => x,
+        Err(e) => return skip(e.to_string()),
+    };
     let mut metadata = Metadata::new();
     metadata.insert("source".into(), MetadataValue::Str(file.path.display().to_string()));
-    let title = match file.kind {
-        SourceKind::Markdown => text.lines().find_map(|l| l.strip_prefix("# ").map(|t| t.trim().to_owned())),
-        _ => None,
+    if !matches!(format, FileFormat::Text | FileFormat::Markdown) {
+        metadata.insert("format".into(), MetadataValue::Str(format.name().into()));
     }
-    .or_else(|| file.path.file_stem().map(|s| s.to_string_lossy().into_owned()));
+    if !extracted.page_starts.is_empty() {
+        metadata.insert("page_count".into(), MetadataValue::Int(extracted.page_starts.len() as i64));
+    }
+    let title = extracted.title.or_else(|| file.path.file_stem().map(|s| s.to_string_lossy().into_owned()));
     if let Some(t) = title {
         metadata.insert("title".into(), MetadataValue::Str(t));
     }
-    Ok(Ok(Document { id: file.doc_id.clone(), text, metadata }))
+    let document = Document { id: file.doc_id.clone(), text: extracted.text, metadata };
+    Ok(Ok(SourceDocument::new(document, extracted.format, file.root.clone()).with_page_starts(extracted.page_starts)))
 }
 
 fn json_metadata(v: &serde_json::Value) -> Option<MetadataValue> {
@@ -292,13 +269,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.md"), "# A\n\nbody").unwrap();
         std::fs::write(dir.path().join("c.jsonl"), "{\"_id\":\"1\",\"text\":\"x\"}\n{\"_id\":\"1\",\"text\":\"y\"}\n").unwrap();
-        std::fs::write(dir.path().join("z.bin"), "?").unwrap();
+        std::fs::write(dir.path().join("z.bin"), b"\x00\x01binary").unwrap();
         let stream = FileSource::new([dir.path()]).open().await.unwrap();
-        assert_eq!(stream.total, Some(3));
+        assert_eq!(stream.total, Some(4));
         assert_eq!(stream.origins, vec![dir.path().canonicalize().unwrap().display().to_string()]);
         let items: Vec<SourceItem> = stream.items.try_collect().await.unwrap();
-        assert!(matches!(&items[0], SourceItem::Skipped(s) if s.path.ends_with("z.bin")));
-        assert!(matches!(&items[1], SourceItem::Document(d) if d.format == TextFormat::Markdown));
+        assert!(matches!(&items[0], SourceItem::Document(d) if d.format == rag_core::TextFormat::Markdown));
+        assert!(matches!(&items[3], SourceItem::Skipped(s) if s.path.ends_with("z.bin") && s.reason.contains("unknown binary")));
         let ids: Vec<&str> = items
             .iter()
             .filter_map(|i| match i {
@@ -310,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn scan_reports_skips_and_reads_text() {
+    fn scan_lists_files_and_reading_reports_skips() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("docs");
         std::fs::create_dir_all(root.join("sub")).unwrap();
@@ -319,13 +296,13 @@ mod tests {
         std::fs::write(root.join("c.pdf"), "x").unwrap();
         std::fs::write(root.join("empty.txt"), "  \n").unwrap();
         std::fs::write(root.join("bad.txt"), [0x66, 0xff, 0xfe]).unwrap();
-        let (files, skipped) = scan(&[root]).unwrap();
+        let files = scan(&[root]).unwrap();
         let ids: Vec<&str> = files.iter().map(|f| f.doc_id.as_str()).collect();
-        assert_eq!(ids, vec!["docs/a.txt", "docs/bad.txt", "docs/empty.txt", "docs/sub/b.md"]);
-        assert_eq!(skipped.len(), 1);
-        let md = read_text(&files[3]).unwrap().unwrap();
-        assert_eq!(md.metadata.get("title"), Some(&MetadataValue::Str("Title B".into())));
-        assert!(read_text(&files[1]).unwrap().unwrap_err().reason.contains("invalid UTF-8 at byte 1"));
-        assert_eq!(read_text(&files[2]).unwrap().unwrap_err().reason, "empty file");
+        assert_eq!(ids, vec!["docs/a.txt", "docs/bad.txt", "docs/c.pdf", "docs/empty.txt", "docs/sub/b.md"]);
+        let md = read_file(&files[4]).unwrap().unwrap();
+        assert_eq!(md.document.metadata.get("title"), Some(&MetadataValue::Str("Title B".into())));
+        assert!(read_file(&files[1]).unwrap().unwrap_err().reason.contains("invalid UTF-8 at byte 1"));
+        assert!(read_file(&files[2]).unwrap().unwrap_err().reason.contains("corrupt or unreadable PDF"));
+        assert!(read_file(&files[3]).unwrap().unwrap_err().reason.contains("empty file"));
     }
 }

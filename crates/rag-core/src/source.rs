@@ -22,6 +22,11 @@ pub enum TextFormat {
     Markdown,
 }
 
+/// Chunk metadata key: the first page (from 1) a chunk of a paged document covers.
+pub const PAGE_KEY: &str = "page";
+/// Chunk metadata key: the last page a chunk of a paged document covers.
+pub const PAGE_END_KEY: &str = "page_end";
+
 /// One document from a source, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceDocument {
@@ -32,6 +37,32 @@ pub struct SourceDocument {
     /// The origin it belongs to (a root folder, a feed name): pruning removes documents of an
     /// origin that a later ingest of the same origin no longer yields.
     pub origin: String,
+    /// Byte offset in the text where each page starts (page 1 first), for paged formats such as
+    /// PDF; empty otherwise. The pipeline marks every chunk with the page (or pages) it covers.
+    pub page_starts: Vec<usize>,
+}
+
+impl SourceDocument {
+    /// An unpaged document from `origin`.
+    pub fn new(document: Document, format: TextFormat, origin: impl Into<String>) -> Self {
+        Self { document, format, origin: origin.into(), page_starts: Vec::new() }
+    }
+
+    /// The byte offsets where its pages start (page 1 first).
+    pub fn with_page_starts(mut self, page_starts: Vec<usize>) -> Self {
+        self.page_starts = page_starts;
+        self
+    }
+
+    /// The pages (from 1) that the byte range `start..end` of the text covers, when paged.
+    pub fn pages_of(&self, start: usize, end: usize) -> Option<(usize, usize)> {
+        if self.page_starts.is_empty() {
+            return None;
+        }
+        // The page holding a byte is the last one that starts at or before it.
+        let page = |byte: usize| self.page_starts.partition_point(|s| *s <= byte).max(1);
+        Some((page(start), page(end.saturating_sub(1).max(start))))
+    }
 }
 
 /// An input a source passed over, and why (an empty file, invalid UTF-8, an unknown format).
@@ -119,7 +150,7 @@ impl DocumentSource for InMemorySource {
             .documents
             .iter()
             .cloned()
-            .map(|document| Ok(SourceItem::Document(SourceDocument { document, format, origin: origin.clone() })))
+            .map(|document| Ok(SourceItem::Document(SourceDocument::new(document, format, origin.clone()))))
             .collect();
         Ok(DocumentStream {
             total: Some(items.len() as u64),
@@ -183,7 +214,7 @@ impl DocumentSource for StreamSource {
         })?;
         let (format, origin) = (self.format, self.origin.clone());
         let items = stream
-            .map(move |d| Ok(SourceItem::Document(SourceDocument { document: d?, format, origin: origin.clone() })))
+            .map(move |d| Ok(SourceItem::Document(SourceDocument::new(d?, format, origin.clone()))))
             .boxed();
         Ok(DocumentStream { total: None, origins: vec![self.origin.clone()], items })
     }
@@ -204,5 +235,16 @@ mod tests {
         let items: Vec<SourceItem> = stream.open().await.unwrap().items.try_collect().await.unwrap();
         assert!(matches!(&items[0], SourceItem::Document(d) if d.origin == "feed" && d.document.id == "c"));
         assert!(stream.open().await.unwrap_err().to_string().contains("already ingested"));
+    }
+
+    #[test]
+    fn pages_of_a_byte_range() {
+        let d = SourceDocument::new(Document::new("r", "page one\n\npage two\n\npage three"), TextFormat::Plain, "x")
+            .with_page_starts(vec![0, 10, 20]);
+        assert_eq!(d.pages_of(0, 8), Some((1, 1)));
+        assert_eq!(d.pages_of(5, 18), Some((1, 2)));
+        assert_eq!(d.pages_of(20, 30), Some((3, 3)));
+        assert_eq!(d.pages_of(10, 10), Some((2, 2)));
+        assert_eq!(SourceDocument::new(Document::new("t", "x"), TextFormat::Plain, "x").pages_of(0, 1), None);
     }
 }

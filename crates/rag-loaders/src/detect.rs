@@ -145,6 +145,6 @@ mod tests {
         assert!(matches!(detect(&p("x.zip"), b"PK\x03\x04junk"), Err(LoadError::UnknownBinary(w)) if w.contains("ZIP")));
         // A .txt that is not UTF-8 is still a text file: loading it says where the bad byte is.
         assert_eq!(detect(&p("latin1.txt"), b"caf\xe9"), Ok(FileFormat::Text));
-        assert_eq!(crate::load(b"caf\xe9", FileFormat::Text), Err(LoadError::InvalidUtf8(3)));
+        assert_eq!(crate::load(b"caf\xe9".to_vec(), FileFormat::Text), Err(LoadError::InvalidUtf8(3)));
     }
 }

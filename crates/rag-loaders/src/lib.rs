@@ -64,14 +64,15 @@ pub enum LoadError {
     InvalidUtf8(usize),
 }
 
-/// Extracts the text of `bytes`, read as `format`.
-pub fn load(bytes: &[u8], format: FileFormat) -> Result<Extracted, LoadError> {
+/// Extracts the text of `bytes`, read as `format` (taken by value: a text file becomes the
+/// text without a copy).
+pub fn load(bytes: Vec<u8>, format: FileFormat) -> Result<Extracted, LoadError> {
     match format {
-        FileFormat::Pdf => pdf::extract(bytes),
-        FileFormat::Html => html::extract(bytes),
-        FileFormat::Docx => docx::extract(bytes),
+        FileFormat::Pdf => pdf::extract(&bytes),
+        FileFormat::Html => html::extract(&bytes),
+        FileFormat::Docx => docx::extract(&bytes),
         FileFormat::Text | FileFormat::Markdown | FileFormat::Jsonl => {
-            let text = std::str::from_utf8(bytes).map_err(|e| LoadError::InvalidUtf8(e.valid_up_to()))?;
+            let text = String::from_utf8(bytes).map_err(|e| LoadError::InvalidUtf8(e.utf8_error().valid_up_to()))?;
             if text.trim().is_empty() {
                 return Err(LoadError::NoText("empty file"));
             }
@@ -80,7 +81,7 @@ pub fn load(bytes: &[u8], format: FileFormat) -> Result<Extracted, LoadError> {
                 _ => None,
             };
             let structure = if format == FileFormat::Markdown { TextFormat::Markdown } else { TextFormat::Plain };
-            Ok(Extracted { text: text.to_owned(), format: structure, title, page_starts: Vec::new() })
+            Ok(Extracted { text, format: structure, title, page_starts: Vec::new() })
         }
     }
 }

@@ -34,7 +34,7 @@ fn report() -> Vec<u8> {
 fn pdf_pages_in_order_without_running_headers() {
     let bytes = report();
     assert_eq!(detect(std::path::Path::new("report.bin"), &bytes), Ok(FileFormat::Pdf));
-    let got = load(&bytes, FileFormat::Pdf).unwrap();
+    let got = load(bytes.to_vec(), FileFormat::Pdf).unwrap();
     assert_eq!(got.title.as_deref(), Some("ACME Quarterly"));
     assert_eq!(got.page_starts.len(), 4);
     let page_text = |i: usize| {
@@ -53,18 +53,18 @@ fn pdf_pages_in_order_without_running_headers() {
 
 #[test]
 fn bad_pdfs_are_refused_with_their_reason() {
-    assert_eq!(load(&encrypted_pdf("secret"), FileFormat::Pdf), Err(LoadError::Encrypted));
+    assert_eq!(load(encrypted_pdf("secret").to_vec(), FileFormat::Pdf), Err(LoadError::Encrypted));
     // An empty user password opens without asking: it is read.
-    let open = load(&encrypted_pdf(""), FileFormat::Pdf).unwrap();
+    let open = load(encrypted_pdf("").to_vec(), FileFormat::Pdf).unwrap();
     assert!(open.text.contains("salary tables"), "{}", open.text);
-    let scanned = load(&image_only_pdf(3), FileFormat::Pdf).unwrap_err();
+    let scanned = load(image_only_pdf(3).to_vec(), FileFormat::Pdf).unwrap_err();
     assert_eq!(scanned, LoadError::NoTextLayer { pages: 3 });
     assert!(scanned.to_string().contains("no text layer; OCR is not supported"));
     let mut truncated = report();
     truncated.truncate(truncated.len() / 3);
-    let err = load(&truncated, FileFormat::Pdf).unwrap_err();
+    let err = load(truncated.to_vec(), FileFormat::Pdf).unwrap_err();
     assert!(matches!(err, LoadError::Corrupt { format: FileFormat::Pdf, .. }), "{err:?}");
-    assert!(matches!(load(b"%PDF-1.4 garbage", FileFormat::Pdf), Err(LoadError::Corrupt { .. })));
+    assert!(matches!(load(b"%PDF-1.4 garbage".to_vec(), FileFormat::Pdf), Err(LoadError::Corrupt { .. })));
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn docx_headings_paragraphs_and_tables() {
         ],
     );
     assert_eq!(detect(std::path::Path::new("guide"), &bytes), Ok(FileFormat::Docx));
-    let got = load(&bytes, FileFormat::Docx).unwrap();
+    let got = load(bytes.to_vec(), FileFormat::Docx).unwrap();
     assert_eq!(got.title.as_deref(), Some("Field guide"));
     assert_eq!(got.text, "# Birds\n\nThe \u{e9}meu & the kiwi cannot fly.\n\n## Sizes\n\nBird | Height\nEmu | 1.9 m");
     assert_eq!(got.format, rag_core::TextFormat::Markdown);
