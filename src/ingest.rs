@@ -127,14 +127,32 @@ impl RagPipeline {
         content_hash(&format!("{}\u{0}{meta}\u{0}{chunker}\u{0}{model}{pages}", d.document.text))
     }
 
-    /// Chunks a document; chunks of a paged one (PDF) carry `page` (the first page they cover)
-    /// and `page_end` (the last) in their metadata.
+    /// Chunks a document. A paged one (PDF) is chunked page by page, as LlamaIndex and Haystack
+    /// read PDFs, so a citation points at one page: each page is chunked as the document
+    /// `{id}@p{n}` (which makes the chunk ids unique, `report.pdf@p4#0`), then the chunks are put
+    /// back under the document with spans in its text, and carry `page` and `page_end`.
     async fn chunk(&self, d: &SourceDocument) -> Result<Vec<Chunk>> {
-        let mut chunks = self.chunker_for(d.format).chunk(&d.document).await?;
-        for c in &mut chunks {
-            if let Some((first, last)) = d.pages_of(c.span.start, c.span.end) {
-                c.metadata.insert(PAGE_KEY.into(), MetadataValue::Int(first as i64));
-                c.metadata.insert(PAGE_END_KEY.into(), MetadataValue::Int(last as i64));
+        let chunker = self.chunker_for(d.format);
+        if d.page_starts.is_empty() {
+            return chunker.chunk(&d.document).await;
+        }
+        let text = &d.document.text;
+        let mut chunks = Vec::new();
+        for (i, &start) in d.page_starts.iter().enumerate() {
+            let end = d.page_starts.get(i + 1).copied().unwrap_or(text.len()).min(text.len());
+            let Some(page_text) = text.get(start..end).filter(|t| !t.trim().is_empty()) else { continue };
+            let page = rag_core::Document {
+                id: format!("{}@p{}", d.document.id, i + 1),
+                text: page_text.to_owned(),
+                metadata: d.document.metadata.clone(),
+            };
+            for mut c in chunker.chunk(&page).await? {
+                c.doc_id = d.document.id.clone();
+                c.index = chunks.len();
+                c.span = rag_core::Span { start: c.span.start + start, end: c.span.end + start };
+                c.metadata.insert(PAGE_KEY.into(), MetadataValue::Int(i as i64 + 1));
+                c.metadata.insert(PAGE_END_KEY.into(), MetadataValue::Int(i as i64 + 1));
+                chunks.push(c);
             }
         }
         Ok(chunks)

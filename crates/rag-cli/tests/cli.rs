@@ -332,3 +332,66 @@ fn a_killed_ingest_rerun_equals_a_clean_ingest() {
     let again = json(&rag(&killed, &["ingest", c, "--json"]));
     assert_eq!(again["unchanged"], 120);
 }
+
+/// `rag ingest folder/` with PDF, HTML, DOCX, Markdown and text on the embedded default
+/// (ChromaDB + MiniLM): every format answers, a PDF citation names its page, bad files are
+/// reported and skipped.
+#[test]
+fn a_mixed_folder_ingests_end_to_end_with_page_citations() {
+    use rag_testkit::documents::{DocxBlock, docx, image_only_pdf, pdf, pdf_lines};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let docs = tmp.path().join("library");
+    std::fs::create_dir_all(&docs).unwrap();
+    let pages: Vec<_> = [
+        "Volcanoes form where tectonic plates pull apart or collide.",
+        "Mount Etna in Sicily erupts more often than any other volcano in Europe.",
+        "Basaltic lava flows cool into hexagonal columns.",
+    ]
+    .iter()
+    .map(|fact| {
+        let mut runs = pdf_lines(72.0, 760.0, &["Field Notes on Volcanology"]);
+        runs.extend(pdf_lines(72.0, 690.0, &[fact]));
+        runs
+    })
+    .collect();
+    std::fs::write(docs.join("volcanoes.pdf"), pdf(Some("Volcanoes"), &pages)).unwrap();
+    std::fs::write(
+        docs.join("rivers.html"),
+        "<html><head><meta charset=\"utf-8\"><title>Rivers</title></head><body><nav>Menu</nav><main>\
+         <h1>Rivers</h1><p>The Nile flows north into the Mediterranean Sea.</p></main></body></html>",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("forests.docx"),
+        docx("Forests", &[DocxBlock::Heading(1, "Forests".into()), DocxBlock::Paragraph("Boreal forests ring the Arctic.".into())]),
+    )
+    .unwrap();
+    std::fs::write(docs.join("deserts.md"), "# Deserts\n\nThe Atacama is the driest desert on Earth.").unwrap();
+    std::fs::write(docs.join("caves.txt"), "Stalactites hang from the ceilings of limestone caves.").unwrap();
+    std::fs::write(docs.join("scan.pdf"), image_only_pdf(1)).unwrap();
+    let d = docs.to_str().unwrap();
+
+    let r = json(&rag(&data, &["ingest", d, "--json"]));
+    assert_eq!(r["documents"], 5, "{r}");
+    let skipped = r["skipped"].as_array().unwrap();
+    assert!(skipped.len() == 1 && skipped[0]["reason"].as_str().unwrap().contains("OCR is not supported"), "{r}");
+
+    for (question, doc) in [
+        ("Which volcano erupts most often in Europe?", "library/volcanoes.pdf"),
+        ("Which way does the Nile flow?", "library/rivers.html"),
+        ("Where are boreal forests?", "library/forests.docx"),
+        ("What is the driest desert?", "library/deserts.md"),
+        ("What hangs from cave ceilings?", "library/caves.txt"),
+    ] {
+        let q = json(&rag(&data, &["query", question, "--json"]));
+        assert_eq!(q["citations"][0]["doc_id"], doc, "{question}: {q}");
+    }
+    let q = json(&rag(&data, &["query", "Which volcano erupts most often in Europe?", "--json"]));
+    assert_eq!(q["citations"][0]["pages"], serde_json::json!({"first": 2, "last": 2}), "{q}");
+    assert!(q["answer"].as_str().unwrap().contains("Etna"), "{q}");
+    let plain = rag(&data, &["query", "Which volcano erupts most often in Europe?"]);
+    let out = String::from_utf8_lossy(&plain.stdout);
+    assert!(out.contains("volcanoes.pdf p. 2"), "{out}");
+    assert!(!out.contains("Field Notes on Volcanology"), "the running header is not content: {out}");
+}

@@ -38,7 +38,8 @@ pub struct SourceDocument {
     /// origin that a later ingest of the same origin no longer yields.
     pub origin: String,
     /// Byte offset in the text where each page starts (page 1 first), for paged formats such as
-    /// PDF; empty otherwise. The pipeline marks every chunk with the page (or pages) it covers.
+    /// PDF; empty otherwise. The pipeline chunks such a document page by page and marks every
+    /// chunk with its page ([`PAGE_KEY`], [`PAGE_END_KEY`]).
     pub page_starts: Vec<usize>,
 }
 
@@ -52,16 +53,6 @@ impl SourceDocument {
     pub fn with_page_starts(mut self, page_starts: Vec<usize>) -> Self {
         self.page_starts = page_starts;
         self
-    }
-
-    /// The pages (from 1) that the byte range `start..end` of the text covers, when paged.
-    pub fn pages_of(&self, start: usize, end: usize) -> Option<(usize, usize)> {
-        if self.page_starts.is_empty() {
-            return None;
-        }
-        // The page holding a byte is the last one that starts at or before it.
-        let page = |byte: usize| self.page_starts.partition_point(|s| *s <= byte).max(1);
-        Some((page(start), page(end.saturating_sub(1).max(start))))
     }
 }
 
@@ -235,16 +226,5 @@ mod tests {
         let items: Vec<SourceItem> = stream.open().await.unwrap().items.try_collect().await.unwrap();
         assert!(matches!(&items[0], SourceItem::Document(d) if d.origin == "feed" && d.document.id == "c"));
         assert!(stream.open().await.unwrap_err().to_string().contains("already ingested"));
-    }
-
-    #[test]
-    fn pages_of_a_byte_range() {
-        let d = SourceDocument::new(Document::new("r", "page one\n\npage two\n\npage three"), TextFormat::Plain, "x")
-            .with_page_starts(vec![0, 10, 20]);
-        assert_eq!(d.pages_of(0, 8), Some((1, 1)));
-        assert_eq!(d.pages_of(5, 18), Some((1, 2)));
-        assert_eq!(d.pages_of(20, 30), Some((3, 3)));
-        assert_eq!(d.pages_of(10, 10), Some((2, 2)));
-        assert_eq!(SourceDocument::new(Document::new("t", "x"), TextFormat::Plain, "x").pages_of(0, 1), None);
     }
 }
