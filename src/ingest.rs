@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use rag_core::{
-    Chunk, DocumentSource, EmbeddedChunk, MetadataValue, PAGE_END_KEY, PAGE_KEY, RagError, Result, Skipped, SourceDocument, SourceItem,
-    TextFormat, content_hash,
+    Chunk, DocumentSource, EmbeddedChunk, MetadataValue, PAGE_END_KEY, PAGE_KEY, RagError, Result, Skipped, SourceDocument,
+    SourceItem, TextFormat, content_hash,
 };
 use serde::Serialize;
 

@@ -85,7 +85,12 @@ async fn mixed_folder_pages_headings_and_bad_files() {
         async move { p.search(q, &QueryOptions::new().k(3)).await.unwrap() }
     };
     // Each page's fact is found, on exactly its page.
-    for (question, page) in [("granite ridge founded", 1), ("Zerodur mirror telescope", 2), ("variable stars Cygnus", 3), ("cr\u{e8}me br\u{fb}l\u{e9}e Sundays", 4)] {
+    for (question, page) in [
+        ("granite ridge founded", 1),
+        ("Zerodur mirror telescope", 2),
+        ("variable stars Cygnus", 3),
+        ("cr\u{e8}me br\u{fb}l\u{e9}e Sundays", 4),
+    ] {
         let r = search(question).await;
         let top = &r.ranked()[0];
         assert!(top.doc_id.ends_with("report.pdf"), "{question}: {top:?}");
@@ -119,7 +124,12 @@ async fn mixed_folder_pages_headings_and_bad_files() {
     std::fs::write(docs.join("blob"), [0u8, 159, 146, 150, 7, 0]).unwrap();
     let report = p.ingest(FileSource::new([&docs]), IngestOptions::new().prune(true)).await.unwrap();
     let reason = |name: &str| {
-        report.skipped.iter().find(|s| s.path.ends_with(name)).map(|s| s.reason.clone()).unwrap_or_else(|| panic!("{name} not reported: {report:?}"))
+        report
+            .skipped
+            .iter()
+            .find(|s| s.path.ends_with(name))
+            .map(|s| s.reason.clone())
+            .unwrap_or_else(|| panic!("{name} not reported: {report:?}"))
     };
     assert!(reason("locked.pdf").contains("encrypted PDF"));
     assert!(reason("scan.pdf").contains("no text layer; OCR is not supported"));

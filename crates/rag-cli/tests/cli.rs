@@ -364,7 +364,10 @@ fn a_mixed_folder_ingests_end_to_end_with_page_citations() {
     .unwrap();
     std::fs::write(
         docs.join("forests.docx"),
-        docx("Forests", &[DocxBlock::Heading(1, "Forests".into()), DocxBlock::Paragraph("Boreal forests ring the Arctic.".into())]),
+        docx(
+            "Forests",
+            &[DocxBlock::Heading(1, "Forests".into()), DocxBlock::Paragraph("Boreal forests ring the Arctic.".into())],
+        ),
     )
     .unwrap();
     std::fs::write(docs.join("deserts.md"), "# Deserts\n\nThe Atacama is the driest desert on Earth.").unwrap();

@@ -12,7 +12,8 @@ mod types;
 pub use error::{RagError, Result};
 pub use filter::Filter;
 pub use source::{
-    DocumentSource, DocumentStream, InMemorySource, MEMORY_ORIGIN, PAGE_END_KEY, PAGE_KEY, Skipped, SourceDocument, SourceItem, StreamSource, TextFormat,
+    DocumentSource, DocumentStream, InMemorySource, MEMORY_ORIGIN, PAGE_END_KEY, PAGE_KEY, Skipped, SourceDocument, SourceItem,
+    StreamSource, TextFormat,
 };
 pub use traits::{Chunker, Embedder, Generator, KeywordSearch, Reranker, Retriever, VectorStore};
 

@@ -204,9 +204,7 @@ impl DocumentSource for StreamSource {
             )
         })?;
         let (format, origin) = (self.format, self.origin.clone());
-        let items = stream
-            .map(move |d| Ok(SourceItem::Document(SourceDocument::new(d?, format, origin.clone()))))
-            .boxed();
+        let items = stream.map(move |d| Ok(SourceItem::Document(SourceDocument::new(d?, format, origin.clone())))).boxed();
         Ok(DocumentStream { total: None, origins: vec![self.origin.clone()], items })
     }
 }

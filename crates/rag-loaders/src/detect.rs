@@ -74,8 +74,7 @@ fn looks_like_html(bytes: &[u8]) -> bool {
     let lower: Vec<u8> = head[start..].iter().map(u8::to_ascii_lowercase).collect();
     lower.starts_with(b"<!doctype html")
         || lower.starts_with(b"<html")
-        || (lower.starts_with(b"<?xml") || lower.starts_with(b"<!--"))
-            && lower.windows(5).any(|w| w == b"<html")
+        || (lower.starts_with(b"<?xml") || lower.starts_with(b"<!--")) && lower.windows(5).any(|w| w == b"<html")
 }
 
 fn is_docx(bytes: &[u8]) -> bool {

@@ -40,10 +40,10 @@ fn heading_styles(styles: &str) -> HashMap<String, usize> {
             Event::Start(e) | Event::Empty(e) => match e.local_name().as_ref() {
                 "style" => current = attr(&e, "styleId"),
                 "name" => {
-                    if let (Some(id), Some(name)) = (&current, attr(&e, "val")) {
-                        if let Some(level) = heading_level(&name) {
-                            out.insert(id.clone(), level);
-                        }
+                    if let (Some(id), Some(name)) = (&current, attr(&e, "val"))
+                        && let Some(level) = heading_level(&name)
+                    {
+                        out.insert(id.clone(), level);
                     }
                 }
                 _ => {}
@@ -143,7 +143,8 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, LoadError> {
     let mut body = Body::default();
     let mut reader = Reader::from_str(&document);
     loop {
-        let ev = reader.read_event().map_err(|e| corrupt(format!("word/document.xml at byte {}: {e}", reader.buffer_position())))?;
+        let ev =
+            reader.read_event().map_err(|e| corrupt(format!("word/document.xml at byte {}: {e}", reader.buffer_position())))?;
         match ev {
             Event::Start(e) => match e.local_name().as_ref() {
                 "t" => body.in_text = true,

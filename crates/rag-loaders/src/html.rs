@@ -10,14 +10,35 @@ use crate::{Extracted, FileFormat, LoadError, squash};
 
 /// Elements that are never content.
 const SKIPPED: &[&str] = &[
-    "script", "style", "noscript", "template", "nav", "aside", "form", "iframe", "svg", "button", "select", "canvas",
-    "object", "embed", "head", "dialog", "menu",
+    "script", "style", "noscript", "template", "nav", "aside", "form", "iframe", "svg", "button", "select", "canvas", "object",
+    "embed", "head", "dialog", "menu",
 ];
 
 /// Elements that end a block of text.
 const BLOCKS: &[&str] = &[
-    "p", "div", "section", "article", "main", "blockquote", "pre", "ul", "ol", "li", "dl", "dt", "dd", "figure",
-    "figcaption", "address", "hr", "br", "details", "summary", "body", "center", "caption",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "blockquote",
+    "pre",
+    "ul",
+    "ol",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+    "figure",
+    "figcaption",
+    "address",
+    "hr",
+    "br",
+    "details",
+    "summary",
+    "body",
+    "center",
+    "caption",
 ];
 
 /// Roles that mark navigation and page chrome.
@@ -83,10 +104,10 @@ fn is_chrome(el: &ElementRef<'_>) -> bool {
 fn inline_text(el: ElementRef<'_>) -> String {
     let mut s = String::new();
     for node in el.descendants() {
-        if let Node::Text(t) = node.value() {
-            if !node.ancestors().filter_map(ElementRef::wrap).any(|a| is_chrome(&a)) {
-                s.push_str(t);
-            }
+        if let Node::Text(t) = node.value()
+            && !node.ancestors().filter_map(ElementRef::wrap).any(|a| is_chrome(&a))
+        {
+            s.push_str(t);
         }
     }
     squash(&s)

@@ -6,7 +6,7 @@
 //!   Markdown headings (so chunks carry a heading path), in whatever encoding the page declares.
 //! - **DOCX** ([`docx`]): paragraphs, headings (as Markdown headings) and tables as text rows.
 //!
-//! [`detect`] decides a file's format from its content first and its extension second, and
+//! [`detect()`] decides a file's format from its content first and its extension second, and
 //! refuses binary files nothing here can read. A file that cannot be read gives a [`LoadError`]
 //! whose message says why (encrypted, no text layer, corrupt): callers report it and go on.
 

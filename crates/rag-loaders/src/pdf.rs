@@ -71,7 +71,14 @@ impl OutputDev for LineCollector {
         Ok(())
     }
 
-    fn output_character(&mut self, trm: &Transform, width: f64, _spacing: f64, font_size: f64, ch: &str) -> Result<(), OutputError> {
+    fn output_character(
+        &mut self,
+        trm: &Transform,
+        width: f64,
+        _spacing: f64,
+        font_size: f64,
+        ch: &str,
+    ) -> Result<(), OutputError> {
         // The same geometry as pdf-extract's plain-text output: position from the text
         // matrix, size from the transformed font size.
         let (x, y) = (trm.m31, self.top - trm.m32);
@@ -81,10 +88,11 @@ impl OutputDev for LineCollector {
         if new_line {
             let breaks = !self.lines.is_empty() && (dy > size * 1.8 || dy < -size * 0.5);
             self.lines.push(PageLine { depth: (y / self.height).clamp(0.0, 1.0), breaks, text: String::new() });
-        } else if self.word_start && x > self.last_end + size * 0.1 {
-            if let Some(line) = self.lines.last_mut() {
-                line.text.push(' ');
-            }
+        } else if self.word_start
+            && x > self.last_end + size * 0.1
+            && let Some(line) = self.lines.last_mut()
+        {
+            line.text.push(' ');
         }
         if let Some(line) = self.lines.last_mut() {
             line.text.push_str(ch);
@@ -138,9 +146,9 @@ fn title(doc: &Document) -> Option<String> {
 }
 
 fn has_images(doc: &Document) -> bool {
-    doc.objects.values().any(|o| {
-        o.as_stream().is_ok_and(|s| s.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Image"))
-    })
+    doc.objects
+        .values()
+        .any(|o| o.as_stream().is_ok_and(|s| s.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Image")))
 }
 
 /// Extracts the text of a PDF, page by page.
@@ -152,7 +160,11 @@ pub fn extract(bytes: &[u8]) -> Result<Extracted, LoadError> {
     }
     let pages = clean_pages(&page_lines(&doc)?);
     if pages.iter().all(|p| p.trim().is_empty()) {
-        return Err(if has_images(&doc) { LoadError::NoTextLayer { pages: pages.len() } } else { LoadError::NoText("no text on any page") });
+        return Err(if has_images(&doc) {
+            LoadError::NoTextLayer { pages: pages.len() }
+        } else {
+            LoadError::NoText("no text on any page")
+        });
     }
     let mut text = String::new();
     let mut page_starts = Vec::with_capacity(pages.len());
@@ -275,7 +287,12 @@ mod tests {
         let pages: Vec<Vec<PageLine>> = (1..=3)
             .map(|n| {
                 // The footer comes first in the content stream: position decides, not order.
-                vec![line(0.95, &format!("Page {n} of 3")), line(0.05, &format!("ACME Journal {n}/2026")), line(0.3, "Same body line."), line(0.5, &format!("Body {n}."))]
+                vec![
+                    line(0.95, &format!("Page {n} of 3")),
+                    line(0.05, &format!("ACME Journal {n}/2026")),
+                    line(0.3, "Same body line."),
+                    line(0.5, &format!("Body {n}.")),
+                ]
             })
             .collect();
         assert_eq!(clean_pages(&pages)[1], "Same body line.\nBody 2.");

@@ -21,11 +21,7 @@ pub struct PdfText {
 
 /// Lines set from `top` downwards at `x`, 14 points apart, in 11-point type.
 pub fn pdf_lines(x: f32, top: f32, lines: &[&str]) -> Vec<PdfText> {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| PdfText { x, y: top - 14.0 * i as f32, size: 11.0, text: (*l).to_owned() })
-        .collect()
+    lines.iter().enumerate().map(|(i, l)| PdfText { x, y: top - 14.0 * i as f32, size: 11.0, text: (*l).to_owned() }).collect()
 }
 
 /// WinAnsi bytes of `text` (Latin-1 maps one to one; anything else becomes `?`).
@@ -54,7 +50,10 @@ fn page_tree(doc: &mut Document, contents: Vec<Vec<Operation>>, resources: Dicti
     doc.trailer.set("Root", catalog);
     doc.trailer.set(
         "ID",
-        Object::Array(vec![Object::string_literal(b"0123456789abcdef".to_vec()), Object::string_literal(b"0123456789abcdef".to_vec())]),
+        Object::Array(vec![
+            Object::string_literal(b"0123456789abcdef".to_vec()),
+            Object::string_literal(b"0123456789abcdef".to_vec()),
+        ]),
     );
     pages_id
 }
@@ -121,7 +120,7 @@ pub fn image_only_pdf(pages: usize) -> Vec<u8> {
     let mut doc = Document::with_version("1.5");
     let image = doc.add_object(Stream::new(
         dictionary! { "Type" => "XObject", "Subtype" => "Image", "Width" => 2, "Height" => 2,
-            "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 },
+        "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8 },
         vec![0, 255, 255, 0],
     ));
     let draw = || {
