@@ -47,9 +47,13 @@ fn main() {
     let bytes: usize = docs.iter().map(|d| d.text.len()).sum();
     println!("SciFact corpus: {} documents, {:.2} MB", docs.len(), bytes as f64 / 1e6);
     let tc = TokenCounter::cl100k().unwrap();
-    measure("token counting (tiktoken-rs cl100k, count)", bytes, || docs.iter().map(|d| tc.count(&d.text)).sum());
+    let counting = measure("token counting (bpe-openai cl100k, count)", bytes, || docs.iter().map(|d| tc.count(&d.text)).sum());
+    let fast = bpe_openai::cl100k_base();
+    measure("pre-tokenizer pieces only (bpe-openai)", bytes, || docs.iter().map(|d| fast.split(&d.text).count()).sum());
+    measure("token ids (tiktoken-rs cl100k, encode)", bytes, || docs.iter().map(|d| tc.encode_reference(&d.text).len()).sum());
+    measure("token ids (bpe-openai cl100k, encode)", bytes, || docs.iter().map(|d| tc.encode(&d.text).len()).sum());
     let token = TokenChunker::new(tc.clone(), 256, 32).unwrap();
-    measure("TokenChunker(256, overlap 32)", bytes, || docs.iter().map(|d| token.chunk_document(d).len()).sum());
+    let windows = measure("TokenChunker(256, overlap 32)", bytes, || docs.iter().map(|d| token.chunk_document(d).len()).sum());
     let semantic = SemanticChunker::new(tc.clone(), 64, 256).unwrap();
     measure("SemanticChunker(64..256)", bytes, || docs.iter().map(|d| semantic.chunk_document(d).len()).sum());
     let md = MarkdownChunker::new(tc.clone(), 64, 256).unwrap();
@@ -83,12 +87,18 @@ for _ in range(4):
     t = time.perf_counter(); c = sum(len(enc.encode_ordinary(x)) for x in texts); best = min(best, time.perf_counter() - t)
 label = 'python tiktoken (cl100k, encode_ordinary)'
 print(f"{{label:<44}} {{n / 1e6 / best:>8.2f}} MB/s  ({{c}} items, {{best:.3f}} s)")
+print(f"RATIO {{n / 1e6 / best}}")
 "#,
         ranks = write_ranks(&dir).display().to_string(),
         texts = texts.display().to_string()
     );
     let out = std::process::Command::new(&venv_python).arg("-c").arg(script).output().unwrap();
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let python: Option<f64> = stdout.lines().find_map(|l| l.strip_prefix("RATIO ")?.trim().parse().ok());
+    print!("{}", stdout.lines().filter(|l| !l.starts_with("RATIO ")).map(|l| format!("{l}\n")).collect::<String>());
+    if let Some(py) = python {
+        println!("ratio to python tiktoken: counting {:.2}x, token windows (TokenChunker) {:.2}x", counting / py, windows / py);
+    }
     if !out.status.success() {
         println!("python tiktoken failed: {}", String::from_utf8_lossy(&out.stderr));
     }
