@@ -53,7 +53,7 @@ eval: setup
 
 bench: setup
 	$(CARGO) build --release -p rag-cli
-	$(RAG) bench --dataset $(DATASET) --docs 1000 --queries 200 --concurrency 4
+	$(RAG) bench --dataset $(DATASET) --docs 1000 --queries 200 --concurrency 1,4,16,64 --cold
 
 bench-criterion: setup
 	$(CARGO) bench --workspace

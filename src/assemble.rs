@@ -55,6 +55,7 @@ struct EmbedderParts {
     probe: Option<crate::pipeline::CacheProbe>,
     label: String,
     tokenizer: Option<EmbedderTokenizer>,
+    batches: Option<Arc<rag_core::BatchCounters>>,
 }
 
 #[cfg(any(feature = "sentence-transformers", feature = "openai"))]
@@ -107,11 +108,13 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
         }
     };
     // Concurrent queries share model calls; ingest batches (>= batch_size texts) go straight through.
-    let base: Arc<dyn Embedder> = if cfg.embedder.batch_queries {
+    let (base, batches): (Arc<dyn Embedder>, _) = if cfg.embedder.batch_queries {
         let wait = Duration::from_millis(cfg.embedder.batch_wait_ms);
-        Arc::new(rag_embed::BatchingEmbedder::new(base, cfg.embedder.batch_size, wait)?)
+        let batching = rag_embed::BatchingEmbedder::new(base, cfg.embedder.batch_size, wait)?;
+        let counters = batching.stats();
+        (Arc::new(batching), Some(counters))
     } else {
-        base
+        (base, None)
     };
     let tokenizer = match (tokenizer_file, base.max_input_tokens()) {
         (Some(file), Some(max)) => Some(EmbedderTokenizer::from_file(&file, max)?),
@@ -134,7 +137,7 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
     };
     let model = base.model_id();
     Ok(match cache {
-        None => EmbedderParts { embedder: base, probe: None, label: model, tokenizer },
+        None => EmbedderParts { embedder: base, probe: None, label: model, tokenizer, batches },
         Some(c) => {
             let describe = c.describe();
             let cached = Arc::new(CachedEmbedder::new(base, c));
@@ -143,7 +146,13 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
                 let s = probe_src.stats();
                 crate::pipeline::CacheCounters { hits: s.hits, embedded: s.embedded }
             });
-            EmbedderParts { embedder: cached, probe: Some(probe), label: format!("{model} (cache: {describe})"), tokenizer }
+            EmbedderParts {
+                embedder: cached,
+                probe: Some(probe),
+                label: format!("{model} (cache: {describe})"),
+                tokenizer,
+                batches,
+            }
         }
     })
 }
@@ -325,6 +334,9 @@ pub async fn build_pipeline(cfg: &RagConfig, needs: Needs) -> Result<RagPipeline
             b = b.embedder(parts.embedder).vector_store(s).describe("embedder", parts.label).describe("store", store_label);
             if let Some(p) = parts.probe {
                 b = b.cache_probe(p);
+            }
+            if let Some(c) = parts.batches {
+                b = b.embed_batch_counters(c);
             }
             if let Some(t) = parts.tokenizer {
                 b = b.embedder_tokenizer(t.clone());

@@ -13,7 +13,7 @@ use crate::pipeline::RagPipeline;
 use crate::query::QueryOptions;
 use crate::sources::FileSource;
 
-/// The keys `rag bench --json` prints.
+/// What `rag bench --json` prints: the ingest, then one entry per concurrency level.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     /// Documents ingested.
@@ -22,18 +22,30 @@ pub struct BenchReport {
     pub ingest_docs_per_s: f64,
     /// What the ingest did (cache hits show whether the embedding model ran).
     pub ingest: IngestReport,
-    /// Queries run.
-    pub queries: usize,
+    /// The queries at each concurrency level, in the order asked.
+    pub levels: Vec<QueryLevel>,
+}
+
+/// The queries of one concurrency level.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryLevel {
     /// In flight at once.
     pub concurrency: usize,
+    /// Queries run.
+    pub queries: usize,
     /// Median end-to-end query latency.
     pub p50_ms: f64,
     /// 95th percentile.
     pub p95_ms: f64,
     /// 99th percentile.
     pub p99_ms: f64,
-    /// Queries per second over the whole run.
+    /// Queries per second over the whole level.
     pub qps: f64,
+    /// Mean texts per embedding-model call while this level ran (the batcher's work; absent
+    /// when the embedder does not batch queries).
+    pub mean_embed_batch: Option<f64>,
+    /// Embedding-model calls while this level ran.
+    pub embed_calls: Option<u64>,
     /// Hybrid retrieval latency excluding the embedding model (retrieve - embed_query), median.
     pub retrieval_excl_embed_p50_ms: f64,
     /// The same, 95th percentile.
@@ -70,8 +82,13 @@ pub fn slice_corpus(dataset: &Path, docs: usize, out: &Path) -> Result<u64> {
     Ok(n)
 }
 
-/// Ingests `corpus` into `pipeline`, then runs `queries` questions at `concurrency`.
-pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[String], concurrency: usize) -> Result<BenchReport> {
+/// Ingests `corpus` into `pipeline`, then runs each concurrency level of `levels` in turn (a
+/// sweep: `1, 4, 16, 64`), each on its own equal share of `questions`, so no level is served
+/// from embeddings an earlier level cached.
+pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[String], levels: &[usize]) -> Result<BenchReport> {
+    if levels.is_empty() || levels.contains(&0) {
+        return Err(RagError::invalid_input("--concurrency", "give one or more levels of at least 1 (e.g. 1,4,16,64)"));
+    }
     let ingest = pipeline.ingest(FileSource::new([corpus]), IngestOptions::default()).await?;
     let ingest_docs_per_s = ingest.documents as f64 / ingest.seconds.max(1e-9);
     // Warm-up: model loading and first-call costs are not query latency.
@@ -79,9 +96,21 @@ pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[Strin
     for r in pipeline.batch_query(&warm, &QueryOptions::default(), 1).await {
         r?;
     }
+    let per_level = (questions.len() / levels.len()).max(1);
+    let mut out = Vec::with_capacity(levels.len());
+    for (&concurrency, share) in levels.iter().zip(questions.chunks(per_level)) {
+        out.push(run_level(pipeline, share, concurrency).await?);
+    }
+    Ok(BenchReport { documents: ingest.documents, ingest_docs_per_s, ingest, levels: out })
+}
+
+async fn run_level(pipeline: &RagPipeline, questions: &[String], concurrency: usize) -> Result<QueryLevel> {
+    let counters = pipeline.embed_batch_counters();
+    let before = counters.map(|c| (c.calls(), c.items()));
     let start = Instant::now();
     let results = pipeline.batch_query(questions, &QueryOptions::default(), concurrency).await;
     let wall = start.elapsed().as_secs_f64();
+    let batches = counters.zip(before).map(|(c, (calls, items))| (c.calls() - calls, c.items() - items));
     let mut totals = Vec::new();
     let mut retrieval = Vec::new();
     let mut stages: BTreeMap<String, f64> = BTreeMap::new();
@@ -108,20 +137,19 @@ pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[Strin
     retrieval.sort_by(f64::total_cmp);
     let staged: f64 = stages.values().sum();
     let n = totals.len().max(1) as f64;
-    Ok(BenchReport {
-        documents: ingest.documents,
-        ingest_docs_per_s,
-        queries: totals.len(),
+    Ok(QueryLevel {
         concurrency,
+        queries: totals.len(),
         p50_ms: percentile(&totals, 50.0),
         p95_ms: percentile(&totals, 95.0),
         p99_ms: percentile(&totals, 99.0),
         qps: totals.len() as f64 / wall.max(1e-9),
+        mean_embed_batch: batches.map(|(calls, items)| if calls == 0 { 0.0 } else { items as f64 / calls as f64 }),
+        embed_calls: batches.map(|(calls, _)| calls),
         retrieval_excl_embed_p50_ms: percentile(&retrieval, 50.0),
         retrieval_excl_embed_p95_ms: percentile(&retrieval, 95.0),
         stage_share: stages.iter().map(|(k, v)| (k.clone(), v / staged.max(1e-9))).collect(),
         stage_mean_ms: stages.iter().map(|(k, v)| (k.clone(), v / n)).collect(),
-        ingest,
     })
 }
 

@@ -63,6 +63,7 @@ pub struct RagPipelineBuilder {
     embedder: Option<Arc<dyn Embedder>>,
     embedder_tokenizer: Option<EmbedderTokenizer>,
     cache_probe: Option<CacheProbe>,
+    embed_batches: Option<Arc<rag_core::BatchCounters>>,
     store: Option<Arc<dyn VectorStore>>,
     keyword: Option<Arc<dyn KeywordSearch>>,
     retriever: Option<Arc<dyn Retriever>>,
@@ -91,6 +92,7 @@ impl Default for RagPipelineBuilder {
             embedder: None,
             embedder_tokenizer: None,
             cache_probe: None,
+            embed_batches: None,
             store: None,
             keyword: None,
             retriever: None,
@@ -137,6 +139,8 @@ impl RagPipelineBuilder {
         embedder_tokenizer: EmbedderTokenizer => embedder_tokenizer,
         /// Reads the embedding cache's counters.
         cache_probe: CacheProbe => cache_probe,
+        /// Counters of the query-embedding batcher (model calls, texts), for reports.
+        embed_batch_counters: Arc<rag_core::BatchCounters> => embed_batches,
         /// Vector store (needed for dense and hybrid retrieval).
         vector_store: Arc<dyn VectorStore> => store,
         /// Keyword index (default: a tantivy index on disk under the data directory).
@@ -221,6 +225,7 @@ impl RagPipelineBuilder {
             embedder: self.embedder,
             embedder_tokenizer: self.embedder_tokenizer,
             cache_probe: self.cache_probe,
+            embed_batches: self.embed_batches,
             store: self.store,
             keyword,
             retriever: self.retriever,
@@ -253,6 +258,7 @@ pub struct RagPipeline {
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
     pub(crate) embedder_tokenizer: Option<EmbedderTokenizer>,
     pub(crate) cache_probe: Option<CacheProbe>,
+    pub(crate) embed_batches: Option<Arc<rag_core::BatchCounters>>,
     pub(crate) store: Option<Arc<dyn VectorStore>>,
     pub(crate) keyword: Arc<dyn KeywordSearch>,
     pub(crate) retriever: Option<Arc<dyn Retriever>>,
@@ -282,6 +288,11 @@ impl std::fmt::Debug for RagPipeline {
 }
 
 impl RagPipeline {
+    /// Counters of the query-embedding batcher, when the embedder batches concurrent queries.
+    pub fn embed_batch_counters(&self) -> Option<&Arc<rag_core::BatchCounters>> {
+        self.embed_batches.as_ref()
+    }
+
     /// A builder.
     pub fn builder() -> RagPipelineBuilder {
         RagPipelineBuilder::default()

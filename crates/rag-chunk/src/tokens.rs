@@ -292,7 +292,8 @@ mod tests {
     fn fast_and_reference_encoders_agree() {
         for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
             let tc = TokenCounter::new(enc).unwrap();
-            for text in ["Hello, world!", "  spaces   before\n\n\nand after  ", "日本語 🎉 café 123456789 it's", "a\r\nb\t\tc"] {
+            for text in ["Hello, world!", "  spaces   before\n\n\nand after  ", "日本語 🎉 café 123456789 it's", "a\r\nb\t\tc"]
+            {
                 assert_eq!(tc.encode(text), tc.encode_reference(text), "{enc:?} {text:?}");
                 assert_eq!(tc.count(text), tc.encode_reference(text).len());
             }

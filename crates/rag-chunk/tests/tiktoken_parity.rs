@@ -10,7 +10,8 @@ use rag_chunk::{Encoding, TokenCounter};
 #[test]
 fn counts_equal_tiktoken_on_all_of_scifact() {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/scifact/corpus.jsonl"));
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (the SciFact dataset sits in ../shared)", path.display()));
+    let file =
+        std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (the SciFact dataset sits in ../shared)", path.display()));
     let texts: Vec<String> = std::io::BufReader::new(file)
         .lines()
         .map(|l| {

@@ -102,12 +102,12 @@ enum Command {
         /// Documents to ingest into a fresh bench collection.
         #[arg(long, default_value_t = 1000)]
         docs: usize,
-        /// Queries to run.
+        /// Queries to run at each concurrency level.
         #[arg(long, default_value_t = 200)]
         queries: usize,
-        /// Queries in flight at once.
-        #[arg(long, default_value_t = 4)]
-        concurrency: usize,
+        /// Queries in flight at once; several levels make a sweep (`1,4,16,64`).
+        #[arg(long, value_delimiter = ',', default_value = "4")]
+        concurrency: Vec<usize>,
         /// Ingest without the embedding cache (measures the model, not the cache).
         #[arg(long)]
         cold: bool,
@@ -386,33 +386,18 @@ async fn run(cli: Cli) -> Result<()> {
             let corpus = cfg.data_dir.join(format!("bench-corpus-{docs}.jsonl"));
             rag::bench::slice_corpus(&dataset, docs, &corpus)?;
             let data = rag::eval::BeirDataset::load(&dataset)?;
-            let questions: Vec<String> = data.queries.values().cycle().take(queries).cloned().collect();
-            let report = rag::bench::run_bench(&pipeline, &corpus, &questions, concurrency).await?;
+            // Each level gets its own `queries` questions (cached embeddings would flatter a level).
+            let questions: Vec<String> = data.queries.values().cycle().take(queries * concurrency.len()).cloned().collect();
+            let report = rag::bench::run_bench(&pipeline, &corpus, &questions, &concurrency).await?;
             if g.json {
                 return print_json(&report);
             }
             println!(
-                "ingest: {} docs at {:.1} docs/s ({} embedded, {} cached)\nquery: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {:.1} QPS at concurrency {}",
-                report.documents,
-                report.ingest_docs_per_s,
-                report.ingest.embedded,
-                report.ingest.cache_hits,
-                report.p50_ms,
-                report.p95_ms,
-                report.p99_ms,
-                report.qps,
-                concurrency
+                "ingest: {} docs at {:.1} docs/s ({} embedded, {} cached)",
+                report.documents, report.ingest_docs_per_s, report.ingest.embedded, report.ingest.cache_hits,
             );
-            println!(
-                "  hybrid retrieval without the embedding model: p50 {:.2} ms, p95 {:.2} ms",
-                report.retrieval_excl_embed_p50_ms, report.retrieval_excl_embed_p95_ms
-            );
-            for (stage, share) in &report.stage_share {
-                println!(
-                    "  {stage:<16} {:>5.1}%  ({:.2} ms mean)",
-                    share * 100.0,
-                    report.stage_mean_ms.get(stage).copied().unwrap_or(0.0)
-                );
+            for level in &report.levels {
+                print_level(level);
             }
             Ok(())
         }
@@ -438,6 +423,25 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn print_level(level: &rag::bench::QueryLevel) {
+    let batch = level.mean_embed_batch.map_or_else(|| "no batching".to_owned(), |b| format!("mean embed batch {b:.1}"));
+    println!(
+        "concurrency {:>3}: {:>6.1} QPS, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {batch} ({} queries)",
+        level.concurrency, level.qps, level.p50_ms, level.p95_ms, level.p99_ms, level.queries
+    );
+    println!(
+        "  hybrid retrieval without the embedding model: p50 {:.2} ms, p95 {:.2} ms",
+        level.retrieval_excl_embed_p50_ms, level.retrieval_excl_embed_p95_ms
+    );
+    for (stage, share) in &level.stage_share {
+        println!(
+            "  {stage:<20} {:>5.1}%  ({:.2} ms mean)",
+            share * 100.0,
+            level.stage_mean_ms.get(stage).copied().unwrap_or(0.0)
+        );
     }
 }
 

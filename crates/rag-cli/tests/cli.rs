@@ -176,11 +176,20 @@ fn eval_and_bench_print_their_json() {
     assert_eq!(again["ingest"]["unchanged"], 60, "the corpus is reused");
     let b = json(&rag(
         &data,
-        &["bench", "--dataset", ds.to_str().unwrap(), "--docs", "20", "--queries", "10", "--concurrency", "2", "--json"],
+        &["bench", "--dataset", ds.to_str().unwrap(), "--docs", "20", "--queries", "10", "--concurrency", "1,4", "--json"],
     ));
-    keys(&b, &["p50_ms", "p95_ms", "p99_ms", "qps", "ingest_docs_per_s"]);
-    assert!(b["p50_ms"].as_f64().unwrap() <= b["p99_ms"].as_f64().unwrap());
-    assert_eq!(b["queries"], 10);
+    keys(&b, &["documents", "ingest_docs_per_s", "ingest", "levels"]);
+    let levels = b["levels"].as_array().unwrap();
+    assert_eq!(levels.iter().map(|l| l["concurrency"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 4], "{b}");
+    for l in levels {
+        keys(l, &["p50_ms", "p95_ms", "p99_ms", "qps", "mean_embed_batch", "embed_calls"]);
+        assert!(l["p50_ms"].as_f64().unwrap() <= l["p99_ms"].as_f64().unwrap());
+        assert_eq!(l["queries"], 10);
+        // Every query embeds its question once, through the batcher.
+        assert!(l["embed_calls"].as_u64().unwrap() >= 1 && l["embed_calls"].as_u64().unwrap() <= 10, "{l}");
+    }
+    // One at a time, each call carries one question.
+    assert_eq!(levels[0]["mean_embed_batch"].as_f64().unwrap(), 1.0, "{b}");
 }
 
 #[test]

@@ -352,3 +352,36 @@ pub enum GenerationEvent {
     /// The complete generation; always the last event.
     Final(Generation),
 }
+
+/// Counters of a batching stage (model calls and the items they carried), shared between the
+/// stage that counts and whoever reports (`rag bench` prints the mean batch size per level).
+#[derive(Debug, Default)]
+pub struct BatchCounters {
+    calls: std::sync::atomic::AtomicU64,
+    items: std::sync::atomic::AtomicU64,
+}
+
+impl BatchCounters {
+    /// Records one call that carried `items` items.
+    pub fn record(&self, items: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        self.items.fetch_add(items as u64, Relaxed);
+    }
+
+    /// Calls so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Items so far.
+    pub fn items(&self) -> u64 {
+        self.items.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Mean items per call (0 before the first call).
+    pub fn mean_batch(&self) -> f64 {
+        let calls = self.calls();
+        if calls == 0 { 0.0 } else { self.items() as f64 / calls as f64 }
+    }
+}

@@ -8,7 +8,6 @@
 //! nothing but the window.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,28 +19,8 @@ struct Request {
     reply: oneshot::Sender<Result<Vec<Vec<f32>>>>,
 }
 
-/// Counters of a [`BatchingEmbedder`].
-#[derive(Debug, Default)]
-pub struct BatchStats {
-    calls: AtomicU64,
-    texts: AtomicU64,
-}
-
-impl BatchStats {
-    /// Model calls made.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-    /// Texts embedded.
-    pub fn texts(&self) -> u64 {
-        self.texts.load(Ordering::Relaxed)
-    }
-    /// Mean texts per model call (0 before the first call).
-    pub fn mean_batch(&self) -> f64 {
-        let calls = self.calls();
-        if calls == 0 { 0.0 } else { self.texts() as f64 / calls as f64 }
-    }
-}
+/// Counters of a [`BatchingEmbedder`]: model calls and the texts they carried.
+pub type BatchStats = rag_core::BatchCounters;
 
 /// Wraps an embedder so concurrent small calls (queries) share model calls. Calls of
 /// `max_batch` texts or more (ingest) go straight to the model.
@@ -104,8 +83,7 @@ async fn worker(
             }
         }
         let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.iter().cloned()).collect();
-        stats.calls.fetch_add(1, Ordering::Relaxed);
-        stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
+        stats.record(texts.len());
         match inner.embed(texts).await {
             Ok(vectors) if vectors.len() == total => {
                 let mut vectors = vectors.into_iter();
@@ -175,7 +153,7 @@ impl Embedder for BatchingEmbedder {
 mod tests {
     use super::*;
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// Each text's vector encodes the text, so a caller can tell its vectors from another's.
     struct Echo {
