@@ -277,12 +277,19 @@ async fn reranker(cfg: &RagConfig) -> Result<Option<Arc<dyn Reranker>>> {
                 "rerank.enabled needs rerank.model: a cross-encoder directory (none ships offline; see README, Reranking)",
             )
         })?;
-        let r = rag_rerank::CrossEncoderReranker::builder(model)
-            .batch_size(cfg.rerank.batch_size)
-            .max_length(cfg.rerank.max_length)
-            .build()
-            .await?;
-        Ok(Some(Arc::new(r)))
+        let r: Arc<dyn Reranker> = Arc::new(
+            rag_rerank::CrossEncoderReranker::builder(model)
+                .batch_size(cfg.rerank.batch_size)
+                .max_length(cfg.rerank.max_length)
+                .build()
+                .await?,
+        );
+        // Concurrent queries' reranks share model calls, as their query embeddings do.
+        if cfg.rerank.batch_queries {
+            let wait = Duration::from_millis(cfg.rerank.batch_wait_ms);
+            return Ok(Some(Arc::new(rag_rerank::BatchingReranker::new(r, cfg.rerank.batch_pairs, wait)?)));
+        }
+        Ok(Some(r))
     }
     #[cfg(not(feature = "cross-encoder"))]
     Err(RagError::config("reranking needs the `cross-encoder` feature, which this build lacks"))

@@ -99,11 +99,14 @@ const CACHED_PIECE_BYTES: usize = 32;
 /// A thread's piece cache is emptied when it holds this many pieces (a few MB at most).
 const PIECE_CACHE_LIMIT: usize = 1 << 16;
 
+/// A piece's text and its tokens.
+type PieceCache = FxHashMap<Box<str>, Box<[u32]>>;
+
 thread_local! {
     /// Tokens of recently seen pieces, per encoding with a fast path (cl100k, o200k). Words
-    /// repeat: SciFact's 1.4 million pieces hold about 60,000 distinct ones, so most pieces cost
-    /// a hash lookup instead of a BPE run. Per thread, so no lock is ever taken.
-    static PIECES: RefCell<[FxHashMap<Box<str>, Box<[u32]>>; 2]> = RefCell::new([FxHashMap::default(), FxHashMap::default()]);
+    /// repeat, so most of SciFact's 1.4 million pieces cost a hash lookup instead of a BPE run
+    /// (on SciFact, counting went from 42 to 95 MB/s with it). Per thread: no lock is taken.
+    static PIECES: RefCell<[PieceCache; 2]> = RefCell::new([PieceCache::default(), PieceCache::default()]);
 }
 
 impl TokenCounter {

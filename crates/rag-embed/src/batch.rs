@@ -1,23 +1,13 @@
-//! [`BatchingEmbedder`]: concurrent embedding calls coalesced into one model call.
-//!
-//! On 2 cores, sixteen concurrent queries that each call the model fight over the cores; one
-//! padded batch of sixteen runs ~3x faster per text (README, Benchmarks). Callers send their
-//! texts to one worker task; the worker takes everything queued (waiting up to `max_wait` for
-//! more, until `max_batch` texts), makes one call, and hands each caller its own vectors, in
-//! order. With nothing else queued a call goes straight through, so a lone caller waits for
-//! nothing but the window.
+//! [`BatchingEmbedder`]: concurrent embedding calls (queries) coalesced into one model call,
+//! on [`rag_core::batch::Coalescer`]; each caller gets its own vectors, in order.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
+use rag_core::batch::Coalescer;
 use rag_core::{Embedder, RagError, Result};
-use tokio::sync::{mpsc, oneshot};
-
-struct Request {
-    texts: Vec<String>,
-    reply: oneshot::Sender<Result<Vec<Vec<f32>>>>,
-}
 
 /// Counters of a [`BatchingEmbedder`]: model calls and the texts they carried.
 pub type BatchStats = rag_core::BatchCounters;
@@ -26,14 +16,13 @@ pub type BatchStats = rag_core::BatchCounters;
 /// `max_batch` texts or more (ingest) go straight to the model.
 pub struct BatchingEmbedder {
     inner: Arc<dyn Embedder>,
-    queue: mpsc::UnboundedSender<Request>,
+    batcher: Coalescer<Vec<String>, Vec<Vec<f32>>>,
     max_batch: usize,
-    stats: Arc<BatchStats>,
 }
 
 impl std::fmt::Debug for BatchingEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchingEmbedder").field("max_batch", &self.max_batch).field("stats", &self.stats).finish()
+        f.debug_struct("BatchingEmbedder").field("max_batch", &self.max_batch).field("batcher", &self.batcher).finish()
     }
 }
 
@@ -41,81 +30,29 @@ impl BatchingEmbedder {
     /// Starts the worker on the current tokio runtime: batches of up to `max_batch` texts (at
     /// least 1), waiting at most `max_wait` after the first request for more.
     pub fn new(inner: Arc<dyn Embedder>, max_batch: usize, max_wait: Duration) -> Result<Self> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| RagError::config("BatchingEmbedder::new must be called inside a tokio runtime"))?;
-        let (queue, rx) = mpsc::unbounded_channel();
-        let stats = Arc::new(BatchStats::default());
+        let model = inner.clone();
+        let call = Arc::new(move |requests: Vec<Vec<String>>| {
+            let model = model.clone();
+            async move {
+                let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+                let total: usize = sizes.iter().sum();
+                let vectors = model.embed(requests.into_iter().flatten().collect()).await?;
+                if vectors.len() != total {
+                    return Err(RagError::permanent("embedder", format!("returned {} vectors for {total} texts", vectors.len())));
+                }
+                let mut vectors = vectors.into_iter();
+                Ok(sizes.into_iter().map(|n| vectors.by_ref().take(n).collect()).collect())
+            }
+            .boxed()
+        });
         let max_batch = max_batch.max(1);
-        runtime.spawn(worker(inner.clone(), rx, max_batch, max_wait, stats.clone()));
-        Ok(Self { inner, queue, max_batch, stats })
+        let batcher = Coalescer::spawn("embedder", max_batch, max_wait, Vec::len, call)?;
+        Ok(Self { inner, batcher, max_batch })
     }
 
     /// Calls and texts so far.
     pub fn stats(&self) -> Arc<BatchStats> {
-        self.stats.clone()
-    }
-}
-
-async fn worker(
-    inner: Arc<dyn Embedder>,
-    mut rx: mpsc::UnboundedReceiver<Request>,
-    max_batch: usize,
-    max_wait: Duration,
-    stats: Arc<BatchStats>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let mut total = batch[0].texts.len();
-        let deadline = tokio::time::Instant::now() + max_wait;
-        // Everything already queued, then whatever arrives within the window.
-        while total < max_batch {
-            let next = match rx.try_recv() {
-                Ok(r) => Some(r),
-                Err(_) if max_wait.is_zero() => None,
-                Err(_) => tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten(),
-            };
-            match next {
-                Some(r) => {
-                    total += r.texts.len();
-                    batch.push(r);
-                }
-                None => break,
-            }
-        }
-        let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.iter().cloned()).collect();
-        stats.record(texts.len());
-        match inner.embed(texts).await {
-            Ok(vectors) if vectors.len() == total => {
-                let mut vectors = vectors.into_iter();
-                for r in batch {
-                    let mine: Vec<Vec<f32>> = vectors.by_ref().take(r.texts.len()).collect();
-                    // A caller that gave up (dropped its future) is no error.
-                    let _ = r.reply.send(Ok(mine));
-                }
-            }
-            Ok(vectors) => {
-                let message = format!("returned {} vectors for {total} texts", vectors.len());
-                for r in batch {
-                    let _ = r.reply.send(Err(RagError::permanent("embedder", message.clone())));
-                }
-            }
-            Err(e) => {
-                for r in batch {
-                    let _ = r.reply.send(Err(shared(&e)));
-                }
-            }
-        }
-    }
-}
-
-/// The batch's error for each of its callers: the same kind (so retry logic still works) and
-/// message.
-fn shared(e: &RagError) -> RagError {
-    match e {
-        RagError::Transient { backend, message, .. } => RagError::transient(backend.clone(), message.clone()),
-        RagError::Permanent { backend, message, .. } => RagError::permanent(backend.clone(), message.clone()),
-        RagError::Timeout { what, after } => RagError::Timeout { what: what.clone(), after: *after },
-        other => RagError::permanent("embedder", other.to_string()),
+        self.batcher.counters()
     }
 }
 
@@ -128,11 +65,7 @@ impl Embedder for BatchingEmbedder {
         if texts.len() >= self.max_batch {
             return self.inner.embed(texts).await;
         }
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Request { texts, reply })
-            .map_err(|_| RagError::Other("the embedding batch worker has stopped".into()))?;
-        answer.await.map_err(|_| RagError::Other("the embedding batch worker dropped a request".into()))?
+        self.batcher.submit(texts).await
     }
 
     fn dimension(&self) -> usize {

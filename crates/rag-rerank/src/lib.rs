@@ -10,6 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+mod batch;
+pub use batch::BatchingReranker;
+
 use rag_core::{RagError, Reranker, Result, ScoredChunk};
 use rag_python::PyResultExt;
 use rag_python::pyo3::prelude::*;
