@@ -45,8 +45,8 @@ pub enum LoadError {
         /// Pages in the file.
         pages: usize,
     },
-    /// A file with nothing to index.
-    #[error("no text to index ({0})")]
+    /// A file with nothing to index (the message says what was empty).
+    #[error("{0}")]
     NoText(&'static str),
     /// A file of a known format that cannot be parsed.
     #[error("corrupt or unreadable {format}: {detail}")]
