@@ -197,6 +197,19 @@ fn edge_key(line: &str) -> String {
     key
 }
 
+/// A bare page number: `8`, `- 8 -`, `Page 8`, `8 of 36`, `8/36`, `viii`.
+fn is_page_number(text: &str) -> bool {
+    let t = text.trim().trim_matches(|c: char| c == '-' || c == '\u{2013}' || c.is_whitespace()).to_lowercase();
+    let t = t.strip_prefix("page").map_or(t.as_str(), str::trim_start);
+    let numeric = |s: &str| !s.is_empty() && s.len() <= 4 && s.chars().all(|c| c.is_ascii_digit());
+    let roman = |s: &str| !s.is_empty() && s.len() <= 6 && s.chars().all(|c| "ivxlc".contains(c));
+    let (first, rest) = match t.split_once(" of ").or_else(|| t.split_once('/')) {
+        Some((a, b)) => (a.trim(), Some(b.trim())),
+        None => (t, None),
+    };
+    (numeric(first) || (rest.is_none() && roman(first))) && rest.is_none_or(numeric)
+}
+
 fn at_edge(line: &PageLine) -> bool {
     line.depth < EDGE_BAND || line.depth > 1.0 - EDGE_BAND
 }
@@ -215,7 +228,10 @@ pub fn clean_pages(pages: &[Vec<PageLine>]) -> Vec<String> {
             *seen.entry(k).or_default() += 1;
         }
     }
-    let running = |l: &PageLine| at_edge(l) && seen.get(&edge_key(&l.text)).is_some_and(|n| *n >= threshold);
+    // A bare page number at an edge is dropped even where it does not repeat (odd and even
+    // pages often put it on different lines).
+    let running =
+        |l: &PageLine| at_edge(l) && (is_page_number(&l.text) || seen.get(&edge_key(&l.text)).is_some_and(|n| *n >= threshold));
     pages
         .iter()
         .map(|lines| {
@@ -296,6 +312,14 @@ mod tests {
             })
             .collect();
         assert_eq!(clean_pages(&pages)[1], "Same body line.\nBody 2.");
+        for number in ["8", "- 8 -", "Page 12", "3 of 36", "3/36", "viii"] {
+            assert!(is_page_number(number), "{number}");
+        }
+        for text in ["12 monkeys", "Page one", "mix", "v2", "Table 3"] {
+            assert!(!is_page_number(text), "{text}");
+        }
+        let numbered = clean_pages(&[vec![line(0.03, "8"), line(0.5, "Body.")], vec![line(0.5, "Other.")]]);
+        assert_eq!(numbered[0], "Body.");
         // Two pages whose top lines differ keep them.
         let two = clean_pages(&[vec![line(0.05, "Intro")], vec![line(0.05, "Methods")]]);
         assert_eq!(two, vec!["Intro", "Methods"]);
