@@ -34,7 +34,7 @@ fn page_tree(doc: &mut Document, contents: Vec<Vec<Operation>>, resources: Dicti
     let resources_id = doc.add_object(resources);
     let mut kids = Vec::new();
     for ops in contents {
-        let bytes = Content { operations: ops }.encode().unwrap_or_default();
+        let bytes = Content { operations: ops }.encode().expect("encode a test page's content stream");
         let content_id = doc.add_object(Stream::new(dictionary! {}, bytes));
         kids.push(Object::Reference(doc.add_object(dictionary! {
             "Type" => "Page",
@@ -87,7 +87,7 @@ fn text_document(title: Option<&str>, pages: &[Vec<PdfText>]) -> Document {
 
 fn save(mut doc: Document) -> Vec<u8> {
     let mut out = Vec::new();
-    doc.save_to(&mut out).unwrap_or_default();
+    doc.save_to(&mut out).expect("write a test PDF");
     out
 }
 
@@ -106,13 +106,9 @@ pub fn encrypted_pdf(user_password: &str) -> Vec<u8> {
         key_length: 128,
         permissions: lopdf::Permissions::all(),
     };
-    match lopdf::EncryptionState::try_from(version) {
-        Ok(state) => {
-            let _ = doc.encrypt(&state);
-            save(doc)
-        }
-        Err(_) => Vec::new(),
-    }
+    let state = lopdf::EncryptionState::try_from(version).expect("an RC4 encryption state for a test PDF");
+    doc.encrypt(&state).expect("encrypt a test PDF");
+    save(doc)
 }
 
 /// A PDF of `pages` scanned pages: each is an image, with no text layer.
@@ -208,9 +204,8 @@ pub fn docx(title: &str, blocks: &[DocxBlock]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for (name, content) in parts {
-        if zip.start_file(name, options).is_err() || zip.write_all(content.as_bytes()).is_err() {
-            return Vec::new();
-        }
+        zip.start_file(name, options).expect("start a DOCX part");
+        zip.write_all(content.as_bytes()).expect("write a DOCX part");
     }
-    zip.finish().map(Cursor::into_inner).unwrap_or_default()
+    zip.finish().map(Cursor::into_inner).expect("finish a test DOCX")
 }
