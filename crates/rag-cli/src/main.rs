@@ -242,8 +242,18 @@ async fn run(cli: Cli) -> Result<()> {
             let pipeline = build_pipeline(&cfg, Needs::All).await?;
             let (progress, bar) = progress_bar(g.json, "ingesting");
             let mut options = IngestOptions::new().prune(prune);
-            if let Some(p) = progress {
-                options = options.progress(move |done, total| p(done, total));
+            // Fault injection for the crash-recovery test: die like a killed process once this
+            // many documents are through, so the test is driven by a count, not by timing.
+            let abort_after: Option<u64> = std::env::var("RAG_TEST_ABORT_AFTER_DOCS").ok().and_then(|v| v.parse().ok());
+            if progress.is_some() || abort_after.is_some() {
+                options = options.progress(move |done, total| {
+                    if let Some(p) = &progress {
+                        p(done, total);
+                    }
+                    if abort_after.is_some_and(|n| done >= n) {
+                        std::process::abort();
+                    }
+                });
             }
             let report = pipeline.ingest(FileSource::new(paths), options).await?;
             if let Some(b) = bar {
