@@ -49,7 +49,8 @@ pub fn start_python(cfg: &RagConfig) -> Result<()> {
 }
 
 /// What the embedder part of a pipeline is made of.
-#[cfg(any(feature = "sentence-transformers", feature = "openai"))]
+#[derive(Clone)]
+#[allow(dead_code)] // built only with an embedder feature
 struct EmbedderParts {
     embedder: Arc<dyn Embedder>,
     probe: Option<crate::pipeline::CacheProbe>,
@@ -62,8 +63,7 @@ struct EmbedderParts {
 async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
     use rag_embed::{CachedEmbedder, EmbeddingCache, LocalCache};
 
-    let mut tokenizer_file: Option<std::path::PathBuf> = None;
-    let base: Arc<dyn Embedder> = match cfg.embedder.backend {
+    let (base, tokenizer_file): (Arc<dyn Embedder>, Option<std::path::PathBuf>) = match cfg.embedder.backend {
         #[cfg(feature = "openai")]
         EmbedderBackend::Openai => {
             let mut b = rag_embed::OpenAIEmbedder::builder()
@@ -77,7 +77,7 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
             if let Some(d) = cfg.embedder.dimensions {
                 b = b.dimensions(d);
             }
-            Arc::new(b.build().await?)
+            (Arc::new(b.build().await?), None)
         }
         #[cfg(feature = "sentence-transformers")]
         EmbedderBackend::SentenceTransformers => {
@@ -90,13 +90,13 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
             // Lazily where the model describes itself: an unchanged re-ingest never loads it.
             match b.clone().build_lazy().await? {
                 Some(lazy) => {
-                    tokenizer_file = lazy.tokenizer_file().map(std::path::Path::to_path_buf);
-                    Arc::new(lazy)
+                    let file = lazy.tokenizer_file().map(std::path::Path::to_path_buf);
+                    (Arc::new(lazy), file)
                 }
                 None => {
                     let e = b.build().await?;
-                    tokenizer_file = e.tokenizer_file().map(std::path::Path::to_path_buf);
-                    Arc::new(e)
+                    let file = e.tokenizer_file().map(std::path::Path::to_path_buf);
+                    (Arc::new(e), file)
                 }
             }
         }
@@ -295,9 +295,96 @@ async fn reranker(cfg: &RagConfig) -> Result<Option<Arc<dyn Reranker>>> {
     Err(RagError::config("reranking needs the `cross-encoder` feature, which this build lacks"))
 }
 
+/// The models a pipeline uses (embedder with its cache, reranker, generator), built once and
+/// shared by every collection a [`PipelineFactory`] builds: a server holds one copy of each.
+#[derive(Clone, Default)]
+#[allow(dead_code)] // the embedder is read only with an embedder feature
+struct Models {
+    embedder: Option<EmbedderParts>,
+    reranker: Option<Arc<dyn Reranker>>,
+    generator: Option<Arc<dyn Generator>>,
+}
+
+/// Builds pipelines for any number of collections from one configuration, loading each model
+/// (and opening the embedding cache, which one process may open only once) a single time.
+pub struct PipelineFactory {
+    cfg: RagConfig,
+    needs: Needs,
+    models: tokio::sync::OnceCell<Models>,
+}
+
+impl std::fmt::Debug for PipelineFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineFactory").field("collection", &self.cfg.collection).field("needs", &self.needs).finish()
+    }
+}
+
+impl PipelineFactory {
+    /// A factory for `cfg` (validated here); nothing is loaded until the first pipeline.
+    pub fn new(cfg: RagConfig, needs: Needs) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self { cfg, needs, models: tokio::sync::OnceCell::new() })
+    }
+
+    /// The configuration pipelines are built from.
+    pub fn config(&self) -> &RagConfig {
+        &self.cfg
+    }
+
+    /// Whether dense retrieval (an embedder and a vector store) is part of these pipelines.
+    fn dense(&self) -> bool {
+        self.needs == Needs::All
+            && self.cfg.store.backend != StoreBackend::None
+            && self.cfg.retrieval.mode != RetrievalMode::Bm25
+    }
+
+    async fn models(&self) -> Result<&Models> {
+        self.models
+            .get_or_try_init(|| async {
+                let cfg = &self.cfg;
+                let python_needed = self.dense() || cfg.generator.lm.is_some() || cfg.rerank.enabled;
+                if python_needed {
+                    #[cfg(feature = "python")]
+                    start_python(cfg)?;
+                }
+                let mut models = Models::default();
+                if self.dense() {
+                    #[cfg(any(feature = "sentence-transformers", feature = "openai"))]
+                    {
+                        models.embedder = Some(embedder(cfg).await?);
+                    }
+                    #[cfg(not(any(feature = "sentence-transformers", feature = "openai")))]
+                    return Err(RagError::config(
+                        "dense and hybrid retrieval need an embedder feature (sentence-transformers or openai); this build has none: use --retriever bm25",
+                    ));
+                }
+                if self.needs == Needs::All {
+                    models.reranker = reranker(cfg).await?;
+                }
+                models.generator = generator(cfg).await?;
+                Ok(models)
+            })
+            .await
+    }
+
+    /// The pipeline for `collection` (its store, keyword index and manifest under the data
+    /// directory), sharing this factory's models.
+    pub async fn pipeline(&self, collection: &str) -> Result<RagPipeline> {
+        let mut cfg = self.cfg.clone();
+        cfg.collection = collection.to_owned();
+        cfg.validate()?;
+        let models = self.models().await?;
+        assemble(&cfg, self.dense(), models).await
+    }
+}
+
 /// Builds the pipeline `cfg` describes.
 pub async fn build_pipeline(cfg: &RagConfig, needs: Needs) -> Result<RagPipeline> {
-    cfg.validate()?;
+    PipelineFactory::new(cfg.clone(), needs)?.pipeline(&cfg.collection).await
+}
+
+#[allow(unused_variables)]
+async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPipeline> {
     let dir = cfg.collection_dir();
     std::fs::create_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
     let counter = TokenCounter::new(cfg.chunker.encoding.encoding())?;
@@ -324,49 +411,34 @@ pub async fn build_pipeline(cfg: &RagConfig, needs: Needs) -> Result<RagPipeline
         .rerank(cfg.rerank.enabled)
         .generation_timeout(Duration::from_secs(cfg.generator.timeout_secs))
         .embed_batch(cfg.embedder.batch_size * 2);
-    let dense = needs == Needs::All && cfg.store.backend != StoreBackend::None && mode != RetrievalMode::Bm25;
     b = b.retrieval_mode(if dense { mode } else { RetrievalMode::Bm25 });
-    let python_needed = dense || cfg.generator.lm.is_some() || cfg.rerank.enabled;
-    if python_needed {
-        #[cfg(feature = "python")]
-        start_python(cfg)?;
-    }
     #[allow(unused_mut)] // assigned only with an embedder feature
     let mut fit: Option<EmbedderTokenizer> = None;
-    if dense {
-        #[cfg(any(feature = "sentence-transformers", feature = "openai"))]
-        {
-            let parts = embedder(cfg).await?;
-            let (s, store_label) = store(cfg, parts.embedder.dimension()).await?;
-            b = b.embedder(parts.embedder).vector_store(s).describe("embedder", parts.label).describe("store", store_label);
-            if let Some(p) = parts.probe {
-                b = b.cache_probe(p);
-            }
-            if let Some(c) = parts.batches {
-                b = b.embed_batch_counters(c);
-            }
-            if let Some(t) = parts.tokenizer {
-                b = b.embedder_tokenizer(t.clone());
-                if cfg.chunker.fit_to_embedder {
-                    fit = Some(t);
-                }
-            } else if cfg.chunker.fit_to_embedder {
-                tracing::warn!("chunker.fit_to_embedder: this embedder exposes no tokenizer, so chunks are not fitted to it");
-            }
+    #[cfg(any(feature = "sentence-transformers", feature = "openai"))]
+    if let Some(parts) = models.embedder.clone() {
+        let (s, store_label) = store(cfg, parts.embedder.dimension()).await?;
+        b = b.embedder(parts.embedder).vector_store(s).describe("embedder", parts.label).describe("store", store_label);
+        if let Some(p) = parts.probe {
+            b = b.cache_probe(p);
         }
-        #[cfg(not(any(feature = "sentence-transformers", feature = "openai")))]
-        return Err(RagError::config(
-            "dense and hybrid retrieval need an embedder feature (sentence-transformers or openai); this build has none: use --retriever bm25",
-        ));
+        if let Some(c) = parts.batches {
+            b = b.embed_batch_counters(c);
+        }
+        if let Some(t) = parts.tokenizer {
+            b = b.embedder_tokenizer(t.clone());
+            if cfg.chunker.fit_to_embedder {
+                fit = Some(t);
+            }
+        } else if cfg.chunker.fit_to_embedder {
+            tracing::warn!("chunker.fit_to_embedder: this embedder exposes no tokenizer, so chunks are not fitted to it");
+        }
     }
     let (chunker, markdown) = chunkers(cfg, fit.as_ref())?;
     b = b.chunker(chunker).markdown_chunker(markdown);
-    if needs == Needs::All
-        && let Some(r) = reranker(cfg).await?
-    {
+    if let Some(r) = models.reranker.clone() {
         b = b.reranker(r);
     }
-    if let Some(g) = generator(cfg).await? {
+    if let Some(g) = models.generator.clone() {
         b = b.generator(g);
     }
     b.build()

@@ -228,6 +228,8 @@ pub struct RagConfig {
     pub generator: GeneratorConfig,
     /// Embedded Python.
     pub python: PythonSettings,
+    /// `rag serve`: address, limits, API keys.
+    pub server: ServerConfig,
 }
 
 impl Default for RagConfig {
@@ -245,6 +247,7 @@ impl Default for RagConfig {
             context: ContextConfig::default(),
             generator: GeneratorConfig::default(),
             python: PythonSettings::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -550,6 +553,101 @@ impl Default for PythonSettings {
     }
 }
 
+choice! {
+    /// What an API key may do with its collections.
+    Access {
+        /// Query, search, stats, list.
+        Read = "read",
+        /// Also ingest and delete documents.
+        ReadWrite = "read_write",
+    }
+}
+
+/// One API key of `rag serve` (sent as `Authorization: Bearer KEY`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs and metrics (the key itself never reaches a log).
+    pub name: String,
+    /// Environment variable holding the key (preferred: keeps the secret out of the file).
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// The key itself, for files kept secret.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Collections this key may use; `["*"]`: all.
+    pub collections: Vec<String>,
+    /// `read` (default) or `read_write`.
+    #[serde(default = "default_access")]
+    pub access: Access,
+    /// A tenant: metadata every retrieval of this key is held to (`{ tenant = "acme" }`), applied
+    /// inside both retrieval sides before fusion, and stamped on every document it ingests.
+    #[serde(default)]
+    pub tenant: rag_core::Metadata,
+}
+
+fn default_access() -> Access {
+    Access::Read
+}
+
+impl std::fmt::Debug for ApiKeyConfig {
+    // The secret never reaches a log, even through `{:?}` of the whole configuration.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("name", &self.name)
+            .field("key_env", &self.key_env)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("collections", &self.collections)
+            .field("access", &self.access)
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+/// `rag serve` settings: where it listens, its limits, its keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub addr: String,
+    /// Collections served from the start (each also opens on first use if it exists under the
+    /// data directory); empty: the configured `collection`.
+    pub collections: Vec<String>,
+    /// Without any API key the server binds only to a loopback address unless this is true.
+    pub allow_unauthenticated: bool,
+    /// Largest request body in bytes (413 past it).
+    pub max_body_bytes: usize,
+    /// Seconds a request may take before it is answered 504.
+    pub request_timeout_secs: u64,
+    /// Requests served at once; past it, 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Longest question in characters.
+    pub max_question_chars: usize,
+    /// Most documents in one ingest request.
+    pub max_documents_per_request: usize,
+    /// On SIGTERM/SIGINT, seconds in-flight requests get to finish.
+    pub shutdown_grace_secs: u64,
+    /// API keys; with none, every request is allowed (and the address must be loopback).
+    pub keys: Vec<ApiKeyConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            collections: Vec::new(),
+            allow_unauthenticated: false,
+            max_body_bytes: 10 * 1024 * 1024,
+            request_timeout_secs: 120,
+            max_concurrent_requests: 64,
+            max_question_chars: 2000,
+            max_documents_per_request: 1000,
+            shutdown_grace_secs: 30,
+            keys: Vec::new(),
+        }
+    }
+}
+
 /// The environment variables read by [`RagConfig::apply_env`], with the key each sets.
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("RAG_DATA_DIR", "data_dir"),
@@ -567,6 +665,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RAG_LM_API_BASE", "generator.api_base"),
     ("RAG_LM_API_KEY_ENV", "generator.api_key_env"),
     ("RAG_VENV", "python.venv"),
+    ("RAG_SERVER_ADDR", "server.addr"),
 ];
 
 impl RagConfig {
@@ -689,6 +788,22 @@ impl RagConfig {
         check_range("generator.temperature", g.temperature, 0.0, 2.0)?;
         check_range("generator.timeout_secs", g.timeout_secs, 1, 86_400)?;
         check_range("python.workers", self.python.workers, 1, 64)?;
+        let srv = &self.server;
+        check_range("server.max_body_bytes", srv.max_body_bytes, 1024, 1 << 30)?;
+        check_range("server.request_timeout_secs", srv.request_timeout_secs, 1, 86_400)?;
+        check_range("server.max_concurrent_requests", srv.max_concurrent_requests, 1, 100_000)?;
+        check_range("server.max_question_chars", srv.max_question_chars, 1, 1_000_000)?;
+        check_range("server.max_documents_per_request", srv.max_documents_per_request, 1, 1_000_000)?;
+        check_range("server.shutdown_grace_secs", srv.shutdown_grace_secs, 0, 3600)?;
+        for (i, k) in srv.keys.iter().enumerate() {
+            let at = format!("server.keys[{i}] ({})", k.name);
+            if k.key_env.is_some() == k.key.is_some() {
+                return Err(RagError::invalid_input(at, "give exactly one of key_env (preferred) and key"));
+            }
+            if k.collections.is_empty() {
+                return Err(RagError::invalid_input(at, "collections is empty: list the collections, or [\"*\"] for all"));
+            }
+        }
         if self.collection.trim().is_empty() {
             return Err(RagError::invalid_input("collection", "the collection name is empty"));
         }

@@ -293,6 +293,11 @@ impl RagPipeline {
         self.embed_batches.as_ref()
     }
 
+    /// The embedding cache's counters since start (hits, texts embedded), when there is a cache.
+    pub fn cache_counters(&self) -> Option<CacheCounters> {
+        self.cache_probe.as_ref().map(|p| p())
+    }
+
     /// A builder.
     pub fn builder() -> RagPipelineBuilder {
         RagPipelineBuilder::default()

@@ -114,6 +114,14 @@ enum Command {
     },
     /// Collection, counts, backends, models, data directory.
     Stats,
+    /// Serve the pipeline over HTTP: JSON and SSE, OpenAI-compatible chat, MCP, metrics, a web page.
+    Serve {
+        /// Listen address [default: server.addr, 127.0.0.1:8080]; port 0 picks a free port.
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Serve the MCP tools `search` and `answer` over stdin/stdout (for desktop agents).
+    Mcp,
 }
 
 /// How a query retrieves (shared by `query` and `search`).
@@ -237,6 +245,20 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
+        Command::Serve { addr } => {
+            let cfg = config(g)?;
+            let on_listen: Arc<dyn Fn(std::net::SocketAddr) + Send + Sync> = Arc::new(|bound| {
+                // One line on stdout, so scripts and tests learn the port when it was 0.
+                println!("rag serve listening on http://{bound}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            });
+            rag_server::serve(cfg, rag_server::ServeOptions { addr, on_listen: Some(on_listen) }).await
+        }
+        Command::Mcp => {
+            // stdout carries the protocol: everything else goes to stderr.
+            let cfg = config(g)?;
+            rag_server::mcp::serve_stdio(rag_server::state(cfg)?).await
+        }
         Command::Ingest { paths, prune } => {
             let cfg = config(g)?;
             let pipeline = build_pipeline(&cfg, Needs::All).await?;

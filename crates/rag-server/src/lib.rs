@@ -1,0 +1,264 @@
+//! `rag serve`: the rag pipeline as a long-running service.
+//!
+//! One process loads the models once and serves every collection under its data directory:
+//! a JSON API with Server-Sent Events for streamed answers, an OpenAI-compatible chat endpoint,
+//! MCP tools over streamable HTTP (and stdio through [`mcp::serve_stdio`]), Prometheus metrics,
+//! health and readiness probes, and a small web page. API keys name the collections they may
+//! read or write and, optionally, a tenant filter they are held to. The endpoints are listed in
+//! `docs/http-api.md`; [`openapi::document`] is the OpenAPI description generated from the
+//! routes.
+//!
+//! ```no_run
+//! # async fn run() -> rag::Result<()> {
+//! let cfg = rag::RagConfig::load(None)?;
+//! rag_server::serve(cfg, rag_server::ServeOptions::default()).await
+//! # }
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod mcp;
+pub mod metrics;
+pub mod openai;
+pub mod openapi;
+pub mod state;
+mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use futures::StreamExt;
+use rag::assemble::{Needs, PipelineFactory};
+use rag::{RagConfig, RagError, Result};
+
+pub use auth::{Keys, Principal};
+pub use error::ApiError;
+pub use state::AppState;
+
+use crate::api::AppStateRef;
+use crate::metrics::{LatencyLabels, RouteLabels};
+
+/// Options of [`serve`] beyond the configuration file.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Listen address (overrides `server.addr`); port 0 picks a free one.
+    pub addr: Option<String>,
+    /// Called once with the bound address, before the first request is served.
+    pub on_listen: Option<Arc<dyn Fn(SocketAddr) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+/// The shared state for `cfg`: keys read, pipelines not yet opened.
+pub fn state(cfg: RagConfig) -> Result<AppStateRef> {
+    let keys = Keys::load(&cfg.server.keys, |v| std::env::var(v).ok())?;
+    let factory = PipelineFactory::new(cfg, Needs::All)?;
+    Ok(Arc::new(AppState::new(factory, keys)))
+}
+
+/// The whole application: every route, with keys, limits and metrics applied. `mcp_cancel`
+/// ends the MCP sessions (at shutdown).
+pub fn router(state: AppStateRef, mcp_cancel: tokio_util::sync::CancellationToken) -> Router {
+    let api = Router::new()
+        .route("/v1/collections", get(api::list_collections))
+        .route("/v1/collections/{collection}/query", post(api::query))
+        .route("/v1/collections/{collection}/search", post(api::search))
+        .route("/v1/collections/{collection}/documents", post(api::ingest))
+        .route("/v1/collections/{collection}/documents/{id}", delete(api::delete_document))
+        .route("/v1/collections/{collection}/stats", get(api::stats))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
+        .nest_service("/mcp", mcp::http_service(state.clone(), mcp_cancel))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), limit));
+    let open = Router::new()
+        .route("/", get(web::index))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/openapi.json", get(openapi::serve));
+    api.merge(open)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), measure))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no route for {} {} (see docs/http-api.md or GET /openapi.json)", req.method(), req.uri().path()))
+}
+
+/// Puts the request's [`Principal`] on it, or answers 401.
+async fn authenticate(State(state): State<AppStateRef>, mut req: Request, next: Next) -> Response {
+    match state.keys.authenticate(req.headers()) {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Holds a request to the concurrency cap (503 with `Retry-After` past it) and the request
+/// timeout (504). A streamed response keeps its slot until its body ends.
+async fn limit(State(state): State<AppStateRef>, req: Request, next: Next) -> Response {
+    let Ok(permit) = state.limiter.clone().try_acquire_owned() else {
+        state.metrics.overloaded.inc();
+        return ApiError::overloaded(
+            format!(
+                "the server is serving its limit of {} requests (server.max_concurrent_requests): retry shortly",
+                state.settings.max_concurrent_requests
+            ),
+            1,
+        )
+        .into_response();
+    };
+    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+                let _slot = &permit;
+                chunk
+            }));
+            Response::from_parts(parts, body)
+        }
+        Err(_) => ApiError::new(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("the request took longer than {timeout:?} (server.request_timeout_secs)"),
+        )
+        .into_response(),
+    }
+}
+
+/// Counts every request by its matched route (never the raw path, which holds ids) and status.
+async fn measure(State(state): State<AppStateRef>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    state.metrics.in_flight.inc();
+    let response = next.run(req).await;
+    state.metrics.in_flight.dec();
+    let status = response.status().as_u16();
+    state.metrics.requests.get_or_create(&RouteLabels { route: route.clone(), method: method.clone(), status }).inc();
+    state.metrics.latency.get_or_create(&LatencyLabels { route, method }).observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Checks that a server without keys listens on loopback only, unless allowed.
+fn check_exposure(addr: &SocketAddr, keys: &Keys, cfg: &RagConfig) -> Result<()> {
+    if keys.is_empty() && !addr.ip().is_loopback() && !cfg.server.allow_unauthenticated {
+        return Err(RagError::config(format!(
+            "no API key is configured, so the server listens on loopback only, not {addr}: add server.keys \
+             (or set RAG_API_KEY), or set server.allow_unauthenticated = true to serve everyone"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the server until SIGTERM/SIGINT: then it stops accepting, lets in-flight requests finish
+/// within `server.shutdown_grace_secs`, and returns.
+pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
+    let addr_text = options.addr.clone().unwrap_or_else(|| cfg.server.addr.clone());
+    let addr: SocketAddr = addr_text
+        .parse()
+        .map_err(|e| RagError::invalid_input("server.addr", format!("`{addr_text}` is not HOST:PORT ({e})")))?;
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    let state = state(cfg.clone())?;
+    check_exposure(&addr, &state.keys, &cfg)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| RagError::Io {
+        path: std::path::PathBuf::from(addr.to_string()),
+        source: e,
+    })?;
+    let bound = listener.local_addr().map_err(|e| RagError::Io { path: addr.to_string().into(), source: e })?;
+    let warm = state.clone();
+    let warming = tokio::spawn(async move {
+        if let Err(e) = warm.warm_up().await {
+            tracing::error!(error = %e, "warm-up failed: /readyz stays 503");
+        }
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let app = router(state.clone(), cancel.child_token());
+    if let Some(f) = &options.on_listen {
+        f(bound);
+    }
+    tracing::info!(%bound, keys = !state.keys.is_empty(), "rag serve listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal_cancel = cancel.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        signal_cancel.cancel();
+        let _ = stop_tx.send(true);
+    });
+    let deadline = async move {
+        let mut rx = stop_rx;
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                return std::future::pending::<()>().await;
+            }
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r.map_err(|e| RagError::Other(format!("server error: {e}")))?,
+        _ = deadline => tracing::warn!(?grace, "requests still in flight after the shutdown grace period: abandoning them"),
+    }
+    warming.abort();
+    // Writes are committed as each request finishes (keyword index, manifest, cache); nothing
+    // is buffered, so what remains is to say so.
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_keys_only_loopback_is_served() {
+        let cfg = RagConfig::default();
+        let keys = Keys::default();
+        assert!(check_exposure(&"127.0.0.1:8080".parse().unwrap(), &keys, &cfg).is_ok());
+        let e = check_exposure(&"0.0.0.0:8080".parse().unwrap(), &keys, &cfg).unwrap_err().to_string();
+        assert!(e.contains("allow_unauthenticated") && e.contains("RAG_API_KEY"), "{e}");
+        let mut open = cfg.clone();
+        open.server.allow_unauthenticated = true;
+        assert!(check_exposure(&"0.0.0.0:8080".parse().unwrap(), &keys, &open).is_ok());
+    }
+}

@@ -1,0 +1,167 @@
+//! MCP (Model Context Protocol) tools `search` and `answer`, over streamable HTTP at `/mcp` and
+//! over stdio (`rag mcp`), with the official Rust SDK (`rmcp`). Over HTTP a tool call is held
+//! to the same API key, collections and tenant as the JSON API.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig as McpServerInfo};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
+use serde::Deserialize;
+
+use crate::api::{AppStateRef, QueryRequest};
+use crate::auth::{Need, Principal};
+use crate::error::ApiError;
+
+/// Arguments of `search`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct SearchArgs {
+    /// What to look for.
+    pub query: String,
+    /// Collection to search; default: the server's default collection.
+    #[serde(default)]
+    pub collection: Option<String>,
+    /// How many passages (1 to 1000; default 5).
+    #[serde(default)]
+    pub k: Option<usize>,
+}
+
+/// Arguments of `answer`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct AnswerArgs {
+    /// The question.
+    pub question: String,
+    /// Collection to answer from; default: the server's default collection.
+    #[serde(default)]
+    pub collection: Option<String>,
+    /// How many passages to retrieve (1 to 1000).
+    #[serde(default)]
+    pub k: Option<usize>,
+}
+
+/// The MCP server: the pipeline's search and answer as tools.
+#[derive(Clone)]
+pub struct RagMcp {
+    state: AppStateRef,
+}
+
+impl std::fmt::Debug for RagMcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RagMcp").finish_non_exhaustive()
+    }
+}
+
+fn tool_error(e: ApiError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(e.body().to_string())])
+}
+
+/// The principal of a tool call: over HTTP, the one the key middleware put on the request;
+/// over stdio (a local process the user started), everything.
+fn principal(ctx: &RequestContext<RoleServer>) -> Principal {
+    ctx.extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Principal>().cloned())
+        .unwrap_or_else(Principal::anonymous)
+}
+
+#[tool_router]
+impl RagMcp {
+    /// Tools over the server's state.
+    pub fn new(state: AppStateRef) -> Self {
+        Self { state }
+    }
+
+    fn default_collection(&self, given: Option<String>) -> String {
+        given.unwrap_or_else(|| self.state.configured_collections().into_iter().next().unwrap_or_else(|| "rag".into()))
+    }
+
+    #[tool(description = "Search the document collection: ranked passages with their document ids and scores (hybrid BM25 + dense retrieval).")]
+    async fn search(
+        &self,
+        Parameters(args): Parameters<SearchArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let p = principal(&ctx);
+        let collection = self.default_collection(args.collection);
+        let req = QueryRequest { question: args.query, k: args.k, retriever: None, rerank: None, filter: None, stream: false };
+        let run = async {
+            p.check(&collection, Need::Read)?;
+            let opts = self.state.options(&p, &req)?;
+            let c = self.state.collection(&collection, false).await?;
+            Ok::<_, ApiError>(c.pipeline.search(&req.question, &opts).await?)
+        };
+        Ok(match run.await {
+            Ok(r) => {
+                let hits = serde_json::to_string_pretty(&r.ranked()).unwrap_or_default();
+                CallToolResult::success(vec![ContentBlock::text(hits)])
+            }
+            Err(e) => tool_error(e),
+        })
+    }
+
+    #[tool(description = "Answer a question from the document collection, with numbered citations of the passages used.")]
+    async fn answer(
+        &self,
+        Parameters(args): Parameters<AnswerArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let p = principal(&ctx);
+        let collection = self.default_collection(args.collection);
+        let req = QueryRequest { question: args.question, k: args.k, retriever: None, rerank: None, filter: None, stream: false };
+        let run = async {
+            p.check(&collection, Need::Read)?;
+            let opts = self.state.options(&p, &req)?;
+            let c = self.state.collection(&collection, false).await?;
+            Ok::<_, ApiError>(c.pipeline.query(&req.question, &opts).await?)
+        };
+        Ok(match run.await {
+            Ok(r) => {
+                self.state.record(&r);
+                let mut text = r.answer.clone();
+                text.push_str("\n\nSources:\n");
+                for c in &r.citations {
+                    let pages = c.pages.map(|p| format!(", {p}")).unwrap_or_default();
+                    text.push_str(&format!("[{}] {}{pages}: {}\n", c.number, c.doc_id, c.text));
+                }
+                CallToolResult::success(vec![ContentBlock::text(text)])
+            }
+            Err(e) => tool_error(e),
+        })
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for RagMcp {
+    fn get_info(&self) -> McpServerInfo {
+        let mut info = McpServerInfo::default();
+        info.capabilities = ServerCapabilities::builder().enable_tools().build();
+        info.server_info = Implementation::from_build_env();
+        info.instructions = Some("Search and answer over a rag document collection.".into());
+        info
+    }
+}
+
+/// The `/mcp` service (streamable HTTP), stopped by `cancel`.
+pub fn http_service(
+    state: AppStateRef,
+    cancel: tokio_util::sync::CancellationToken,
+) -> rmcp::transport::streamable_http_server::StreamableHttpService<
+    RagMcp,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+    let config = StreamableHttpServerConfig::default().with_cancellation_token(cancel);
+    StreamableHttpService::new(move || Ok(RagMcp::new(state.clone())), Arc::new(Default::default()), config)
+}
+
+/// Serves the tools over stdin/stdout until the client closes them.
+pub async fn serve_stdio(state: AppStateRef) -> rag::Result<()> {
+    use rmcp::ServiceExt;
+    let running = RagMcp::new(state)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| rag::RagError::Other(format!("MCP over stdio could not start: {e}")))?;
+    running.waiting().await.map_err(|e| rag::RagError::Other(format!("MCP over stdio stopped: {e}")))?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The OpenAPI 3.1 document (`GET /openapi.json`): the route table below, with request schemas
+//! generated from the request types themselves, so the document cannot drift from what the
+//! handlers parse.
+
+use axum::Json;
+use rmcp::schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
+use serde_json::{Value, json};
+
+use crate::api::{IngestRequest, QueryRequest};
+use crate::openai::ChatRequest;
+
+/// One documented operation.
+struct Operation {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    request: Option<&'static str>,
+    response: &'static str,
+    auth: bool,
+}
+
+/// Every route of [`crate::router`], in the order docs/http-api.md lists them.
+const OPERATIONS: &[Operation] = &[
+    Operation { method: "post", path: "/v1/collections/{collection}/query", summary: "Answer a question with citations (JSON, or Server-Sent Events with `stream: true`: `token` events, then one `done` event with the whole result)", request: Some("QueryRequest"), response: "QueryResult: answer, generator, reasoning, citations, hits, timings_ms, degraded", auth: true },
+    Operation { method: "post", path: "/v1/collections/{collection}/search", summary: "Ranked hits, no answer", request: Some("QueryRequest"), response: "hits, timings_ms, degraded", auth: true },
+    Operation { method: "post", path: "/v1/collections/{collection}/documents", summary: "Ingest documents (idempotent by content)", request: Some("IngestRequest"), response: "IngestReport: documents, chunks, embedded, cache_hits, unchanged, removed, skipped, seconds", auth: true },
+    Operation { method: "delete", path: "/v1/collections/{collection}/documents/{id}", summary: "Delete a document from every store", request: None, response: "deleted, collection", auth: true },
+    Operation { method: "get", path: "/v1/collections/{collection}/stats", summary: "Counts, backends and models of a collection", request: None, response: "Stats", auth: true },
+    Operation { method: "get", path: "/v1/collections", summary: "The collections this key may use", request: None, response: "collections", auth: true },
+    Operation { method: "post", path: "/v1/chat/completions", summary: "OpenAI-compatible chat completion (`model` names the collection; `stream: true` gives chunks ending in `data: [DONE]`; citations in an extra field)", request: Some("ChatRequest"), response: "chat.completion or chat.completion.chunk events", auth: true },
+    Operation { method: "get", path: "/v1/models", summary: "Collections as OpenAI models", request: None, response: "list of models", auth: true },
+    Operation { method: "post", path: "/mcp", summary: "MCP over streamable HTTP: tools `search` and `answer`", request: None, response: "MCP JSON-RPC", auth: true },
+    Operation { method: "get", path: "/healthz", summary: "Alive", request: None, response: "status", auth: false },
+    Operation { method: "get", path: "/readyz", summary: "Model loaded and stores reachable (503 until then)", request: None, response: "ready, collections", auth: false },
+    Operation { method: "get", path: "/metrics", summary: "Prometheus metrics", request: None, response: "OpenMetrics text", auth: false },
+    Operation { method: "get", path: "/", summary: "The web page", request: None, response: "HTML", auth: false },
+    Operation { method: "get", path: "/openapi.json", summary: "This document", request: None, response: "OpenAPI 3.1", auth: false },
+];
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+    serde_json::to_value(generator.subschema_for::<T>()).unwrap_or(Value::Null)
+}
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut schemas = serde_json::Map::new();
+    schemas.insert("QueryRequest".into(), schema::<QueryRequest>(&mut generator));
+    schemas.insert("IngestRequest".into(), schema::<IngestRequest>(&mut generator));
+    schemas.insert("ChatRequest".into(), schema::<ChatRequest>(&mut generator));
+    for (name, s) in generator.take_definitions(true) {
+        schemas.insert(name, s);
+    }
+    let error = json!({
+        "type": "object",
+        "properties": { "error": { "type": "object", "properties": {
+            "code": { "type": "string" }, "field": { "type": "string" }, "message": { "type": "string" } },
+            "required": ["code", "message"] } },
+    });
+    schemas.insert("Error".into(), error);
+    let mut paths = serde_json::Map::new();
+    for op in OPERATIONS {
+        let mut o = json!({
+            "summary": op.summary,
+            "responses": {
+                "200": { "description": op.response },
+                "4XX": { "description": "A bad request, naming the field", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                "503": { "description": "Overloaded (with Retry-After) or not ready" },
+            },
+        });
+        let params: Vec<Value> = op
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        if let Some(obj) = o.as_object_mut() {
+            if !params.is_empty() {
+                obj.insert("parameters".into(), Value::Array(params));
+            }
+            if let Some(r) = op.request {
+                obj.insert(
+                    "requestBody".into(),
+                    json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{r}") } } } }),
+                );
+            }
+            if !op.auth {
+                obj.insert("security".into(), json!([]));
+            }
+        }
+        let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
+        if let Some(e) = entry.as_object_mut() {
+            e.insert(op.method.to_owned(), o);
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "rag serve", "version": env!("CARGO_PKG_VERSION"), "description": "See docs/http-api.md" },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+        },
+        "security": [{ "bearer": [] }],
+    })
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> Json<Value> {
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_field_is_in_the_document() {
+        let doc = document();
+        let q = &doc["components"]["schemas"]["QueryRequest"]["properties"];
+        for field in ["question", "k", "retriever", "rerank", "filter", "stream"] {
+            assert!(q.get(field).is_some(), "QueryRequest.{field} missing: {q}");
+        }
+        assert!(doc["paths"]["/v1/chat/completions"]["post"]["requestBody"].is_object());
+        assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
+    }
+}

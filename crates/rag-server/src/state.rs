@@ -1,0 +1,174 @@
+//! What every request shares: the pipelines (one per collection, one set of models), the keys,
+//! the limits and the metrics.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rag::assemble::PipelineFactory;
+use rag::config::ServerConfig;
+use rag::{RagPipeline, Result};
+use tokio::sync::{Mutex, OnceCell, Semaphore};
+
+use crate::auth::Keys;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// One served collection: its pipeline, and a lock that keeps its writes one at a time (the
+/// keyword index has one writer, and the manifest is rewritten per ingest).
+pub struct Collection {
+    /// The pipeline.
+    pub pipeline: RagPipeline,
+    /// Held while ingesting or deleting.
+    pub writes: Mutex<()>,
+}
+
+/// Shared server state.
+pub struct AppState {
+    factory: PipelineFactory,
+    collections: Mutex<HashMap<String, Arc<OnceCell<Arc<Collection>>>>>,
+    /// Server settings (limits, keys).
+    pub settings: ServerConfig,
+    /// API keys.
+    pub keys: Keys,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Caps requests in flight.
+    pub limiter: Arc<Semaphore>,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("factory", &self.factory).finish_non_exhaustive()
+    }
+}
+
+/// Collection names become directory names: letters, digits, `_`, `-`, `.`, 1 to 64 of them,
+/// starting with a letter or digit.
+pub fn check_collection_name(name: &str) -> std::result::Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "collection",
+            format!("`{name}` is not a collection name: use 1 to 64 letters, digits, `_`, `-` or `.`, starting with a letter or digit"),
+        ))
+    }
+}
+
+impl AppState {
+    /// State over `factory`'s configuration.
+    pub fn new(factory: PipelineFactory, keys: Keys) -> Self {
+        let settings = factory.config().server.clone();
+        Self {
+            limiter: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
+            factory,
+            collections: Mutex::new(HashMap::new()),
+            settings,
+            keys,
+            metrics: Metrics::new(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The collections served from the start: `server.collections`, else `collection`.
+    pub fn configured_collections(&self) -> Vec<String> {
+        let cfg = self.factory.config();
+        if cfg.server.collections.is_empty() { vec![cfg.collection.clone()] } else { cfg.server.collections.clone() }
+    }
+
+    /// Every collection that exists: the configured ones and those under the data directory.
+    pub fn known_collections(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = self.configured_collections().into_iter().collect();
+        let dir = self.factory.config().data_dir.join("collections");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.path().is_dir()
+                    && let Some(n) = e.file_name().to_str()
+                    && check_collection_name(n).is_ok()
+                {
+                    names.insert(n.to_owned());
+                }
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.configured_collections().iter().any(|c| c == name)
+            || self.factory.config().data_dir.join("collections").join(name).is_dir()
+    }
+
+    /// The collection `name`, opened on first use. With `create`, a collection that does not
+    /// exist yet is created (ingest); without, it is a 404.
+    pub async fn collection(&self, name: &str, create: bool) -> std::result::Result<Arc<Collection>, ApiError> {
+        check_collection_name(name)?;
+        let cell = {
+            let mut map = self.collections.lock().await;
+            match map.get(name) {
+                Some(c) => c.clone(),
+                None => {
+                    if !create && !self.exists(name) {
+                        return Err(ApiError::not_found(format!(
+                            "collection `{name}` does not exist: ingest documents into it first (POST /v1/collections/{name}/documents)"
+                        )));
+                    }
+                    let c = Arc::new(OnceCell::new());
+                    map.insert(name.to_owned(), c.clone());
+                    c
+                }
+            }
+        };
+        let c = cell
+            .get_or_try_init(|| async {
+                let pipeline = self.factory.pipeline(name).await?;
+                Ok::<_, rag::RagError>(Arc::new(Collection { pipeline, writes: Mutex::new(()) }))
+            })
+            .await?;
+        Ok(c.clone())
+    }
+
+    /// Collections opened so far.
+    pub async fn open_collections(&self) -> Vec<Arc<Collection>> {
+        let map = self.collections.lock().await;
+        map.values().filter_map(|c| c.get().cloned()).collect()
+    }
+
+    /// Opens the configured collections and loads the embedding model (one short text), so the
+    /// first query does not pay for it; then the server reports ready.
+    pub async fn warm_up(&self) -> Result<()> {
+        for name in self.configured_collections() {
+            let c = self.collection(&name, true).await.map_err(|e| rag::RagError::Other(e.message))?;
+            if let Some(e) = c.pipeline.embedder() {
+                e.embed(vec!["warm-up".to_owned()]).await?;
+            }
+        }
+        self.ready.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether warm-up has finished.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Copies the embedding batcher's and cache's counters into the metrics (at scrape time).
+    pub async fn refresh_model_metrics(&self) {
+        if let Some(c) = self.open_collections().await.first() {
+            if let Some(b) = c.pipeline.embed_batch_counters() {
+                self.metrics.embed_batches.set(b.calls());
+                self.metrics.embed_batch_texts.set(b.items());
+            }
+            if let Some(cache) = c.pipeline.cache_counters() {
+                self.metrics.cache_hits.set(cache.hits);
+                self.metrics.cache_misses.set(cache.embedded);
+            }
+        }
+    }
+}
