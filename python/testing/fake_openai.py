@@ -7,7 +7,8 @@ Run: python fake_openai.py  -> prints "PORT <n>" on its first line, then serves 
 * Chat completions answer in DSPy's ChatAdapter format, with every output field the system
   message asks for; `stream: true` sends server-sent events, a few characters per chunk.
 * Fault injection: POST /control {"fail": [429, 500, ...]} makes the next requests fail with those
-  statuses, in order. GET /stats returns request counts. Stops after --max-seconds (a test
+  statuses, in order; {"delay_ms": N} makes every chat completion wait N ms first (requests in
+  flight for the server's overload and shutdown tests). GET /stats returns request counts. Stops after --max-seconds (a test
   server never outlives its test).
 """
 import argparse
@@ -20,7 +21,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATE = {"fail": [], "requests": {"embeddings": 0, "chat": 0, "failed": 0}, "inputs": [], "answers": {}}
+STATE = {"fail": [], "requests": {"embeddings": 0, "chat": 0, "failed": 0}, "inputs": [], "answers": {}, "delay_ms": 0}
 LOCK = threading.Lock()
 
 
@@ -95,6 +96,8 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATE["fail"].extend(req.get("fail", []))
                 STATE["answers"].update(req.get("answers", {}))
+                if "delay_ms" in req:
+                    STATE["delay_ms"] = int(req["delay_ms"])
             return self.send_json(200, {"ok": True})
         if self.headers.get("Authorization", "") == "Bearer bad-key":
             return self.send_json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
@@ -115,6 +118,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.endswith("/chat/completions"):
             with LOCK:
                 STATE["requests"]["chat"] += 1
+                delay = STATE["delay_ms"]
+            if delay:
+                time.sleep(delay / 1000)
             content = chat_content(req.get("messages", []))
             created = int(time.time())
             if req.get("stream"):

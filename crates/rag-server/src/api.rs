@@ -158,29 +158,43 @@ pub async fn answer_events(
     let (head, events) = c.pipeline.stream_query(&question, &opts).await?;
     let generate_start = Instant::now();
     let mut head = Some(head);
-    let stream = events.filter_map(move |ev| {
-        let out = match ev {
-            Ok(GenerationEvent::Token(t)) => Some(AnswerEvent::Token(t)),
-            Ok(GenerationEvent::Final(g)) => head.take().map(|mut r| {
-                if !g.used_context_ids.is_empty() {
-                    let used: Vec<Citation> =
-                        r.citations.iter().filter(|c| g.used_context_ids.contains(&c.chunk_id)).cloned().collect();
-                    if !used.is_empty() {
-                        r.citations = used;
+    let mut streamed_any = false;
+    let stream = events
+        .map(move |ev| {
+            let mut out = Vec::with_capacity(2);
+            match ev {
+                Ok(GenerationEvent::Token(t)) => {
+                    streamed_any |= !t.is_empty();
+                    out.push(AnswerEvent::Token(t));
+                }
+                Ok(GenerationEvent::Final(g)) => {
+                    if let Some(mut r) = head.take() {
+                        // A generator that does not stream (the extractive one, or a cached LM
+                        // answer) still gives the client its answer as text, in one piece.
+                        if !streamed_any && !g.answer.is_empty() {
+                            out.push(AnswerEvent::Token(g.answer.clone()));
+                        }
+                        if !g.used_context_ids.is_empty() {
+                            let used: Vec<Citation> =
+                                r.citations.iter().filter(|c| g.used_context_ids.contains(&c.chunk_id)).cloned().collect();
+                            if !used.is_empty() {
+                                r.citations = used;
+                            }
+                        }
+                        r.answer = g.answer;
+                        r.generator = g.generator;
+                        r.reasoning = g.reasoning;
+                        r.timings_ms.insert("generate".into(), generate_start.elapsed().as_secs_f64() * 1000.0);
+                        r.timings_ms.insert("total".into(), start.elapsed().as_secs_f64() * 1000.0);
+                        state.record(&r);
+                        out.push(AnswerEvent::Done(Box::new(r)));
                     }
                 }
-                r.answer = g.answer;
-                r.generator = g.generator;
-                r.reasoning = g.reasoning;
-                r.timings_ms.insert("generate".into(), generate_start.elapsed().as_secs_f64() * 1000.0);
-                r.timings_ms.insert("total".into(), start.elapsed().as_secs_f64() * 1000.0);
-                state.record(&r);
-                AnswerEvent::Done(Box::new(r))
-            }),
-            Err(e) => Some(AnswerEvent::Error(ApiError::from(e))),
-        };
-        futures::future::ready(out)
-    });
+                Err(e) => out.push(AnswerEvent::Error(ApiError::from(e))),
+            }
+            futures::stream::iter(out)
+        })
+        .flatten();
     Ok(stream)
 }
 
