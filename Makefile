@@ -12,11 +12,16 @@ RAG := ./target/release/rag
 
 setup: setup-system setup-python
 
-# redis-server for the Redis cache tests (they start their own instances on free ports).
+# redis-server for the Redis cache tests (they start their own instances on free ports) and
+# chromium for the web page's browser test (headless, driven over the DevTools protocol).
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium
 setup-system:
-	@if ! command -v redis-server >/dev/null 2>&1; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-		else echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; fi; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "missing system packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; \
 	fi
 
 setup-python:

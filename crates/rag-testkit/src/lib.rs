@@ -3,6 +3,7 @@
 //! vector-store conformance suite every store runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
 pub mod conformance;
 pub mod documents;
 pub mod models;

@@ -104,6 +104,11 @@ pub fn spawn_listening(program: &Path, args: &[String], port: u16, timeout: Dura
 }
 
 /// A plain HTTP/1.1 request to a local test server; returns the status code and the body.
+pub fn http_request(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
+    http(method, url, body)
+}
+
+/// A plain HTTP/1.1 request to a local test server; returns the status code and the body.
 fn http(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
