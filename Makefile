@@ -8,7 +8,7 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python demo test lint unit eval bench bench-criterion clean
+.PHONY: setup setup-system setup-python demo test lint unit eval bench bench-serve bench-criterion clean
 
 setup: setup-system setup-python
 
@@ -59,6 +59,18 @@ eval: setup
 bench: setup
 	$(CARGO) build --release -p rag-cli
 	$(RAG) bench --dataset $(DATASET) --docs 1000 --queries 200 --concurrency 1,4,16,64 --cold
+
+# rag serve under HTTP load, beside the in-process figure: the bench builds its collection, a
+# server serves it (queries not cached), rag load sends 1,000 queries at concurrency 32.
+BENCH_DIR ?= /tmp/rag-bench-serve
+bench-serve: setup
+	$(CARGO) build --release -p rag-cli
+	rm -rf $(BENCH_DIR)
+	$(RAG) --data-dir $(BENCH_DIR) bench --dataset $(DATASET) --docs 1000 --queries 1000 --concurrency 32 --cold
+	$(RAG) --data-dir $(BENCH_DIR) --collection bench-1000 --set cache.backend=none serve --addr 127.0.0.1:18089 & \
+	pid=$$!; for i in $$(seq 1 120); do curl -sf localhost:18089/readyz >/dev/null && break; sleep 1; done; \
+	$(RAG) --collection bench-1000 load --url http://127.0.0.1:18089 --dataset $(DATASET) --requests 1000 --concurrency 32; \
+	status=$$?; kill -TERM $$pid; wait $$pid; exit $$status
 
 bench-criterion: setup
 	$(CARGO) bench --workspace

@@ -333,9 +333,7 @@ impl PipelineFactory {
 
     /// Whether dense retrieval (an embedder and a vector store) is part of these pipelines.
     fn dense(&self) -> bool {
-        self.needs == Needs::All
-            && self.cfg.store.backend != StoreBackend::None
-            && self.cfg.retrieval.mode != RetrievalMode::Bm25
+        self.needs == Needs::All && self.cfg.store.backend != StoreBackend::None && self.cfg.retrieval.mode != RetrievalMode::Bm25
     }
 
     async fn models(&self) -> Result<&Models> {

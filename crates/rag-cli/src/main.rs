@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod load;
+
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use rag::assemble::{Needs, build_pipeline};
@@ -122,6 +124,27 @@ enum Command {
     },
     /// Serve the MCP tools `search` and `answer` over stdin/stdout (for desktop agents).
     Mcp,
+    /// Load-test a running `rag serve` over HTTP with a dataset's queries.
+    Load {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Dataset folder with queries.jsonl (and qrels/test.tsv).
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Requests to send (the queries are cycled).
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// query (retrieval and answer) or search (retrieval only).
+        #[arg(long, value_enum, default_value = "query")]
+        endpoint: load::LoadEndpoint,
+        /// API key, if the server has keys.
+        #[arg(long, env = "RAG_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
 }
 
 /// How a query retrieves (shared by `query` and `search`).
@@ -253,6 +276,18 @@ async fn run(cli: Cli) -> Result<()> {
                 let _ = std::io::Write::flush(&mut std::io::stdout());
             });
             rag_server::serve(cfg, rag_server::ServeOptions { addr, on_listen: Some(on_listen) }).await
+        }
+        Command::Load { url, dataset, requests, concurrency, endpoint, key } => {
+            let collection = config(g)?.collection;
+            let r = load::run(&url, &collection, endpoint, &dataset, requests, concurrency, key.as_deref()).await?;
+            if g.json {
+                return print_json(&r);
+            }
+            println!(
+                "{} {:?} requests at concurrency {} against {}: {:.1} QPS, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {} errors {:?}",
+                r.requests, r.endpoint, r.concurrency, r.url, r.qps, r.p50_ms, r.p95_ms, r.p99_ms, r.errors, r.statuses
+            );
+            Ok(())
         }
         Command::Mcp => {
             // stdout carries the protocol: everything else goes to stderr.

@@ -1,6 +1,7 @@
 //! `rag serve` and `rag mcp` as processes: SIGTERM with requests in flight, MCP over stdio, two
 //! workers sharing one `chroma run` server and one Redis cache, and the web page in a real
 //! headless Chromium.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -132,7 +133,14 @@ fn rag_mcp_serves_search_and_answer_over_stdio() {
     std::fs::write(corpus.join("rust.txt"), "Rust is a systems programming language without a garbage collector.").unwrap();
     let data = dir.path().join("data");
     let sets = ["--set", "store.backend=none", "--set", "retrieval.mode=bm25"];
-    let ingest = Command::new(env!("CARGO_BIN_EXE_rag")).arg("--data-dir").arg(&data).args(sets).arg("ingest").arg(&corpus).output().unwrap();
+    let ingest = Command::new(env!("CARGO_BIN_EXE_rag"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(sets)
+        .arg("ingest")
+        .arg(&corpus)
+        .output()
+        .unwrap();
     assert!(ingest.status.success(), "{}", String::from_utf8_lossy(&ingest.stderr));
     let mut child = Command::new(env!("CARGO_BIN_EXE_rag"))
         .arg("--data-dir")
@@ -157,16 +165,22 @@ fn rag_mcp_serves_search_and_answer_over_stdio() {
     let mut names: Vec<&str> = tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["answer", "search"]);
-    send(json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": { "name": "search", "arguments": { "query": "fractures vitamin" } } }));
+    send(
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": { "name": "search", "arguments": { "query": "fractures vitamin" } } }),
+    );
     let hits = rpc_response(&mut stdout, 3);
     let text = hits["result"]["content"][0]["text"].as_str().unwrap();
     let parsed: Value = serde_json::from_str(text).unwrap();
     assert_eq!(parsed[0]["doc_id"], "docs/vitd.txt", "{text}");
-    send(json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": { "name": "answer", "arguments": { "question": "What lowers the risk of hip fractures?" } } }));
+    send(
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": { "name": "answer", "arguments": { "question": "What lowers the risk of hip fractures?" } } }),
+    );
     let answer = rpc_response(&mut stdout, 4);
     let text = answer["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("Vitamin D") && text.contains("[1] docs/vitd.txt"), "{text}");
-    send(json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "search", "arguments": { "query": "x", "collection": "../etc" } } }));
+    send(
+        json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "search", "arguments": { "query": "x", "collection": "../etc" } } }),
+    );
     let bad = rpc_response(&mut stdout, 5);
     assert_eq!(bad["result"]["isError"], true, "{bad}");
     drop(stdin);
@@ -182,10 +196,18 @@ async fn two_workers_share_one_chroma_server_and_one_redis_cache() {
     let dir = tempfile::tempdir().unwrap();
     let chroma_port = free_port().unwrap();
     let chroma = rag_testkit::venv_bin().unwrap().join("chroma");
-    let chroma_args: Vec<String> = ["run", "--path", &dir.path().join("chroma").display().to_string(), "--host", "127.0.0.1", "--port", &chroma_port.to_string()]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let chroma_args: Vec<String> = [
+        "run",
+        "--path",
+        &dir.path().join("chroma").display().to_string(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &chroma_port.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let _chroma = spawn_listening(&chroma, &chroma_args, chroma_port, Duration::from_secs(60)).unwrap();
     let redis_port = free_port().unwrap();
     let redis = which("redis-server").expect("redis-server is not installed: run `make setup`");
@@ -212,7 +234,9 @@ async fn two_workers_share_one_chroma_server_and_one_redis_cache() {
         let (sa, ra) = post(&format!("{}/v1/collections/rag/search", a.url), body.clone()).await;
         let (sb, rb) = post(&format!("{}/v1/collections/rag/search", b.url), body).await;
         assert_eq!((sa, sb), (200, 200), "{ra} {rb}");
-        let ids = |r: &Value| r["hits"].as_array().unwrap().iter().map(|h| h["chunk_id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        let ids = |r: &Value| {
+            r["hits"].as_array().unwrap().iter().map(|h| h["chunk_id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        };
         assert_eq!(ids(&ra).len(), 3, "{ra}");
         assert_eq!(ids(&ra), ids(&rb), "both workers rank the same chunks for `{q}`");
     }

@@ -75,7 +75,10 @@ impl AppState {
         if chars > self.settings.max_question_chars {
             return Err(ApiError::invalid(
                 "question",
-                format!("{chars} characters is longer than the limit of {} (server.max_question_chars)", self.settings.max_question_chars),
+                format!(
+                    "{chars} characters is longer than the limit of {} (server.max_question_chars)",
+                    self.settings.max_question_chars
+                ),
             ));
         }
         if req.question.trim().is_empty() {
@@ -281,7 +284,10 @@ pub async fn ingest(
     if req.documents.len() > max {
         return Err(ApiError::invalid(
             "documents",
-            format!("{} documents is more than {max} per request (server.max_documents_per_request): split the batch", req.documents.len()),
+            format!(
+                "{} documents is more than {max} per request (server.max_documents_per_request): split the batch",
+                req.documents.len()
+            ),
         ));
     }
     let mut docs = Vec::with_capacity(req.documents.len());

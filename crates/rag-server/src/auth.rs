@@ -198,10 +198,8 @@ mod tests {
 
     #[test]
     fn keys_grant_what_they_name_and_no_more() {
-        let cfg = [
-            key("reader", "R", &["papers"], Access::Read, None),
-            key("acme", "A", &["*"], Access::ReadWrite, Some("acme")),
-        ];
+        let cfg =
+            [key("reader", "R", &["papers"], Access::Read, None), key("acme", "A", &["*"], Access::ReadWrite, Some("acme"))];
         let env = |v: &str| match v {
             "R" => Some("r".repeat(20)),
             "A" => Some("a".repeat(20)),

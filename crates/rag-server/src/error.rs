@@ -69,10 +69,8 @@ impl ApiError {
 
     /// The JSON body, for streams that report an error as an event.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::to_value(Body {
-            error: Detail { code: self.code, field: self.field.as_deref(), message: &self.message },
-        })
-        .unwrap_or_default()
+        serde_json::to_value(Body { error: Detail { code: self.code, field: self.field.as_deref(), message: &self.message } })
+            .unwrap_or_default()
     }
 }
 
@@ -167,9 +165,20 @@ mod tests {
 
     #[test]
     fn serde_messages_name_their_field() {
-        assert_eq!(field_in("Failed to deserialize the JSON body into the target type: unknown field `kk`, expected one of `question`").as_deref(), Some("kk"));
-        assert_eq!(field_in("Failed to deserialize the JSON body into the target type: missing field `question` at line 1").as_deref(), Some("question"));
-        assert_eq!(field_in("Failed to deserialize the JSON body into the target type: k: invalid type: string \"x\", expected usize").as_deref(), Some("k"));
+        assert_eq!(
+            field_in("Failed to deserialize the JSON body into the target type: unknown field `kk`, expected one of `question`")
+                .as_deref(),
+            Some("kk")
+        );
+        assert_eq!(
+            field_in("Failed to deserialize the JSON body into the target type: missing field `question` at line 1").as_deref(),
+            Some("question")
+        );
+        assert_eq!(
+            field_in("Failed to deserialize the JSON body into the target type: k: invalid type: string \"x\", expected usize")
+                .as_deref(),
+            Some("k")
+        );
     }
 
     #[test]

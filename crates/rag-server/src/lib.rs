@@ -195,16 +195,14 @@ fn check_exposure(addr: &SocketAddr, keys: &Keys, cfg: &RagConfig) -> Result<()>
 /// within `server.shutdown_grace_secs`, and returns.
 pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
     let addr_text = options.addr.clone().unwrap_or_else(|| cfg.server.addr.clone());
-    let addr: SocketAddr = addr_text
-        .parse()
-        .map_err(|e| RagError::invalid_input("server.addr", format!("`{addr_text}` is not HOST:PORT ({e})")))?;
+    let addr: SocketAddr =
+        addr_text.parse().map_err(|e| RagError::invalid_input("server.addr", format!("`{addr_text}` is not HOST:PORT ({e})")))?;
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
     let state = state(cfg.clone())?;
     check_exposure(&addr, &state.keys, &cfg)?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| RagError::Io {
-        path: std::path::PathBuf::from(addr.to_string()),
-        source: e,
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| RagError::Io { path: std::path::PathBuf::from(addr.to_string()), source: e })?;
     let bound = listener.local_addr().map_err(|e| RagError::Io { path: addr.to_string().into(), source: e })?;
     let warm = state.clone();
     let warming = tokio::spawn(async move {

@@ -76,7 +76,9 @@ impl RagMcp {
         given.unwrap_or_else(|| self.state.configured_collections().into_iter().next().unwrap_or_else(|| "rag".into()))
     }
 
-    #[tool(description = "Search the document collection: ranked passages with their document ids and scores (hybrid BM25 + dense retrieval).")]
+    #[tool(
+        description = "Search the document collection: ranked passages with their document ids and scores (hybrid BM25 + dense retrieval)."
+    )]
     async fn search(
         &self,
         Parameters(args): Parameters<SearchArgs>,

@@ -86,8 +86,10 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("rag");
         let requests = Family::<RouteLabels, Counter>::default();
-        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let stages = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency =
+            Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let stages =
+            Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let in_flight = Gauge::default();
         let overloaded = Counter::default();
         let degraded = Counter::default();

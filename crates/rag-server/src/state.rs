@@ -57,7 +57,9 @@ pub fn check_collection_name(name: &str) -> std::result::Result<(), ApiError> {
     } else {
         Err(ApiError::invalid(
             "collection",
-            format!("`{name}` is not a collection name: use 1 to 64 letters, digits, `_`, `-` or `.`, starting with a letter or digit"),
+            format!(
+                "`{name}` is not a collection name: use 1 to 64 letters, digits, `_`, `-` or `.`, starting with a letter or digit"
+            ),
         ))
     }
 }

@@ -1,5 +1,6 @@
 //! `rag serve` in-process on a free port, against the real embedded ChromaDB, MiniLM and DSPy
 //! (pointed at the local OpenAI-compatible test server): every endpoint, keys, tenants, limits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,9 +36,7 @@ fn key(name: &str, value: &str, collections: &[&str], access: Access, tenant: Op
 }
 
 fn config(dir: &std::path::Path, lm: &ServerProcess) -> RagConfig {
-    let mut cfg = RagConfig::default();
-    cfg.data_dir = dir.to_path_buf();
-    cfg.collection = "papers".into();
+    let mut cfg = RagConfig { data_dir: dir.to_path_buf(), collection: "papers".into(), ..Default::default() };
     cfg.cache.backend = rag::config::CacheBackend::None;
     cfg.generator.lm = Some("openai/fake-model".into());
     cfg.generator.api_base = Some(format!("{}/v1", lm.url()));
@@ -161,17 +160,24 @@ async fn end_to_end() {
     assert_eq!(s, StatusCode::OK, "{report}");
     assert_eq!((report["documents"].as_u64(), report["unchanged"].as_u64()), (Some(3), Some(0)), "{report}");
     let (s, again) = api.post(Some(ADMIN), &format!("{papers}/documents"), shared).await;
-    assert_eq!((s, again["unchanged"].as_u64(), again["chunks"].as_u64()), (StatusCode::OK, Some(3), Some(0)), "idempotent: {again}");
+    assert_eq!(
+        (s, again["unchanged"].as_u64(), again["chunks"].as_u64()),
+        (StatusCode::OK, Some(3), Some(0)),
+        "idempotent: {again}"
+    );
     let falcon = |who: &str, budget: &str| json!({ "documents": [doc(&format!("{who}-falcon"), &format!("Project Falcon budget for {who} is {budget} million dollars."))] });
     assert_eq!(api.post(Some(ACME), &format!("{papers}/documents"), falcon("acme", "42")).await.0, StatusCode::OK);
     assert_eq!(api.post(Some(GLOBEX), &format!("{papers}/documents"), falcon("globex", "7")).await.0, StatusCode::OK);
     // A tenant cannot write into another tenant.
-    let forged = json!({ "documents": [{ "id": "forged", "text": "Project Falcon is cancelled.", "metadata": { "tenant": "globex" } }] });
+    let forged =
+        json!({ "documents": [{ "id": "forged", "text": "Project Falcon is cancelled.", "metadata": { "tenant": "globex" } }] });
     let (s, body) = api.post(Some(ACME), &format!("{papers}/documents"), forged).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
 
     // JSON query through DSPy: the fake LM's answer, with citations and timings.
-    let (s, r) = api.post(Some(READER), &format!("{papers}/query"), json!({ "question": "Does vitamin D lower fracture risk?", "k": 3 })).await;
+    let (s, r) = api
+        .post(Some(READER), &format!("{papers}/query"), json!({ "question": "Does vitamin D lower fracture risk?", "k": 3 }))
+        .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert!(r["generator"].as_str().unwrap().starts_with("dspy"), "{r}");
     assert!(r["answer"].as_str().unwrap().contains("Does vitamin D lower fracture risk?"), "{r}");
@@ -181,24 +187,37 @@ async fn end_to_end() {
 
     // Tenants: each sees only its own chunks, through every surface.
     for (k, own, other) in [(ACME, "acme-falcon", "globex-falcon"), (GLOBEX, "globex-falcon", "acme-falcon")] {
-        let (s, r) = api.post(Some(k), &format!("{papers}/search"), json!({ "question": "Project Falcon budget million", "k": 10 })).await;
+        let (s, r) =
+            api.post(Some(k), &format!("{papers}/search"), json!({ "question": "Project Falcon budget million", "k": 10 })).await;
         assert_eq!(s, StatusCode::OK, "{r}");
         let ids: Vec<&str> = r["hits"].as_array().unwrap().iter().map(|h| h["doc_id"].as_str().unwrap()).collect();
         assert_eq!(ids, vec![own], "a tenant sees its own chunk and nothing else");
         for retriever in ["bm25", "dense"] {
-            let (_, r) = api.post(Some(k), &format!("{papers}/search"), json!({ "question": "vitamin D", "retriever": retriever })).await;
+            let (_, r) =
+                api.post(Some(k), &format!("{papers}/search"), json!({ "question": "vitamin D", "retriever": retriever })).await;
             assert!(r["hits"].as_array().unwrap().iter().all(|h| h["doc_id"] == own), "{retriever}: {r}");
         }
-        let (_, chat) = api.post(Some(k), "/v1/chat/completions", json!({ "model": "papers", "messages": [{"role": "user", "content": "Project Falcon budget"}] })).await;
+        let (_, chat) = api
+            .post(
+                Some(k),
+                "/v1/chat/completions",
+                json!({ "model": "papers", "messages": [{"role": "user", "content": "Project Falcon budget"}] }),
+            )
+            .await;
         assert!(chat["citations"].as_array().unwrap().iter().all(|c| c["doc_id"] != other), "{chat}");
     }
     // The admin (no tenant) sees both.
-    let (_, r) = api.post(Some(ADMIN), &format!("{papers}/search"), json!({ "question": "Project Falcon budget", "retriever": "bm25" })).await;
+    let (_, r) = api
+        .post(Some(ADMIN), &format!("{papers}/search"), json!({ "question": "Project Falcon budget", "retriever": "bm25" }))
+        .await;
     assert_eq!(r["hits"].as_array().unwrap().iter().filter(|h| h["doc_id"].as_str().unwrap().ends_with("falcon")).count(), 2);
 
     // Keys: none, unknown, read-only, wrong collection.
     assert_eq!(api.post(None, &format!("{papers}/query"), json!({ "question": "x" })).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(api.post(Some("nope-nope-nope-nope"), &format!("{papers}/query"), json!({ "question": "x" })).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.post(Some("nope-nope-nope-nope"), &format!("{papers}/query"), json!({ "question": "x" })).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (s, body) = api.post(Some(READER), &format!("{papers}/documents"), json!({ "documents": [doc("x", "y")] })).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("read_write"), "{body}");
@@ -226,8 +245,13 @@ async fn end_to_end() {
     assert_eq!(stats["documents"], 5, "{stats}");
 
     // Streamed answer: several token events, then one `done` whose answer the tokens make up.
-    let events = api.sse(READER, &format!("{papers}/query"), json!({ "question": "What do statins reduce?", "stream": true })).await;
-    let tokens: String = events.iter().filter(|(e, _)| e == "token").map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["text"].as_str().unwrap().to_owned()).collect();
+    let events =
+        api.sse(READER, &format!("{papers}/query"), json!({ "question": "What do statins reduce?", "stream": true })).await;
+    let tokens: String = events
+        .iter()
+        .filter(|(e, _)| e == "token")
+        .map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["text"].as_str().unwrap().to_owned())
+        .collect();
     assert!(events.iter().filter(|(e, _)| e == "token").count() >= 2, "{events:?}");
     let (last_event, last) = events.last().unwrap();
     assert_eq!(last_event, "done", "{events:?}");
@@ -241,7 +265,11 @@ async fn end_to_end() {
         async move {
             let q = format!("Question number {i} about statins?");
             let ev = api.sse(READER, &format!("{papers}/query"), json!({ "question": q, "stream": true })).await;
-            let text: String = ev.iter().filter(|(e, _)| e == "token").map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["text"].as_str().unwrap().to_owned()).collect();
+            let text: String = ev
+                .iter()
+                .filter(|(e, _)| e == "token")
+                .map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["text"].as_str().unwrap().to_owned())
+                .collect();
             (q, text)
         }
     });
@@ -251,7 +279,8 @@ async fn end_to_end() {
 
     // OpenAI-compatible chat, plain and streamed.
     let msgs = json!([{ "role": "system", "content": "Be brief." }, { "role": "user", "content": "Does vitamin D lower fracture risk?" }]);
-    let (s, chat) = api.post(Some(READER), "/v1/chat/completions", json!({ "model": "papers", "messages": msgs, "temperature": 0 })).await;
+    let (s, chat) =
+        api.post(Some(READER), "/v1/chat/completions", json!({ "model": "papers", "messages": msgs, "temperature": 0 })).await;
     assert_eq!(s, StatusCode::OK, "{chat}");
     assert_eq!(chat["object"], "chat.completion");
     assert!(chat["choices"][0]["message"]["content"].as_str().unwrap().contains("vitamin D"), "{chat}");
@@ -282,7 +311,8 @@ print("".join(parts).strip())
 print([m.id for m in c.models.list()])
 "#
     );
-    let out = std::process::Command::new(rag_testkit::venv_bin().unwrap().join("python")).arg("-c").arg(&script).output().unwrap();
+    let out =
+        std::process::Command::new(rag_testkit::venv_bin().unwrap().join("python")).arg("-c").arg(&script).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -304,7 +334,9 @@ print([m.id for m in c.models.list()])
     assert_eq!(del(ACME, "mirna").await, StatusCode::FORBIDDEN, "a tenant key cannot delete by id");
     assert_eq!(del(ADMIN, "mirna").await, StatusCode::OK);
     assert_eq!(del(ADMIN, "mirna").await, StatusCode::NOT_FOUND);
-    let (_, r) = api.post(Some(ADMIN), &format!("{papers}/search"), json!({ "question": "MicroRNA gene expression cancer", "k": 10 })).await;
+    let (_, r) = api
+        .post(Some(ADMIN), &format!("{papers}/search"), json!({ "question": "MicroRNA gene expression cancer", "k": 10 }))
+        .await;
     assert!(r["hits"].as_array().unwrap().iter().all(|h| h["doc_id"] != "mirna"), "{r}");
 
     // Metrics, OpenAPI, the page.
@@ -343,7 +375,13 @@ print([m.id for m in c.models.list()])
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let resp = tight_api.http.post(format!("{tight_url}/v1/collections/papers/search")).json(&json!({ "question": "alpha" })).send().await.unwrap();
+        let resp = tight_api
+            .http
+            .post(format!("{tight_url}/v1/collections/papers/search"))
+            .json(&json!({ "question": "alpha" }))
+            .send()
+            .await
+            .unwrap();
         (resp.status(), resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()))
     };
     let (a, b, (status, retry)) = tokio::join!(slow(), slow(), overload);

@@ -15,9 +15,7 @@ pub fn chromium_path() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
-        .find(|p| p.exists())
+    std::env::split_paths(&path).flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n))).find(|p| p.exists())
 }
 
 /// A headless browser process, killed on drop.
@@ -123,9 +121,8 @@ impl Page {
 
     /// Evaluates a JavaScript expression and returns its value (promises awaited).
     pub async fn eval(&mut self, expression: &str) -> Value {
-        let r = self
-            .call("Runtime.evaluate", json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }))
-            .await;
+        let r =
+            self.call("Runtime.evaluate", json!({ "expression": expression, "returnByValue": true, "awaitPromise": true })).await;
         assert!(r.get("exceptionDetails").is_none(), "{expression}: {r}");
         r["result"]["value"].clone()
     }
