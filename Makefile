@@ -8,9 +8,9 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python demo test lint unit eval bench bench-serve bench-criterion clean
+.PHONY: setup setup-system setup-python setup-onnx demo test lint unit eval bench bench-serve bench-criterion clean
 
-setup: setup-system setup-python
+setup: setup-system setup-python setup-onnx
 
 # redis-server for the Redis cache tests (they start their own instances on free ports) and
 # chromium for the web page's browser test (headless, driven over the DevTools protocol).
@@ -26,6 +26,10 @@ setup-system:
 
 setup-python:
 	@scripts/setup-python
+
+# MiniLM exported to ONNX for the ONNX Runtime embedder (cached outside the repository).
+setup-onnx: setup-python
+	@scripts/setup-onnx
 
 demo: setup
 	$(CARGO) build --release -p rag-cli

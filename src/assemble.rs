@@ -59,7 +59,7 @@ struct EmbedderParts {
     batches: Option<Arc<rag_core::BatchCounters>>,
 }
 
-#[cfg(any(feature = "sentence-transformers", feature = "openai"))]
+#[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
 async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
     use rag_embed::{CachedEmbedder, EmbeddingCache, LocalCache};
 
@@ -99,6 +99,20 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
                     (Arc::new(e), file)
                 }
             }
+        }
+        #[cfg(feature = "onnx")]
+        EmbedderBackend::Onnx => {
+            let mut b =
+                rag_embed::OnnxEmbedder::builder().sessions(cfg.embedder.onnx_sessions).precision(match cfg.embedder.precision {
+                    crate::config::OnnxPrecisionSetting::Fp32 => rag_embed::OnnxPrecision::Fp32,
+                    crate::config::OnnxPrecisionSetting::Int8 => rag_embed::OnnxPrecision::Int8,
+                });
+            if let Some(m) = &cfg.embedder.model {
+                b = b.model_dir(m);
+            }
+            let e = b.build().await?;
+            let file = e.tokenizer_file().to_path_buf();
+            (Arc::new(e), Some(file))
         }
         #[allow(unreachable_patterns)]
         other => {
@@ -157,7 +171,7 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
     })
 }
 
-#[cfg(any(feature = "sentence-transformers", feature = "openai"))]
+#[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
 #[allow(unused_variables)]
 async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore>, String)> {
     let s = &cfg.store;
@@ -347,11 +361,11 @@ impl PipelineFactory {
                 }
                 let mut models = Models::default();
                 if self.dense() {
-                    #[cfg(any(feature = "sentence-transformers", feature = "openai"))]
+                    #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
                     {
                         models.embedder = Some(embedder(cfg).await?);
                     }
-                    #[cfg(not(any(feature = "sentence-transformers", feature = "openai")))]
+                    #[cfg(not(any(feature = "sentence-transformers", feature = "openai", feature = "onnx")))]
                     return Err(RagError::config(
                         "dense and hybrid retrieval need an embedder feature (sentence-transformers or openai); this build has none: use --retriever bm25",
                     ));
@@ -412,7 +426,7 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
     b = b.retrieval_mode(if dense { mode } else { RetrievalMode::Bm25 });
     #[allow(unused_mut)] // assigned only with an embedder feature
     let mut fit: Option<EmbedderTokenizer> = None;
-    #[cfg(any(feature = "sentence-transformers", feature = "openai"))]
+    #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
     if let Some(parts) = models.embedder.clone() {
         let (s, store_label) = store(cfg, parts.embedder.dimension()).await?;
         b = b.embedder(parts.embedder).vector_store(s).describe("embedder", parts.label).describe("store", store_label);

@@ -24,6 +24,9 @@ pub struct BenchReport {
     pub ingest: IngestReport,
     /// The queries at each concurrency level, in the order asked.
     pub levels: Vec<QueryLevel>,
+    /// The embedding model's own throughput on these queries in batched calls (queries/s): the
+    /// ceiling of a model-bound pipeline, measured in the same run (absent without an embedder).
+    pub model_ceiling_qps: Option<f64>,
 }
 
 /// The queries of one concurrency level.
@@ -101,7 +104,25 @@ pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[Strin
     for (&concurrency, share) in levels.iter().zip(questions.chunks(per_level)) {
         out.push(run_level(pipeline, share, concurrency).await?);
     }
-    Ok(BenchReport { documents: ingest.documents, ingest_docs_per_s, ingest, levels: out })
+    let model_ceiling_qps = match pipeline.embedder() {
+        Some(e) => Some(model_ceiling(e.as_ref(), questions).await?),
+        None => None,
+    };
+    Ok(BenchReport { documents: ingest.documents, ingest_docs_per_s, ingest, levels: out, model_ceiling_qps })
+}
+
+/// Texts per call when measuring the model's batched ceiling (torch's best measured batch).
+const CEILING_BATCH: usize = 32;
+
+/// The embedder's own throughput on the bench's questions in batched calls, queries/s. Each
+/// question gets a suffix so that no cached embedding from the levels flatters it.
+async fn model_ceiling(embedder: &dyn rag_core::Embedder, questions: &[String]) -> Result<f64> {
+    let texts: Vec<String> = questions.iter().take(256).map(|q| format!("{q} (ceiling)")).collect();
+    let start = Instant::now();
+    for batch in texts.chunks(CEILING_BATCH) {
+        embedder.embed(batch.to_vec()).await?;
+    }
+    Ok(texts.len() as f64 / start.elapsed().as_secs_f64().max(1e-9))
 }
 
 async fn run_level(pipeline: &RagPipeline, questions: &[String], concurrency: usize) -> Result<QueryLevel> {

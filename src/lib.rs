@@ -39,7 +39,7 @@ pub use rag_keyword::{KeywordConfig, KeywordIndex};
 #[cfg(feature = "dspy")]
 pub use rag_dspy as dspy;
 /// Embedders and the embedding cache (features `sentence-transformers`, `openai`, `redis-cache`).
-#[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "redis-cache"))]
+#[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx", feature = "redis-cache"))]
 pub use rag_embed as embed;
 /// The embedded Python runtime.
 #[cfg(feature = "python")]

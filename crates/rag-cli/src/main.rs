@@ -466,6 +466,12 @@ async fn run(cli: Cli) -> Result<()> {
             for level in &report.levels {
                 print_level(level);
             }
+            if let Some(ceiling) = report.model_ceiling_qps {
+                println!("the embedding model alone, batches of 32: {ceiling:.1} queries/s");
+                for level in &report.levels {
+                    println!("  concurrency {:>3} reaches {:.0}% of it", level.concurrency, 100.0 * level.qps / ceiling);
+                }
+            }
             Ok(())
         }
         Command::Stats => {

@@ -189,6 +189,8 @@ fn eval_and_bench_print_their_json() {
     }
     // One at a time, each call carries one question.
     assert_eq!(levels[0]["mean_embed_batch"].as_f64().unwrap(), 1.0, "{b}");
+    // The model's own batched throughput is measured in the same run, as the ceiling.
+    assert!(b["model_ceiling_qps"].as_f64().unwrap() > 0.0, "{b}");
 }
 
 #[test]

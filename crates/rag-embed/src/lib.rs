@@ -14,6 +14,8 @@
 
 mod batch;
 mod cache;
+#[cfg(feature = "onnx")]
+mod onnx;
 #[cfg(feature = "openai")]
 mod openai;
 #[cfg(feature = "sentence-transformers")]
@@ -23,6 +25,8 @@ pub use batch::{BatchStats, BatchingEmbedder};
 #[cfg(feature = "redis-cache")]
 pub use cache::RedisCache;
 pub use cache::{CacheStats, CachedEmbedder, EmbeddingCache, LocalCache, cache_key, decode_vector, encode_vector};
+#[cfg(feature = "onnx")]
+pub use onnx::{OnnxEmbedder, OnnxEmbedderBuilder, OnnxPrecision, default_model_dir, venv_runtime_library};
 #[cfg(feature = "openai")]
 pub use openai::{OpenAIEmbedder, OpenAIEmbedderBuilder, OverlongInput};
 #[cfg(feature = "sentence-transformers")]

@@ -1,0 +1,315 @@
+//! [`OnnxEmbedder`]: all-MiniLM-L6-v2 exported to ONNX (`make setup` runs
+//! `python/tools/export_onnx.py`), run by ONNX Runtime from Rust with the model's own tokenizer:
+//! no Python and no GIL on the hot path.
+//!
+//! On 2 cores ONNX Runtime gains from concurrent single-text calls, not from padded batches
+//! (`../shared/notes/onnx-embedding.md`): so the embedder holds one session per core with one
+//! intra-op thread each, and every text runs alone (no padding), the texts of a call spread over
+//! the sessions. The runtime library is the venv's onnxruntime wheel's, loaded at run time.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use ort::session::Session;
+use ort::value::Tensor;
+use rag_core::{Embedder, RagError, Result};
+
+/// Which exported model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnnxPrecision {
+    /// The fp32 export: the same vectors as torch (cosine 1.0 to sentence-transformers).
+    #[default]
+    Fp32,
+    /// Dynamically quantised int8 weights (AVX-512 VNNI): faster, slightly different vectors;
+    /// measure retrieval quality before using it.
+    Int8,
+}
+
+impl OnnxPrecision {
+    fn file(self) -> &'static str {
+        match self {
+            Self::Fp32 => "model.onnx",
+            Self::Int8 => "model-int8.onnx",
+        }
+    }
+}
+
+/// Where `make setup` puts the export: `$RAG_ONNX_DIR`, else `$XDG_CACHE_HOME/rag/onnx/all-MiniLM-L6-v2`
+/// (`~/.cache/...`).
+pub fn default_model_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("RAG_ONNX_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("rag").join("onnx").join("all-MiniLM-L6-v2"))
+}
+
+/// The ONNX Runtime shared library of the venv's `onnxruntime` wheel.
+pub fn venv_runtime_library() -> Result<PathBuf> {
+    let venv = rag_python::venv::find_venv(None)?;
+    let lib = venv.join("lib");
+    let entries = std::fs::read_dir(&lib).map_err(|e| RagError::io(&lib, e))?;
+    for python in entries.flatten() {
+        let capi = python.path().join("site-packages").join("onnxruntime").join("capi");
+        if let Ok(files) = std::fs::read_dir(&capi) {
+            for f in files.flatten() {
+                if f.file_name().to_string_lossy().starts_with("libonnxruntime.so") {
+                    return Ok(f.path());
+                }
+            }
+        }
+    }
+    Err(RagError::PythonPackageMissing {
+        package: "onnxruntime".into(),
+        venv: venv.display().to_string(),
+        setup_command: "make setup".into(),
+    })
+}
+
+/// The process's one ONNX Runtime environment (the library loads once).
+fn environment(library: &Path) -> Result<ort::environment::Environment> {
+    static ENV: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let builder = ort::init_from(library).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?;
+        builder.with_name("rag").build().map_err(|e| format!("ONNX Runtime environment: {e}"))
+    })
+    .clone()
+    .map_err(RagError::config)
+}
+
+/// Builder for [`OnnxEmbedder`].
+#[derive(Debug, Clone)]
+pub struct OnnxEmbedderBuilder {
+    dir: Option<PathBuf>,
+    precision: OnnxPrecision,
+    sessions: usize,
+    library: Option<PathBuf>,
+}
+
+/// MiniLM through ONNX Runtime, natively (cheap to clone: the sessions are shared).
+#[derive(Clone)]
+pub struct OnnxEmbedder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: Vec<Mutex<Session>>,
+    tokenizer: tokenizers::Tokenizer,
+    dimension: usize,
+    max_tokens: usize,
+    model_id: String,
+    tokenizer_file: PathBuf,
+}
+
+impl std::fmt::Debug for OnnxEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxEmbedder")
+            .field("model_id", &self.inner.model_id)
+            .field("sessions", &self.inner.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for OnnxEmbedderBuilder {
+    fn default() -> Self {
+        Self { dir: None, precision: OnnxPrecision::Fp32, sessions: 2, library: None }
+    }
+}
+
+impl OnnxEmbedderBuilder {
+    /// The export directory (default: [`default_model_dir`]).
+    pub fn model_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+    /// fp32 (default) or int8.
+    pub fn precision(mut self, p: OnnxPrecision) -> Self {
+        self.precision = p;
+        self
+    }
+    /// Sessions run at once (default 2: one per core of this machine).
+    pub fn sessions(mut self, n: usize) -> Self {
+        self.sessions = n;
+        self
+    }
+    /// The ONNX Runtime library (default: the venv's onnxruntime wheel's).
+    pub fn runtime_library(mut self, path: impl Into<PathBuf>) -> Self {
+        self.library = Some(path.into());
+        self
+    }
+
+    /// Loads the tokenizer and the sessions (blocking work, done off the async threads).
+    pub async fn build(self) -> Result<OnnxEmbedder> {
+        tokio::task::spawn_blocking(move || self.build_blocking())
+            .await
+            .map_err(|e| RagError::Other(format!("ONNX embedder set-up panicked: {e}")))?
+    }
+
+    fn build_blocking(self) -> Result<OnnxEmbedder> {
+        if self.sessions == 0 || self.sessions > 64 {
+            return Err(RagError::invalid_input(
+                "embedder.onnx_sessions",
+                format!("{} is out of range: use 1 to 64", self.sessions),
+            ));
+        }
+        let dir =
+            self.dir.or_else(default_model_dir).ok_or_else(|| RagError::config("no ONNX model directory: set embedder.model"))?;
+        let model = dir.join(self.precision.file());
+        if !model.is_file() {
+            return Err(RagError::not_found(
+                format!("ONNX model {}", model.display()),
+                Some("run `make setup` (it exports MiniLM to ONNX), or set embedder.model to an export directory"),
+            ));
+        }
+        let library = match self.library {
+            Some(l) => l,
+            None => venv_runtime_library()?,
+        };
+        let env = environment(&library)?;
+        let ort_err = |what: &str| {
+            let what = what.to_owned();
+            move |e: ort::Error| RagError::Permanent {
+                backend: "onnxruntime".into(),
+                message: format!("{what}: {e}"),
+                source: None,
+            }
+        };
+        let mut sessions = Vec::with_capacity(self.sessions);
+        for _ in 0..self.sessions {
+            let mut builder = Session::builder(&env).map_err(ort_err("session builder"))?;
+            builder = builder.with_intra_threads(1).map_err(|e| ort_err("intra-op threads")(e.into()))?;
+            let session = builder.commit_from_file(&model).map_err(ort_err(&format!("loading {}", model.display())))?;
+            sessions.push(Mutex::new(session));
+        }
+        let tokenizer_file = dir.join("tokenizer.json");
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_file)
+            .map_err(|e| RagError::invalid_input(tokenizer_file.display().to_string(), e.to_string()))?;
+        let max_tokens = read_json(&dir.join("sentence_bert_config.json"))?
+            .get("max_seq_length")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(256) as usize;
+        let dimension = read_json(&dir.join("1_Pooling").join("config.json"))?
+            .get("word_embedding_dimension")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| {
+                RagError::invalid_input(dir.display().to_string(), "1_Pooling/config.json has no word_embedding_dimension")
+            })? as usize;
+        // tokenizer.json pads everything to 128 and truncates at 128; the model reads 256.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| RagError::invalid_input(tokenizer_file.display().to_string(), e.to_string()))?;
+        let model_id = format!(
+            "sentence-transformers/all-MiniLM-L6-v2 (onnx {})",
+            match self.precision {
+                OnnxPrecision::Fp32 => "fp32",
+                OnnxPrecision::Int8 => "int8",
+            }
+        );
+        Ok(OnnxEmbedder { inner: Arc::new(Inner { sessions, tokenizer, dimension, max_tokens, model_id, tokenizer_file }) })
+    }
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| RagError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| RagError::invalid_input(path.display().to_string(), e.to_string()))
+}
+
+impl OnnxEmbedder {
+    /// A builder.
+    pub fn builder() -> OnnxEmbedderBuilder {
+        OnnxEmbedderBuilder::default()
+    }
+
+    /// The model's `tokenizer.json` (what chunk fitting counts with).
+    pub fn tokenizer_file(&self) -> &Path {
+        &self.inner.tokenizer_file
+    }
+}
+
+impl Inner {
+    /// One text through `session`: unpadded, mean-pooled, normalised.
+    fn embed_one(&self, session: &Mutex<Session>, text: &str) -> Result<Vec<f32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| RagError::invalid_input("text", format!("the tokenizer refused it: {e}")))?;
+        let len = enc.get_ids().len();
+        let ids: Vec<i64> = enc.get_ids().iter().map(|&i| i64::from(i)).collect();
+        let types: Vec<i64> = enc.get_type_ids().iter().map(|&i| i64::from(i)).collect();
+        let mask = vec![1_i64; len];
+        let err = |e: ort::Error| RagError::Permanent { backend: "onnxruntime".into(), message: e.to_string(), source: None };
+        let tensor = |v: Vec<i64>| Tensor::from_array(([1_usize, len], v)).map_err(err);
+        let inputs = ort::inputs![
+            "input_ids" => tensor(ids)?,
+            "attention_mask" => tensor(mask)?,
+            "token_type_ids" => tensor(types)?,
+        ];
+        let mut guard = session.lock().map_err(|_| RagError::Other("an ONNX session panicked earlier".into()))?;
+        let outputs = guard.run(inputs).map_err(err)?;
+        let (shape, hidden) = outputs["last_hidden_state"].try_extract_tensor::<f32>().map_err(err)?;
+        let dim = shape.last().copied().unwrap_or(0) as usize;
+        if dim != self.dimension || hidden.len() != len * dim {
+            return Err(RagError::DimensionMismatch { context: self.model_id.clone(), expected: self.dimension, actual: dim });
+        }
+        // Mean pooling then unit length: with no padding every token counts, and the mean's
+        // 1/len cancels in the normalisation, so the sum is normalised directly.
+        let mut v = vec![0f32; dim];
+        for row in hidden.chunks_exact(dim) {
+            for (acc, x) in v.iter_mut().zip(row) {
+                *acc += x;
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        Ok(v.into_iter().map(|x| x / norm).collect())
+    }
+}
+
+#[async_trait]
+impl Embedder for OnnxEmbedder {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let this = self.inner.clone();
+        let texts = Arc::new(texts);
+        let workers = this.sessions.len().min(texts.len());
+        // Session k embeds texts k, k + workers, ...: every core busy, no padding anywhere.
+        let tasks: Vec<_> = (0..workers)
+            .map(|k| {
+                let this = this.clone();
+                let texts = texts.clone();
+                tokio::task::spawn_blocking(move || {
+                    let session = &this.sessions[k];
+                    (k..texts.len())
+                        .step_by(workers)
+                        .map(|i| this.embed_one(session, &texts[i]).map(|v| (i, v)))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut out = vec![Vec::new(); texts.len()];
+        for t in tasks {
+            let part = t.await.map_err(|e| RagError::Other(format!("ONNX embedding task panicked: {e}")))??;
+            for (i, v) in part {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn dimension(&self) -> usize {
+        self.inner.dimension
+    }
+
+    fn model_id(&self) -> String {
+        self.inner.model_id.clone()
+    }
+
+    fn max_input_tokens(&self) -> Option<usize> {
+        Some(self.inner.max_tokens)
+    }
+}
