@@ -953,7 +953,11 @@ mod doc_tests {
             match v.as_table() {
                 Some(t) => {
                     for key in t.keys() {
-                        if !doc.contains(&format!("\n{key} =")) && !doc.contains(&format!("# {key} =")) {
+                        // A list of tables is documented as `[[section.key]]`.
+                        if !doc.contains(&format!("\n{key} ="))
+                            && !doc.contains(&format!("# {key} ="))
+                            && !doc.contains(&format!("[[{section}.{key}]]"))
+                        {
                             missing.push(format!("{section}.{key}"));
                         }
                     }
