@@ -97,6 +97,8 @@ pub struct OnnxEmbedder {
 
 struct Inner {
     sessions: Vec<Mutex<Session>>,
+    /// Round-robin start, so concurrent single-text calls land on different sessions.
+    next: std::sync::atomic::AtomicUsize,
     tokenizer: tokenizers::Tokenizer,
     dimension: usize,
     max_tokens: usize,
@@ -209,7 +211,17 @@ impl OnnxEmbedderBuilder {
                 OnnxPrecision::Int8 => "int8",
             }
         );
-        Ok(OnnxEmbedder { inner: Arc::new(Inner { sessions, tokenizer, dimension, max_tokens, model_id, tokenizer_file }) })
+        Ok(OnnxEmbedder {
+            inner: Arc::new(Inner {
+                sessions,
+                next: Default::default(),
+                tokenizer,
+                dimension,
+                max_tokens,
+                model_id,
+                tokenizer_file,
+            }),
+        })
     }
 }
 
@@ -276,14 +288,17 @@ impl Embedder for OnnxEmbedder {
         }
         let this = self.inner.clone();
         let texts = Arc::new(texts);
-        let workers = this.sessions.len().min(texts.len());
-        // Session k embeds texts k, k + workers, ...: every core busy, no padding anywhere.
+        let sessions = this.sessions.len();
+        let workers = sessions.min(texts.len());
+        let start = this.next.fetch_add(workers, std::sync::atomic::Ordering::Relaxed);
+        // Worker k embeds texts k, k + workers, ... on its own session: every core busy, no
+        // padding anywhere, and concurrent calls spread over the sessions.
         let tasks: Vec<_> = (0..workers)
             .map(|k| {
                 let this = this.clone();
                 let texts = texts.clone();
                 tokio::task::spawn_blocking(move || {
-                    let session = &this.sessions[k];
+                    let session = &this.sessions[(start + k) % sessions];
                     (k..texts.len())
                         .step_by(workers)
                         .map(|i| this.embed_one(session, &texts[i]).map(|v| (i, v)))
