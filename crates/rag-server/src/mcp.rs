@@ -76,6 +76,23 @@ impl RagMcp {
         given.unwrap_or_else(|| self.state.configured_collections().into_iter().next().unwrap_or_else(|| "rag".into()))
     }
 
+    /// What both tools do first: the caller's access, the limits, the collection, the options.
+    async fn prepare(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        collection: Option<String>,
+        question: String,
+        k: Option<usize>,
+    ) -> Result<(Arc<crate::state::Collection>, QueryRequest, rag::QueryOptions), ApiError> {
+        let p = principal(ctx);
+        let collection = self.default_collection(collection);
+        let req = QueryRequest { question, k, retriever: None, rerank: None, filter: None, stream: false };
+        p.check(&collection, Need::Read)?;
+        let opts = self.state.options(&p, &req)?;
+        let c = self.state.collection(&collection, false).await?;
+        Ok((c, req, opts))
+    }
+
     #[tool(
         description = "Search the document collection: ranked passages with their document ids and scores (hybrid BM25 + dense retrieval)."
     )]
@@ -84,13 +101,8 @@ impl RagMcp {
         Parameters(args): Parameters<SearchArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&ctx);
-        let collection = self.default_collection(args.collection);
-        let req = QueryRequest { question: args.query, k: args.k, retriever: None, rerank: None, filter: None, stream: false };
         let run = async {
-            p.check(&collection, Need::Read)?;
-            let opts = self.state.options(&p, &req)?;
-            let c = self.state.collection(&collection, false).await?;
+            let (c, req, opts) = self.prepare(&ctx, args.collection, args.query, args.k).await?;
             Ok::<_, ApiError>(c.pipeline.search(&req.question, &opts).await?)
         };
         Ok(match run.await {
@@ -108,13 +120,8 @@ impl RagMcp {
         Parameters(args): Parameters<AnswerArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&ctx);
-        let collection = self.default_collection(args.collection);
-        let req = QueryRequest { question: args.question, k: args.k, retriever: None, rerank: None, filter: None, stream: false };
         let run = async {
-            p.check(&collection, Need::Read)?;
-            let opts = self.state.options(&p, &req)?;
-            let c = self.state.collection(&collection, false).await?;
+            let (c, req, opts) = self.prepare(&ctx, args.collection, args.question, args.k).await?;
             Ok::<_, ApiError>(c.pipeline.query(&req.question, &opts).await?)
         };
         Ok(match run.await {
