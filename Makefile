@@ -8,9 +8,9 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python setup-onnx demo test lint unit eval bench bench-serve bench-criterion clean
+.PHONY: setup setup-system setup-python setup-onnx setup-llm demo test lint unit eval bench bench-serve bench-criterion clean
 
-setup: setup-system setup-python setup-onnx
+setup: setup-system setup-python setup-onnx setup-llm
 
 # redis-server for the Redis cache tests (they start their own instances on free ports) and
 # chromium for the web page's browser test (headless, driven over the DevTools protocol).
@@ -26,6 +26,10 @@ setup-system:
 
 setup-python:
 	@scripts/setup-python
+
+# The local language model (a verified GGUF, cached outside the repository).
+setup-llm: setup-python
+	@scripts/setup-llm
 
 # MiniLM exported to ONNX for the ONNX Runtime embedder (cached outside the repository).
 setup-onnx: setup-python

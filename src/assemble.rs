@@ -260,6 +260,17 @@ async fn generator(cfg: &RagConfig) -> Result<Option<Arc<dyn Generator>>> {
     #[cfg(feature = "dspy")]
     {
         let g = &cfg.generator;
+        // `local`: llama.cpp's server in this process, then DSPy calls it like any
+        // OpenAI-compatible server (`hosted_vllm/` sends `max_tokens`, which llama.cpp honours).
+        let (lm, local_base) = if lm == "local" {
+            let path = g.local_model.clone().or_else(rag_dspy::default_local_model).ok_or_else(|| {
+                RagError::config("generator.lm = local needs generator.local_model (a GGUF file), or run `make setup`")
+            })?;
+            let local = rag_dspy::LocalModel { path, context: g.local_context, threads: g.local_threads };
+            ("hosted_vllm/local".to_owned(), Some(format!("{}/v1", local.start().await?)))
+        } else {
+            (lm, None)
+        };
         let mut b = rag_dspy::DspyGenerator::builder(lm)
             .signature(&g.signature)
             .max_tokens(g.max_tokens)
@@ -267,11 +278,16 @@ async fn generator(cfg: &RagConfig) -> Result<Option<Arc<dyn Generator>>> {
             .timeout(Duration::from_secs(g.timeout_secs))
             .retries(g.retries)
             .cache_dir(cfg.data_dir.join("cache").join("dspy"));
-        if let Some(base) = &g.api_base {
-            b = b.api_base(base);
-        }
-        if let Ok(key) = std::env::var(&g.api_key_env) {
-            b = b.api_key(key);
+        match &local_base {
+            Some(base) => b = b.api_base(base).api_key("local"),
+            None => {
+                if let Some(base) = &g.api_base {
+                    b = b.api_base(base);
+                }
+                if let Ok(key) = std::env::var(&g.api_key_env) {
+                    b = b.api_key(key);
+                }
+            }
         }
         Ok(Some(Arc::new(b.build().await?)))
     }

@@ -538,6 +538,13 @@ pub struct GeneratorConfig {
     pub retries: u32,
     /// DSPy signature.
     pub signature: String,
+    /// `lm = "local"`: the GGUF file llama.cpp serves in-process; unset: the one `make setup`
+    /// assembles (`RAG_LOCAL_MODEL`, else ~/.cache/rag/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf).
+    pub local_model: Option<PathBuf>,
+    /// `lm = "local"`: CPU threads for generation.
+    pub local_threads: usize,
+    /// `lm = "local"`: context window in tokens.
+    pub local_context: usize,
 }
 
 impl Default for GeneratorConfig {
@@ -551,6 +558,9 @@ impl Default for GeneratorConfig {
             timeout_secs: defaults::GENERATION_TIMEOUT_SECS,
             retries: 2,
             signature: "context, question -> answer".into(),
+            local_model: None,
+            local_threads: 2,
+            local_context: 4096,
         }
     }
 }
@@ -807,6 +817,8 @@ impl RagConfig {
         check_range("generator.temperature", g.temperature, 0.0, 2.0)?;
         check_range("generator.timeout_secs", g.timeout_secs, 1, 86_400)?;
         check_range("python.workers", self.python.workers, 1, 64)?;
+        check_range("generator.local_threads", g.local_threads, 1, 256)?;
+        check_range("generator.local_context", g.local_context, 256, 1_048_576)?;
         let srv = &self.server;
         check_range("server.max_body_bytes", srv.max_body_bytes, 1024, 1 << 30)?;
         check_range("server.request_timeout_secs", srv.request_timeout_secs, 1, 86_400)?;

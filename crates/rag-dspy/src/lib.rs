@@ -11,15 +11,19 @@
 //!   Rust with a typed [`RagAnswer`].
 //! * [`DspyProgram`]: a user's DSPy program loaded from a `.py` file, run with the Rust retriever
 //!   injected.
+//! * [`LocalModel`]: llama.cpp's server inside the embedded Python (`xllamacpp`), from a local
+//!   GGUF file, for DSPy to call offline.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod generator;
 mod lm;
+mod local;
 mod modules;
 mod retriever;
 
 pub use generator::{DspyGenerator, DspyGeneratorBuilder};
 pub use lm::LmConfig;
+pub use local::{LocalModel, default_local_model};
 pub use modules::{BasicRag, DspyProgram, Hop, MultiHopRag, PassageRef, RagAnswer};
 pub use retriever::{Passage, RustRetriever};
 

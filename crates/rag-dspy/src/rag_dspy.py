@@ -35,6 +35,50 @@ def cited(answer, n):
     return out
 
 
+WORD = re.compile(r"[a-z0-9]+")
+STOP = {"the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "into", "its", "not", "but", "has",
+        "have", "had", "can", "may", "which", "their", "they", "than", "then", "also", "such", "these", "those", "been"}
+
+
+def attributed(answer, passages):
+    """Passages (1-based) holding at least half of the answer's content words: the citations of an
+    answer whose model did not write any (small local models often do not)."""
+    words = {w for w in WORD.findall((answer or "").lower()) if len(w) > 2 and w not in STOP}
+    if not words:
+        return []
+    out = []
+    for i, p in enumerate(passages):
+        found = words & set(WORD.findall(str(p).lower()))
+        if len(found) * 2 >= len(words):
+            out.append(i + 1)
+    return out
+
+
+def citations(answer, reasoning, passages):
+    """The answer's own [n] citations; else the reasoning's; else attribution by shared words."""
+    n = len(passages)
+    return cited(answer, n) or cited(reasoning, n) or attributed(answer, passages)
+
+
+_LOCAL_SERVERS = {}
+
+
+def start_local(path, n_ctx, threads):
+    """Starts llama.cpp's OpenAI-compatible server in this process (xllamacpp), once per
+    (model, context, threads); returns its base URL. It lives as long as the process."""
+    key = (path, n_ctx, threads)
+    if key not in _LOCAL_SERVERS:
+        import xllamacpp
+        p = xllamacpp.CommonParams()
+        p.model.path = path
+        p.n_ctx = n_ctx
+        p.cpuparams.n_threads = threads
+        p.verbosity = -1  # llama.cpp logs every request at length otherwise
+        server = xllamacpp.Server(p)
+        _LOCAL_SERVERS[key] = (server, server.listening_address.rstrip("/"))
+    return _LOCAL_SERVERS[key][1]
+
+
 def chain_of_thought(signature):
     return dspy.ChainOfThought(signature)
 
@@ -42,7 +86,8 @@ def chain_of_thought(signature):
 def run_cot(program, lm, context, question):
     with dspy.context(lm=lm):
         pred = program(context=number_passages(context), question=question)
-    return {"answer": str(pred.get("answer", "")), "reasoning": pred.get("reasoning"), "cited": cited(pred.get("answer", ""), len(context))}
+    return {"answer": str(pred.get("answer", "")), "reasoning": pred.get("reasoning"),
+            "cited": citations(str(pred.get("answer", "")), pred.get("reasoning"), context)}
 
 
 def stream_cot(program, lm, context, question, emit):
@@ -58,7 +103,8 @@ def stream_cot(program, lm, context, question, emit):
                 final = item
     if final is None:
         raise RuntimeError("the DSPy stream ended without a final prediction")
-    return {"answer": str(final.get("answer", "")), "reasoning": final.get("reasoning"), "cited": cited(final.get("answer", ""), len(context))}
+    return {"answer": str(final.get("answer", "")), "reasoning": final.get("reasoning"),
+            "cited": citations(str(final.get("answer", "")), final.get("reasoning"), context)}
 
 
 class GenerateSearchQuery(dspy.Signature):

@@ -35,8 +35,19 @@ async fn chain_of_thought_fields_and_citations() {
     assert_eq!(out.reasoning.as_deref(), Some("Passage 2 says so."));
     assert_eq!(out.used_context_ids, vec!["c2"], "the [2] citation maps to the second passage");
     assert_eq!(g.name(), "dspy:ChainOfThought(DummyLM)");
-    // No citation: every passage it was given.
-    let g = DspyGenerator::with_lm(LmConfig::dummy([[("reasoning", "r"), ("answer", "Vitamin D.")]])).build().await.unwrap();
+    // No [n] in the answer: the reasoning's citations, else the passages holding at least half
+    // of the answer's words, else every passage it was given.
+    let g = DspyGenerator::with_lm(LmConfig::dummy([[("reasoning", "As [3] says."), ("answer", "Unrelated, really.")]]))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(g.generate(request()).await.unwrap().used_context_ids, vec!["c3"]);
+    let g = DspyGenerator::with_lm(LmConfig::dummy([[("reasoning", "r"), ("answer", "Vitamin D lowers it.")]]))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(g.generate(request()).await.unwrap().used_context_ids, vec!["c2"]);
+    let g = DspyGenerator::with_lm(LmConfig::dummy([[("reasoning", "r"), ("answer", "Nobody knows.")]])).build().await.unwrap();
     assert_eq!(g.generate(request()).await.unwrap().used_context_ids, vec!["c1", "c2", "c3"]);
     // A bad signature is a clear input error.
     let err = DspyGenerator::with_lm(LmConfig::dummy(Vec::<Vec<(&str, &str)>>::new()))
