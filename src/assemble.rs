@@ -277,6 +277,7 @@ async fn generator(cfg: &RagConfig) -> Result<Option<Arc<dyn Generator>>> {
             .temperature(g.temperature)
             .timeout(Duration::from_secs(g.timeout_secs))
             .retries(g.retries)
+            .cache(g.cache)
             .cache_dir(cfg.data_dir.join("cache").join("dspy"));
         match &local_base {
             Some(base) => b = b.api_base(base).api_key("local"),

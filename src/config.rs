@@ -538,6 +538,8 @@ pub struct GeneratorConfig {
     pub retries: u32,
     /// DSPy signature.
     pub signature: String,
+    /// DSPy's response cache (on: a repeated question is answered from disk, without streaming).
+    pub cache: bool,
     /// `lm = "local"`: the GGUF file llama.cpp serves in-process; unset: the one `make setup`
     /// assembles (`RAG_LOCAL_MODEL`, else ~/.cache/rag/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf).
     pub local_model: Option<PathBuf>,
@@ -558,6 +560,7 @@ impl Default for GeneratorConfig {
             timeout_secs: defaults::GENERATION_TIMEOUT_SECS,
             retries: 2,
             signature: "context, question -> answer".into(),
+            cache: true,
             local_model: None,
             local_threads: 2,
             local_context: 4096,

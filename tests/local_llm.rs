@@ -33,6 +33,8 @@ fn config(dir: &std::path::Path) -> RagConfig {
     cfg.generator.lm = Some("local".into());
     cfg.generator.max_tokens = 160;
     cfg.generator.timeout_secs = 300;
+    // Every run asks the model: a cached answer would not stream.
+    cfg.generator.cache = false;
     cfg
 }
 
@@ -78,14 +80,15 @@ async fn a_local_model_answers_with_citations_streams_and_hops() {
     // Two hops, each with a search query the model wrote, retrieved through the Rust retriever.
     let url = LocalModel::new(&model).start().await.unwrap();
     let lm = match LmConfig::model("hosted_vllm/local") {
-        LmConfig::Lm { model, retries, timeout, .. } => LmConfig::Lm {
+        LmConfig::Lm { model, retries, .. } => LmConfig::Lm {
             model,
             api_base: Some(format!("{url}/v1")),
             api_key: Some("local".into()),
             max_tokens: 160,
             temperature: 0.0,
             retries,
-            timeout,
+            // Generous: the test suite runs two tests at once on 2 cores.
+            timeout: std::time::Duration::from_secs(300),
             cache: false,
         },
         other => other,
