@@ -71,13 +71,11 @@ impl Principal {
 
     /// `filter` narrowed to this principal's tenant (the tenant's fields must all match).
     pub fn scope(&self, filter: Option<Filter>) -> Option<Filter> {
-        let tenant = self.tenant()?.iter().map(|(k, v)| Filter::Eq(k.clone(), v.clone())).reduce(Filter::and);
+        let tenant = self.tenant.iter().map(|(k, v)| Filter::Eq(k.clone(), v.clone())).reduce(Filter::and);
         match (tenant, filter) {
             (Some(t), Some(f)) => Some(t.and(f)),
-            (Some(t), None) => Some(t),
-            (None, f) => f,
+            (t, f) => t.or(f),
         }
-        .or(None)
     }
 
     /// Stamps the tenant's fields on a document's metadata; a document that already names a
@@ -212,6 +210,10 @@ mod tests {
         assert_eq!(reader.check("other", Need::Read).unwrap_err().status, 403);
         assert_eq!(keys.authenticate(&bearer("wrong-key-wrong-key")).unwrap_err().status, 401);
         assert_eq!(keys.authenticate(&HeaderMap::new()).unwrap_err().status, 401);
+
+        // Without a tenant, the caller's own filter is kept as it is.
+        assert_eq!(reader.scope(Some(Filter::eq("lang", "en"))), Some(Filter::eq("lang", "en")));
+        assert_eq!(reader.scope(None), None);
 
         let acme = keys.authenticate(&bearer(&"a".repeat(20))).unwrap();
         let scoped = acme.scope(Some(Filter::eq("lang", "en"))).unwrap();
