@@ -16,10 +16,7 @@ pub fn default_local_model() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("RAG_LOCAL_MODEL") {
         return Some(PathBuf::from(p));
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(cache.join("rag").join("models").join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"))
+    Some(rag_python::venv::setup_cache_dir()?.join("models").join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"))
 }
 
 /// A local model to serve in this process.

@@ -41,10 +41,7 @@ pub fn default_model_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("RAG_ONNX_DIR") {
         return Some(PathBuf::from(d));
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(cache.join("rag").join("onnx").join("all-MiniLM-L6-v2"))
+    Some(rag_python::venv::setup_cache_dir()?.join("onnx").join("all-MiniLM-L6-v2"))
 }
 
 /// The ONNX Runtime shared library of the venv's `onnxruntime` wheel.

@@ -7,6 +7,15 @@ use rag_core::{RagError, Result};
 /// The workspace root this crate was built in (the fallback place to look for `.venv`).
 pub const BUILD_WORKSPACE_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
+/// Where `make setup` caches what it builds outside the repository (the venv, the ONNX export,
+/// the local model): `$XDG_CACHE_HOME/rag`, else `~/.cache/rag`.
+pub fn setup_cache_dir() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("rag"))
+}
+
 /// Finds the venv to start Python from, in order:
 /// 1. `explicit` (a config setting or `--venv`),
 /// 2. `RAG_VENV`, then `VIRTUAL_ENV` (an activated venv),
