@@ -35,14 +35,8 @@ mod chroma {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn chroma_server_conformance() {
         let dir = tempfile::tempdir().unwrap();
-        let port = rag_testkit::free_port().unwrap();
-        let chroma = rag_testkit::venv_bin().unwrap().join("chroma");
-        let args: Vec<String> =
-            ["run", "--path", &dir.path().display().to_string(), "--host", "127.0.0.1", "--port", &port.to_string()]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-        let mut server = rag_testkit::spawn_listening(&chroma, &args, port, std::time::Duration::from_secs(60)).unwrap();
+        let mut server = rag_testkit::spawn_chroma(dir.path()).unwrap();
+        let port = server.port;
         let mode = ChromaMode::Http { host: "127.0.0.1".into(), port, ssl: false, headers: Default::default() };
         run_conformance("chroma-server", factory(mode.clone()), true).await;
         // Server down: a transient error, not a panic.

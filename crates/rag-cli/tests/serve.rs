@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use rag_testkit::{ServerProcess, free_port, spawn_listening, spawn_python_server};
+use rag_testkit::{ServerProcess, free_port, spawn_chroma, spawn_python_server, spawn_redis};
 use serde_json::{Value, json};
 
 /// A `rag serve` child process on a free port, killed on drop.
@@ -187,35 +187,13 @@ fn rag_mcp_serves_search_and_answer_over_stdio() {
     assert!(child.wait().unwrap().success());
 }
 
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.exists()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_workers_share_one_chroma_server_and_one_redis_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let chroma_port = free_port().unwrap();
-    let chroma = rag_testkit::venv_bin().unwrap().join("chroma");
-    let chroma_args: Vec<String> = [
-        "run",
-        "--path",
-        &dir.path().join("chroma").display().to_string(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &chroma_port.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _chroma = spawn_listening(&chroma, &chroma_args, chroma_port, Duration::from_secs(60)).unwrap();
+    let chroma = spawn_chroma(&dir.path().join("chroma")).unwrap();
+    let chroma_port = chroma.port;
     let redis_port = free_port().unwrap();
-    let redis = which("redis-server").expect("redis-server is not installed: run `make setup`");
-    let redis_args: Vec<String> = ["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let _redis = spawn_listening(&redis, &redis_args, redis_port, Duration::from_secs(10)).unwrap();
+    let _redis = spawn_redis(redis_port).unwrap();
     let sets = vec![
         "store.chroma_mode=http".to_owned(),
         "store.chroma_host=127.0.0.1".to_owned(),

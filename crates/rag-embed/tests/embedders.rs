@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rag_core::{Embedder, RagError};
 use rag_embed::{CacheStats, CachedEmbedder, LocalCache, OpenAIEmbedder, OverlongInput, RedisCache, SentenceTransformerEmbedder};
-use rag_testkit::{ServerProcess, free_port, http_get_json, http_post_json, spawn_listening, spawn_python_server};
+use rag_testkit::{ServerProcess, free_port, http_get_json, http_post_json, spawn_python_server, spawn_redis};
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -160,17 +160,7 @@ async fn openai_against_a_local_server_with_retries_limits_and_permanent_errors(
 }
 
 fn redis_server() -> ServerProcess {
-    let port = free_port().unwrap();
-    let program = which("redis-server").expect("redis-server is not installed: run `make setup` (apt-get install redis-server)");
-    let args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    spawn_listening(&program, &args, port, Duration::from_secs(10)).unwrap()
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.exists()))
+    spawn_redis(free_port().unwrap()).unwrap()
 }
 
 fn counting_mock() -> rag_core::mocks::MockEmbedder {
@@ -202,12 +192,7 @@ async fn redis_cache_counts_exactly_and_survives_redis_dying() {
     assert!(s.errors >= 1 && s.embedded == 5, "{s:?}");
     // Redis comes back on the same port: the cache heals by itself.
     let port = server.port;
-    let program = which("redis-server").unwrap();
-    let args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let _server2 = spawn_listening(&program, &args, port, Duration::from_secs(10)).unwrap();
+    let _server2 = spawn_redis(port).unwrap();
     let mut healed = false;
     for _ in 0..50 {
         e.embed(vec!["eeeee".into()]).await.unwrap();

@@ -14,8 +14,7 @@ pub fn chromium_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("RAG_CHROMIUM") {
         return Some(PathBuf::from(p));
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n))).find(|p| p.exists())
+    crate::which("chromium").or_else(|| crate::which("chromium-browser"))
 }
 
 /// A headless browser process, killed on drop.
@@ -23,17 +22,7 @@ pub struct Browser {
     child: Child,
     port: u16,
     browser_path: String,
-    _profile: tempfile_dir::Dir,
-}
-
-mod tempfile_dir {
-    /// A profile directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    _profile: tempfile::TempDir,
 }
 
 impl Drop for Browser {
@@ -53,19 +42,19 @@ impl Browser {
     /// Starts headless Chromium with a fresh profile; panics (a test failure) if it cannot.
     pub fn launch() -> Self {
         let program = chromium_path().expect("chromium is not installed: run `make setup` (apt-get install chromium)");
-        let profile = std::env::temp_dir().join(format!("rag-chromium-{}-{}", std::process::id(), crate::free_port().unwrap()));
+        let profile = tempfile::Builder::new().prefix("rag-chromium-").tempdir().expect("a profile directory");
         let child = Command::new(&program)
             .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
             .arg("--remote-debugging-port=0")
-            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let mut browser = Self { child, port: 0, browser_path: String::new(), _profile: tempfile_dir::Dir(profile.clone()) };
         // Chromium writes its DevTools port and browser path to this file once it listens.
-        let file = profile.join("DevToolsActivePort");
+        let file = profile.path().join("DevToolsActivePort");
+        let mut browser = Self { child, port: 0, browser_path: String::new(), _profile: profile };
         let start = Instant::now();
         loop {
             if let Ok(text) = std::fs::read_to_string(&file)

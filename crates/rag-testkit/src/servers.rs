@@ -80,6 +80,29 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr().map_err(|e| RagError::Other(format!("addr: {e}")))?.port())
 }
 
+/// `name` on the PATH, if it is there.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.exists()))
+}
+
+/// `redis-server` on `port` (127.0.0.1, nothing persisted), waiting until it listens.
+pub fn spawn_redis(port: u16) -> Result<ServerProcess> {
+    let program = which("redis-server")
+        .ok_or_else(|| RagError::config("redis-server is not installed: run `make setup` (apt-get install redis-server)"))?;
+    let args: Vec<String> =
+        ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].map(str::to_owned).to_vec();
+    spawn_listening(&program, &args, port, Duration::from_secs(10))
+}
+
+/// `chroma run` from the venv on a free port, storing in `dir`, waiting until it listens.
+pub fn spawn_chroma(dir: &Path) -> Result<ServerProcess> {
+    let port = free_port()?;
+    let args: Vec<String> = ["run", "--path", &dir.display().to_string(), "--host", "127.0.0.1", "--port", &port.to_string()]
+        .map(str::to_owned)
+        .to_vec();
+    spawn_listening(&venv_bin()?.join("chroma"), &args, port, Duration::from_secs(60))
+}
+
 /// Spawns `command` (a program and args) that will listen on `port`, waiting until it accepts
 /// connections (up to `timeout`).
 pub fn spawn_listening(program: &Path, args: &[String], port: u16, timeout: Duration) -> Result<ServerProcess> {
@@ -105,11 +128,6 @@ pub fn spawn_listening(program: &Path, args: &[String], port: u16, timeout: Dura
 
 /// A plain HTTP/1.1 request to a local test server; returns the status code and the body.
 pub fn http_request(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
-    http(method, url, body)
-}
-
-/// A plain HTTP/1.1 request to a local test server; returns the status code and the body.
-fn http(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
     let (host, path) = addr.split_once('/').unwrap_or((addr, ""));
@@ -126,11 +144,11 @@ fn http(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
 
 /// GETs `url` from a local test server and parses the JSON body.
 pub fn http_get_json(url: &str) -> Result<serde_json::Value> {
-    let (_, body) = http("GET", url, None)?;
+    let (_, body) = http_request("GET", url, None)?;
     serde_json::from_str(&body).map_err(|e| RagError::Other(format!("GET {url}: not JSON: {e}")))
 }
 
 /// POSTs a JSON `body` to a local test server; returns the status code.
 pub fn http_post_json(url: &str, body: &serde_json::Value) -> Result<u16> {
-    Ok(http("POST", url, Some(&body.to_string()))?.0)
+    Ok(http_request("POST", url, Some(&body.to_string()))?.0)
 }
