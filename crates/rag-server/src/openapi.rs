@@ -189,9 +189,10 @@ pub fn document() -> Value {
     })
 }
 
-/// `GET /openapi.json`.
+/// `GET /openapi.json` (built once: the routes and types cannot change while the server runs).
 pub async fn serve() -> Json<Value> {
-    Json(document())
+    static DOCUMENT: std::sync::LazyLock<Value> = std::sync::LazyLock::new(document);
+    Json(DOCUMENT.clone())
 }
 
 #[cfg(test)]
