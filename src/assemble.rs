@@ -171,9 +171,24 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
     })
 }
 
+/// The vector store, its label for `stats`, and what it also serves with `store.index = engine`.
+#[allow(dead_code)] // the engine parts are built only with the qdrant feature
+struct StoreParts {
+    store: Arc<dyn VectorStore>,
+    label: String,
+    engine: Option<EngineParts>,
+}
+
+/// A store that is also the keyword index, the hybrid engine and the ingest record.
+struct EngineParts {
+    keyword: Arc<dyn rag_core::KeywordSearch>,
+    hybrid: Arc<dyn rag_core::HybridSearch>,
+    ledger: Arc<dyn rag_core::IngestLedger>,
+}
+
 #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
 #[allow(unused_variables)]
-async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore>, String)> {
+async fn store(cfg: &RagConfig, dimension: usize) -> Result<StoreParts> {
     let s = &cfg.store;
     match s.backend {
         #[cfg(feature = "chroma")]
@@ -195,7 +210,7 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
                 .dimension(dimension)
                 .build()
                 .await?;
-            Ok((Arc::new(store), format!("chroma ({mode:?})")))
+            Ok(StoreParts { store: Arc::new(store), label: format!("chroma ({mode:?})"), engine: None })
         }
         #[cfg(feature = "qdrant")]
         StoreBackend::Qdrant => {
@@ -209,6 +224,7 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
                         .ok_or_else(|| RagError::config("store.qdrant_mode = server needs store.qdrant_url"))?,
                     api_key: std::env::var(&s.qdrant_api_key_env).ok(),
                     prefer_grpc: s.qdrant_prefer_grpc,
+                    grpc_port: s.qdrant_grpc_port,
                 },
                 QdrantModeSetting::Local => QdrantMode::Local(cfg.collection_dir().join("qdrant")),
             };
@@ -216,9 +232,21 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
                 QdrantMode::Server { url, .. } => format!("qdrant (server {url})"),
                 m => format!("qdrant ({m:?})"),
             };
-            let store =
-                QdrantStore::builder(mode).collection(&cfg.collection).distance(s.distance).dimension(dimension).build().await?;
-            Ok((Arc::new(store), label))
+            let mut b = QdrantStore::builder(mode).collection(&cfg.collection).distance(s.distance).dimension(dimension);
+            let engine = s.index == crate::config::IndexPlacement::Engine;
+            if engine {
+                b = b.sparse(Arc::new(rag_keyword::Bm25Encoder::new(&cfg.keyword)?));
+            }
+            if let Some(n) = s.qdrant_shards {
+                b = b.shards(n);
+            }
+            if let Some(n) = s.qdrant_replication {
+                b = b.replication_factor(n);
+            }
+            let store = Arc::new(b.build().await?);
+            let engine = engine.then(|| EngineParts { keyword: store.clone(), hybrid: store.clone(), ledger: store.clone() });
+            let label = if engine.is_some() { format!("{label}, bm25 + hybrid + ingest record in the engine") } else { label };
+            Ok(StoreParts { store, label, engine })
         }
         #[cfg(feature = "pinecone")]
         StoreBackend::Pinecone => {
@@ -239,7 +267,7 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<(Arc<dyn VectorStore
             if let Some(h) = &s.pinecone_control_host {
                 b = b.control_host(h);
             }
-            Ok((Arc::new(b.build().await?), format!("pinecone ({index:?})")))
+            Ok(StoreParts { store: Arc::new(b.build().await?), label: format!("pinecone ({index:?})"), engine: None })
         }
         #[allow(unreachable_patterns)]
         other => {
@@ -363,8 +391,14 @@ impl PipelineFactory {
     }
 
     /// Whether dense retrieval (an embedder and a vector store) is part of these pipelines.
+    /// With `store.index = engine` the store is also the keyword index, so even BM25 needs it
+    /// (and a store needs its embedder).
     fn dense(&self) -> bool {
-        self.needs == Needs::All && self.cfg.store.backend != StoreBackend::None && self.cfg.retrieval.mode != RetrievalMode::Bm25
+        let s = &self.cfg.store;
+        if s.backend != StoreBackend::None && s.index == crate::config::IndexPlacement::Engine {
+            return true;
+        }
+        self.needs == Needs::All && s.backend != StoreBackend::None && self.cfg.retrieval.mode != RetrievalMode::Bm25
     }
 
     async fn models(&self) -> Result<&Models> {
@@ -415,7 +449,11 @@ pub async fn build_pipeline(cfg: &RagConfig, needs: Needs) -> Result<RagPipeline
 #[allow(unused_variables)]
 async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPipeline> {
     let dir = cfg.collection_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
+    // With the index in the engine nothing of the collection lives on local disk.
+    let local = cfg.store.index == crate::config::IndexPlacement::Local;
+    if local {
+        std::fs::create_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
+    }
     let counter = TokenCounter::new(cfg.chunker.encoding.encoding())?;
     let mut window = ContextWindow::new(counter, cfg.context.max_tokens).order(cfg.context.order);
     if let Some(r) = cfg.context.reserved_for_answer {
@@ -425,12 +463,13 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
     let fusion = match cfg.retrieval.fusion {
         FusionKind::Convex => Fusion::Convex { alpha: cfg.retrieval.alpha },
         FusionKind::Rrf => Fusion::Rrf { k: cfg.retrieval.rrf_k },
+        FusionKind::Dbsf => Fusion::Dbsf,
     };
-    let keyword = Arc::new(KeywordIndex::open(Some(&dir.join("keyword")), &cfg.keyword)?);
-    let mut b = RagPipeline::builder()
-        .collection(cfg.collection.clone())
-        .data_dir(dir)
-        .keyword_index(keyword)
+    let mut b = RagPipeline::builder().collection(cfg.collection.clone()).data_dir(dir.clone());
+    if local {
+        b = b.keyword_index(Arc::new(KeywordIndex::open(Some(&dir.join("keyword")), &cfg.keyword)?));
+    }
+    let mut b = b
         .context_window(window)
         .fusion(fusion)
         .k(cfg.retrieval.k)
@@ -445,8 +484,11 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
     let mut fit: Option<EmbedderTokenizer> = None;
     #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
     if let Some(parts) = models.embedder.clone() {
-        let (s, store_label) = store(cfg, parts.embedder.dimension()).await?;
-        b = b.embedder(parts.embedder).vector_store(s).describe("embedder", parts.label).describe("store", store_label);
+        let s = store(cfg, parts.embedder.dimension()).await?;
+        b = b.embedder(parts.embedder).vector_store(s.store).describe("embedder", parts.label).describe("store", s.label);
+        if let Some(e) = s.engine {
+            b = b.keyword_index(e.keyword).hybrid_engine(e.hybrid).ingest_ledger(e.ledger);
+        }
         if let Some(p) = parts.probe {
             b = b.cache_probe(p);
         }
@@ -461,6 +503,11 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
         } else if cfg.chunker.fit_to_embedder {
             tracing::warn!("chunker.fit_to_embedder: this embedder exposes no tokenizer, so chunks are not fitted to it");
         }
+    }
+    if !local && !dense {
+        return Err(RagError::config(
+            "store.index = engine needs the vector store, which needs an embedder: this build or configuration has none",
+        ));
     }
     let (chunker, markdown) = chunkers(cfg, fit.as_ref())?;
     b = b.chunker(chunker).markdown_chunker(markdown);

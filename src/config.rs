@@ -186,6 +186,21 @@ choice! {
         Convex = "convex",
         /// Reciprocal Rank Fusion.
         Rrf = "rrf",
+        /// Distribution-Based Score Fusion (mean ± 3σ normalisation, summed).
+        Dbsf = "dbsf",
+    }
+}
+
+choice! {
+    /// Where keyword search and the ingest record live.
+    IndexPlacement {
+        /// Beside the store, under the data directory: a tantivy keyword index and the ingest
+        /// manifest (one process owns them).
+        Local = "local",
+        /// Inside the store: BM25 as the collection's sparse vectors (IDF kept by the engine),
+        /// hybrid fusion in the engine, and each chunk's payload as the ingest record, so
+        /// several workers share one collection and no local state is needed (Qdrant).
+        Engine = "engine",
     }
 }
 
@@ -272,6 +287,9 @@ pub struct StoreConfig {
     pub backend: StoreBackend,
     /// Distance: cosine (default), l2, ip.
     pub distance: Distance,
+    /// Where keyword search and the ingest record live: `local` (default) or `engine`
+    /// (Qdrant: inside the collection, for several workers).
+    pub index: IndexPlacement,
     /// Chroma: `persistent` (under the data directory), `memory`, or `http`.
     pub chroma_mode: ChromaModeSetting,
     /// Chroma server host (http mode).
@@ -288,6 +306,12 @@ pub struct StoreConfig {
     pub qdrant_api_key_env: String,
     /// Qdrant over gRPC (server mode).
     pub qdrant_prefer_grpc: bool,
+    /// The Qdrant server's gRPC port (server mode).
+    pub qdrant_grpc_port: u16,
+    /// Shards of a new Qdrant collection (server or cluster).
+    pub qdrant_shards: Option<u32>,
+    /// Copies of each shard of a new Qdrant collection (cluster).
+    pub qdrant_replication: Option<u32>,
     /// Pinecone index name (created if missing).
     pub pinecone_index: Option<String>,
     /// Pinecone index host (instead of a name).
@@ -309,6 +333,7 @@ impl Default for StoreConfig {
         Self {
             backend: StoreBackend::Chroma,
             distance: Distance::Cosine,
+            index: IndexPlacement::Local,
             chroma_mode: ChromaModeSetting::Persistent,
             chroma_host: "127.0.0.1".into(),
             chroma_port: 8000,
@@ -317,6 +342,9 @@ impl Default for StoreConfig {
             qdrant_url: None,
             qdrant_api_key_env: "QDRANT_API_KEY".into(),
             qdrant_prefer_grpc: false,
+            qdrant_grpc_port: 6334,
+            qdrant_shards: None,
+            qdrant_replication: None,
             pinecone_index: None,
             pinecone_host: None,
             pinecone_control_host: None,
@@ -787,6 +815,20 @@ impl RagConfig {
         {
             return Err(RagError::config("store.qdrant_mode = server needs store.qdrant_url (http://host:6333)"));
         }
+        if self.store.index == IndexPlacement::Engine && self.store.backend != StoreBackend::Qdrant {
+            return Err(RagError::config(format!(
+                "store.index = engine keeps BM25 and the ingest record inside the store, which only the qdrant backend \
+                 supports here (store.backend is `{}`: Chroma refuses sparse indexes in local and single-node mode, and \
+                 Pinecone's sparse-dense vectors are not wired yet): use store.backend = qdrant, or store.index = local",
+                self.store.backend
+            )));
+        }
+        for (key, v) in [("store.qdrant_shards", self.store.qdrant_shards), ("store.qdrant_replication", self.store.qdrant_replication)]
+        {
+            if let Some(v) = v {
+                check_range(key, v, 1, 1024)?;
+            }
+        }
         Ok(())
     }
 
@@ -795,6 +837,7 @@ impl RagConfig {
     fn validate_values(&self) -> Result<()> {
         let r = &self.retrieval;
         check_range("retrieval.k", r.k, 1, defaults::MAX_K)?;
+        check_range("keyword.avg_chunk_terms", self.keyword.avg_chunk_terms, 1, 1_000_000)?;
         check_range("retrieval.candidates", r.candidates, 1, 100_000)?;
         check_range("retrieval.alpha", r.alpha, 0.0, 1.0)?;
         check_range("retrieval.rrf_k", r.rrf_k, 1.0, 10_000.0)?;

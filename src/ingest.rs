@@ -1,17 +1,17 @@
-//! Indexing: any [`DocumentSource`] into the vector store, the keyword index and the manifest,
-//! idempotently and crash-safely; deleting a document from all three.
+//! Indexing: any [`DocumentSource`] into the vector store, the keyword index and the ingest
+//! record (the manifest, or the store itself), idempotently and crash-safely; deleting a
+//! document from all three.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
 use futures::StreamExt;
 use rag_core::{
-    Chunk, DocumentSource, EmbeddedChunk, MetadataValue, PAGE_END_KEY, PAGE_KEY, RagError, Result, Skipped, SourceDocument,
-    SourceItem, TextFormat, content_hash,
+    Chunk, DocumentSource, EmbeddedChunk, LedgerEntry, MetadataValue, PAGE_END_KEY, PAGE_KEY, RagError, Result, Skipped,
+    SourceDocument, SourceItem, TextFormat, content_hash, ledger_keys,
 };
 use serde::Serialize;
 
-use crate::manifest::ManifestEntry;
 use crate::pipeline::{CacheCounters, Progress, RagPipeline};
 use crate::sys::peak_rss_mb;
 
@@ -103,7 +103,7 @@ struct Pending {
     hash: String,
     root: String,
     chunks: Vec<Chunk>,
-    old: Option<ManifestEntry>,
+    old: Option<LedgerEntry>,
 }
 
 impl RagPipeline {
@@ -180,8 +180,9 @@ impl RagPipeline {
         let mut items = stream.items;
         let mut report = IngestReport::default();
         let mut seen: HashSet<String> = HashSet::new();
-        let mut batch: Vec<Pending> = Vec::new();
-        let mut batch_chunks = 0usize;
+        // Documents wait here until a batch is full, then the ingest record is asked about
+        // all of them at once (one round trip when the record is a shared store).
+        let mut incoming: Vec<SourceDocument> = Vec::new();
         let mut done = 0u64;
         while let Some(item) = items.next().await {
             let d = match item? {
@@ -209,22 +210,13 @@ impl RagPipeline {
                 return Err(RagError::invalid_input(input, "the id appears twice in this ingest: ids must be unique"));
             }
             report.documents += 1;
-            let hash = self.doc_hash(&d);
-            let old = self.manifest.get(&d.document.id)?;
-            if old.as_ref().is_some_and(|e| e.hash.as_deref() == Some(hash.as_str())) {
-                report.unchanged += 1;
-                continue;
-            }
-            let chunks = self.chunk(&d).await?;
-            batch_chunks += chunks.len();
-            batch.push(Pending { doc_id: d.document.id, hash, root: d.origin, chunks, old });
-            if batch.len() >= options.batch_documents || batch_chunks >= options.batch_chunks {
-                report.chunks += self.write_batch(std::mem::take(&mut batch)).await?;
-                batch_chunks = 0;
+            incoming.push(d);
+            if incoming.len() >= options.batch_documents {
+                self.ingest_batch(std::mem::take(&mut incoming), &options, &mut report).await?;
                 options.report(done, total);
             }
         }
-        report.chunks += self.write_batch(batch).await?;
+        self.ingest_batch(incoming, &options, &mut report).await?;
         options.report(done, total.max(done));
         if options.prune {
             report.removed = self.prune(&origins, &seen).await?;
@@ -240,23 +232,71 @@ impl RagPipeline {
         Ok(report)
     }
 
+    /// Looks a batch of documents up in the ingest record, skips the unchanged, chunks the
+    /// rest and writes them (in slices of at most `batch_chunks` chunks).
+    async fn ingest_batch(&self, docs: Vec<SourceDocument>, options: &IngestOptions, report: &mut IngestReport) -> Result<()> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let mut known = self.ledger.lookup(docs.iter().map(|d| d.document.id.clone()).collect()).await?;
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut batch_chunks = 0usize;
+        for d in docs {
+            let hash = self.doc_hash(&d);
+            let old = known.remove(&d.document.id);
+            if old.as_ref().is_some_and(|e| e.hash.as_deref() == Some(hash.as_str())) {
+                report.unchanged += 1;
+                continue;
+            }
+            let chunks = self.chunk(&d).await?;
+            batch_chunks += chunks.len();
+            batch.push(Pending { doc_id: d.document.id, hash, root: d.origin, chunks, old });
+            if batch_chunks >= options.batch_chunks {
+                report.chunks += self.write_batch(std::mem::take(&mut batch)).await?;
+                batch_chunks = 0;
+            }
+        }
+        report.chunks += self.write_batch(batch).await?;
+        Ok(())
+    }
+
+    /// Stamps each chunk with its document's record ([`ledger_keys`]), for a store that is
+    /// the ingest record: the chunk writes are then the record.
+    fn stamp(&self, batch: &mut [Pending]) {
+        let model = self.embedder.as_ref().map(|e| e.model_id()).unwrap_or_default();
+        // For people reading the payload; the hash is what decides "unchanged".
+        let fingerprint = format!("{} | {model}", self.chunker.fingerprint());
+        for p in batch.iter_mut() {
+            let n = p.chunks.len() as i64;
+            for c in &mut p.chunks {
+                c.metadata.insert(ledger_keys::HASH.into(), MetadataValue::Str(p.hash.clone()));
+                c.metadata.insert(ledger_keys::CHUNKS.into(), MetadataValue::Int(n));
+                c.metadata.insert(ledger_keys::ROOT.into(), MetadataValue::Str(p.root.clone()));
+                c.metadata.insert(ledger_keys::FINGERPRINT.into(), MetadataValue::Str(fingerprint.clone()));
+            }
+        }
+    }
+
     /// Writes documents: pending manifest entries, then vectors and keyword entries, then stale
     /// deletions, then final manifest entries. Returns chunks written.
-    async fn write_batch(&self, batch: Vec<Pending>) -> Result<u64> {
+    async fn write_batch(&self, mut batch: Vec<Pending>) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);
         }
-        let pending: Vec<(String, ManifestEntry)> = batch
+        if self.ledger.in_chunks() {
+            self.stamp(&mut batch);
+        }
+        let pending: Vec<(String, LedgerEntry)> = batch
             .iter()
             .map(|p| {
                 let mut ids: BTreeSet<String> = p.chunks.iter().map(|c| c.id.clone()).collect();
                 if let Some(o) = &p.old {
                     ids.extend(o.chunk_ids.iter().cloned());
                 }
-                (p.doc_id.clone(), ManifestEntry { hash: None, chunk_ids: ids.into_iter().collect(), root: p.root.clone() })
+                (p.doc_id.clone(), LedgerEntry { hash: None, chunk_ids: ids.into_iter().collect(), root: p.root.clone() })
             })
             .collect();
-        self.manifest.put_many(&pending)?;
+        self.ledger.begin(pending).await?;
         let chunks: Vec<&Chunk> = batch.iter().flat_map(|p| p.chunks.iter()).collect();
         // Embed and upsert in slices so memory stays bounded by the slice, not the batch.
         if let (Some(embedder), Some(store)) = (&self.embedder, &self.store) {
@@ -293,12 +333,12 @@ impl RagPipeline {
             store.delete(stale.clone()).await?;
         }
         self.keyword.write(owned, stale).await?;
-        let fin: Vec<(String, ManifestEntry)> = batch
+        let fin: Vec<(String, LedgerEntry)> = batch
             .iter()
             .map(|p| {
                 (
                     p.doc_id.clone(),
-                    ManifestEntry {
+                    LedgerEntry {
                         hash: Some(p.hash.clone()),
                         chunk_ids: p.chunks.iter().map(|c| c.id.clone()).collect(),
                         root: p.root.clone(),
@@ -306,13 +346,13 @@ impl RagPipeline {
                 )
             })
             .collect();
-        self.manifest.put_many(&fin)?;
+        self.ledger.commit(fin).await?;
         Ok(chunks.len() as u64)
     }
 
     /// Removes documents and their chunks from the vector store, the keyword index and the
     /// manifest, in that order (the manifest last, so a crash leaves a state a re-run repairs).
-    async fn remove(&self, gone: Vec<(String, ManifestEntry)>) -> Result<u64> {
+    async fn remove(&self, gone: Vec<(String, LedgerEntry)>) -> Result<u64> {
         if gone.is_empty() {
             return Ok(0);
         }
@@ -322,19 +362,25 @@ impl RagPipeline {
         }
         self.keyword.write(Vec::new(), ids).await?;
         let doc_ids: Vec<String> = gone.into_iter().map(|(id, _)| id).collect();
-        self.manifest.remove_many(&doc_ids)?;
+        self.ledger.forget(doc_ids.clone()).await?;
         Ok(doc_ids.len() as u64)
     }
 
     async fn prune(&self, origins: &BTreeSet<String>, seen: &HashSet<String>) -> Result<u64> {
-        let gone = self.manifest.all()?.into_iter().filter(|(id, e)| origins.contains(&e.root) && !seen.contains(id)).collect();
+        let gone = self
+            .ledger
+            .under_roots(origins.iter().cloned().collect())
+            .await?
+            .into_iter()
+            .filter(|(id, _)| !seen.contains(id))
+            .collect();
         self.remove(gone).await
     }
 
     /// Deletes a document (every chunk of it) from every store. An unknown id is a
     /// [`RagError::NotFound`] naming it; nothing else is touched.
     pub async fn delete_document(&self, doc_id: &str) -> Result<()> {
-        let entry = self.manifest.get(doc_id)?.ok_or_else(|| {
+        let entry = self.ledger.lookup(vec![doc_id.to_owned()]).await?.remove(doc_id).ok_or_else(|| {
             RagError::not_found(
                 format!("document `{doc_id}` in collection `{}`", self.collection),
                 Some("`rag search` shows the ids of stored documents"),

@@ -9,22 +9,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rag_core::{RagError, Result};
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use rag_core::{IngestLedger, LedgerEntry, RagError, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
 const DOCS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("documents");
 
-/// What is stored for one document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    /// Hash of text + metadata + chunker + embedder; `None` while pending.
-    pub hash: Option<String>,
-    /// Chunk ids that may be stored for this document.
-    pub chunk_ids: Vec<String>,
-    /// The ingest root the document came from (for pruning).
-    pub root: String,
-}
+/// What is stored for one document (the manifest's name for [`LedgerEntry`]).
+pub type ManifestEntry = LedgerEntry;
 
 /// The manifest file (redb).
 #[derive(Clone)]
@@ -106,5 +100,39 @@ impl Manifest {
     /// Number of documents with a final (non-pending) entry.
     pub fn documents(&self) -> Result<usize> {
         Ok(self.all()?.iter().filter(|(_, e)| e.hash.is_some()).count())
+    }
+}
+
+/// The local manifest as the pipeline's ingest record (one process owns it).
+#[async_trait]
+impl IngestLedger for Manifest {
+    async fn lookup(&self, doc_ids: Vec<String>) -> Result<HashMap<String, LedgerEntry>> {
+        let mut out = HashMap::new();
+        for id in doc_ids {
+            if let Some(e) = self.get(&id)? {
+                out.insert(id, e);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn begin(&self, entries: Vec<(String, LedgerEntry)>) -> Result<()> {
+        self.put_many(&entries)
+    }
+
+    async fn commit(&self, entries: Vec<(String, LedgerEntry)>) -> Result<()> {
+        self.put_many(&entries)
+    }
+
+    async fn forget(&self, doc_ids: Vec<String>) -> Result<()> {
+        self.remove_many(&doc_ids)
+    }
+
+    async fn under_roots(&self, roots: Vec<String>) -> Result<Vec<(String, LedgerEntry)>> {
+        Ok(self.all()?.into_iter().filter(|(_, e)| roots.contains(&e.root)).collect())
+    }
+
+    async fn documents(&self) -> Result<usize> {
+        Manifest::documents(self)
     }
 }

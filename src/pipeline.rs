@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rag_chunk::ContextWindow;
-use rag_core::{Chunker, Embedder, Generator, KeywordSearch, RagError, Reranker, Result, Retriever, VectorStore};
+use rag_core::{
+    Chunker, Embedder, Generator, HybridSearch, IngestLedger, KeywordSearch, RagError, Reranker, Result, Retriever, VectorStore,
+};
 use serde::Serialize;
 
 use crate::config::{RetrievalMode, check_range, defaults};
@@ -36,7 +38,7 @@ pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 pub struct Stats {
     /// Collection name.
     pub collection: String,
-    /// Documents in the manifest.
+    /// Documents in the ingest record (the manifest, or the store when it is the record).
     pub documents: usize,
     /// Chunks in the vector store (or the keyword index without one).
     pub chunks: usize,
@@ -66,6 +68,8 @@ pub struct RagPipelineBuilder {
     embed_batches: Option<Arc<rag_core::BatchCounters>>,
     store: Option<Arc<dyn VectorStore>>,
     keyword: Option<Arc<dyn KeywordSearch>>,
+    engine: Option<Arc<dyn HybridSearch>>,
+    ledger: Option<Arc<dyn IngestLedger>>,
     retriever: Option<Arc<dyn Retriever>>,
     reranker: Option<Arc<dyn Reranker>>,
     generator: Option<Arc<dyn Generator>>,
@@ -95,6 +99,8 @@ impl Default for RagPipelineBuilder {
             embed_batches: None,
             store: None,
             keyword: None,
+            engine: None,
+            ledger: None,
             retriever: None,
             reranker: None,
             generator: None,
@@ -145,6 +151,10 @@ impl RagPipelineBuilder {
         vector_store: Arc<dyn VectorStore> => store,
         /// Keyword index (default: a tantivy index on disk under the data directory).
         keyword_index: Arc<dyn KeywordSearch> => keyword,
+        /// A store that fuses dense and keyword results itself (hybrid with RRF or DBSF is then one request to it).
+        hybrid_engine: Arc<dyn HybridSearch> => engine,
+        /// The ingest record (default: the manifest file under the data directory; a shared store can be its own).
+        ingest_ledger: Arc<dyn IngestLedger> => ledger,
         /// A retriever of your own, replacing the built-in dense / BM25 / hybrid one.
         retriever: Arc<dyn Retriever> => retriever,
         /// Reranker.
@@ -191,6 +201,10 @@ impl RagPipelineBuilder {
             Some(k) => k,
             None => Arc::new(rag_keyword::KeywordIndex::open(Some(&data_dir.join("keyword")), &Default::default())?),
         };
+        let ledger: Arc<dyn IngestLedger> = match self.ledger {
+            Some(l) => l,
+            None => Arc::new(Manifest::open(&data_dir.join("manifest.redb"))?),
+        };
         if self.retriever.is_none() && self.mode != RetrievalMode::Bm25 && (self.embedder.is_none() || self.store.is_none()) {
             return Err(RagError::config(
                 "dense and hybrid retrieval need an embedder and a vector store: add both, or use bm25",
@@ -218,7 +232,8 @@ impl RagPipelineBuilder {
         }
         Ok(RagPipeline {
             collection: self.collection,
-            manifest: Manifest::open(&data_dir.join("manifest.redb"))?,
+            ledger,
+            engine: self.engine,
             data_dir,
             markdown_chunker: self.markdown_chunker.unwrap_or_else(|| chunker.clone()),
             chunker,
@@ -252,7 +267,8 @@ impl RagPipelineBuilder {
 pub struct RagPipeline {
     pub(crate) collection: String,
     pub(crate) data_dir: PathBuf,
-    pub(crate) manifest: Manifest,
+    pub(crate) ledger: Arc<dyn IngestLedger>,
+    pub(crate) engine: Option<Arc<dyn HybridSearch>>,
     pub(crate) chunker: Arc<dyn Chunker>,
     pub(crate) markdown_chunker: Arc<dyn Chunker>,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
@@ -341,7 +357,7 @@ impl RagPipeline {
         backends.insert("data_dir".into(), self.data_dir.display().to_string());
         Ok(Stats {
             collection: self.collection.clone(),
-            documents: self.manifest.documents()?,
+            documents: self.ledger.documents().await?,
             chunks: store.as_ref().map_or(keyword_chunks, |s| s.count),
             keyword_chunks,
             embedder_max_tokens: self.embedder_tokenizer.as_ref().map(EmbedderTokenizer::max_tokens),

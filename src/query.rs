@@ -215,7 +215,13 @@ impl RagPipeline {
         let r = match (mode, dense) {
             (RetrievalMode::Bm25, _) => HybridRetriever::keyword_only(self.keyword.clone()),
             (RetrievalMode::Dense, Some(d)) => HybridRetriever::dense_only(d),
-            (RetrievalMode::Hybrid, Some(d)) => HybridRetriever::hybrid(d, self.keyword.clone(), self.fusion),
+            (RetrievalMode::Hybrid, Some(d)) => {
+                let r = HybridRetriever::hybrid(d, self.keyword.clone(), self.fusion);
+                match &self.engine {
+                    Some(e) => r.engine(e.clone()),
+                    None => r,
+                }
+            }
             (m, None) => {
                 return Err(RagError::config(format!(
                     "{m} retrieval needs an embedder and a vector store; this pipeline has none (use bm25)"

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use rag_core::fusion::{convex_combination, reciprocal_rank_fusion};
+use rag_core::fusion::{convex_combination, distribution_based_score_fusion, reciprocal_rank_fusion};
 use rag_core::{
-    Embedder, KeywordSearch, RagError, Result, RetrievalQuery, Retriever, ScoredChunk, StageTimings, VectorQuery, VectorStore,
+    Embedder, EngineFusion, HybridQuery, HybridSearch, KeywordSearch, RagError, Result, RetrievalQuery, Retriever, ScoredChunk,
+    StageTimings, VectorQuery, VectorStore,
 };
 
 use crate::config::defaults;
@@ -26,6 +27,19 @@ pub enum Fusion {
         /// Weight of the dense side.
         alpha: f32,
     },
+    /// Distribution-Based Score Fusion: each side normalised by its mean ± 3σ, then summed.
+    Dbsf,
+}
+
+impl Fusion {
+    /// The same fusion run by an engine, where it has a twin there (RRF, DBSF; convex has none).
+    pub fn in_engine(self) -> Option<EngineFusion> {
+        match self {
+            Self::Rrf { k } => Some(EngineFusion::Rrf { k }),
+            Self::Dbsf => Some(EngineFusion::Dbsf),
+            Self::Convex { .. } => None,
+        }
+    }
 }
 
 impl Default for Fusion {
@@ -49,6 +63,8 @@ pub struct DenseSide {
 pub struct HybridRetriever {
     dense: Option<DenseSide>,
     keyword: Option<Arc<dyn KeywordSearch>>,
+    /// Runs both sides and the fusion in one request, when the fusion has a twin there.
+    engine: Option<Arc<dyn HybridSearch>>,
     fusion: Fusion,
     candidates: usize,
 }
@@ -58,6 +74,7 @@ impl std::fmt::Debug for HybridRetriever {
         f.debug_struct("HybridRetriever")
             .field("dense", &self.dense.is_some())
             .field("keyword", &self.keyword.is_some())
+            .field("engine", &self.engine.is_some())
             .field("fusion", &self.fusion)
             .field("candidates", &self.candidates)
             .finish()
@@ -67,17 +84,24 @@ impl std::fmt::Debug for HybridRetriever {
 impl HybridRetriever {
     /// Both sides, fused.
     pub fn hybrid(dense: DenseSide, keyword: Arc<dyn KeywordSearch>, fusion: Fusion) -> Self {
-        Self { dense: Some(dense), keyword: Some(keyword), fusion, candidates: defaults::CANDIDATES }
+        Self { dense: Some(dense), keyword: Some(keyword), engine: None, fusion, candidates: defaults::CANDIDATES }
     }
 
     /// Dense only.
     pub fn dense_only(dense: DenseSide) -> Self {
-        Self { dense: Some(dense), keyword: None, fusion: Fusion::default(), candidates: defaults::CANDIDATES }
+        Self { dense: Some(dense), keyword: None, engine: None, fusion: Fusion::default(), candidates: defaults::CANDIDATES }
     }
 
     /// Keyword (BM25) only.
     pub fn keyword_only(keyword: Arc<dyn KeywordSearch>) -> Self {
-        Self { dense: None, keyword: Some(keyword), fusion: Fusion::default(), candidates: defaults::CANDIDATES }
+        Self { dense: None, keyword: Some(keyword), engine: None, fusion: Fusion::default(), candidates: defaults::CANDIDATES }
+    }
+
+    /// Lets `engine` run hybrid retrieval and its fusion in one request when the fusion has a
+    /// twin there (RRF, DBSF); convex fusion still runs here, over the engine's two lists.
+    pub fn engine(mut self, engine: Arc<dyn HybridSearch>) -> Self {
+        self.engine = Some(engine);
+        self
     }
 
     /// Candidates taken from each side before fusion (default 100; at least `k`).
@@ -115,6 +139,19 @@ impl HybridRetriever {
     pub async fn retrieve_timed(&self, query: RetrievalQuery) -> Result<(Vec<ScoredChunk>, StageTimings)> {
         let mut t = StageTimings::new();
         let n = self.candidates.max(query.k);
+        if let (Some(d), Some(_), Some(engine), Some(fusion)) = (&self.dense, &self.keyword, &self.engine, self.fusion.in_engine())
+        {
+            let start = Instant::now();
+            let mut v = d.embedder.embed(vec![query.text.clone()]).await?;
+            t.insert("embed_query".into(), ms(start));
+            let vector = v.pop().ok_or_else(|| RagError::Other("the embedder returned no vector for the query".into()))?;
+            let start = Instant::now();
+            let hits = engine
+                .hybrid_search(HybridQuery { text: query.text, vector, k: query.k, candidates: n, filter: query.filter, fusion })
+                .await?;
+            t.insert("engine_hybrid_search".into(), ms(start));
+            return Ok((hits, t));
+        }
         let (dense, keyword) = match (&self.dense, &self.keyword) {
             (Some(d), Some(k)) => {
                 let mut td = StageTimings::new();
@@ -154,6 +191,11 @@ pub fn fuse(dense: Vec<ScoredChunk>, keyword: Vec<ScoredChunk>, fusion: Fusion, 
             let d: Vec<(&str, f32)> = dense.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
             let kw: Vec<(&str, f32)> = keyword.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
             convex_combination(&d, &kw, alpha)
+        }
+        Fusion::Dbsf => {
+            let d: Vec<(&str, f32)> = dense.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
+            let kw: Vec<(&str, f32)> = keyword.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
+            distribution_based_score_fusion(&[d, kw])
         }
     };
     let mut by_id: HashMap<String, ScoredChunk> = HashMap::new();

@@ -134,6 +134,37 @@ mod qdrant {
         });
         run_conformance("qdrant-local", factory, true).await;
     }
+
+    fn server_factory(node: &rag_testkit::QdrantNode, prefer_grpc: bool, sparse: bool) -> Factory {
+        let mode = QdrantMode::Server { url: node.url(), api_key: None, prefer_grpc, grpc_port: node.grpc_port };
+        Arc::new(move |name, create| {
+            let mode = mode.clone();
+            Box::pin(async move {
+                let mut b = QdrantStore::builder(mode).collection(name).dimension(DIM).create_if_missing(create);
+                if sparse {
+                    b = b.sparse(Arc::new(rag_keyword::Bm25Encoder::new(&Default::default())?));
+                }
+                Ok(Arc::new(b.build().await?) as Arc<dyn VectorStore>)
+            })
+        })
+    }
+
+    /// A real Qdrant server (`../shared/bin/qdrant`, started here): over REST, and over gRPC with
+    /// the BM25 sparse vectors written beside the dense ones (`store.index = engine`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn qdrant_server_conformance_rest_and_grpc() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = rag_testkit::spawn_qdrant(dir.path()).unwrap();
+        run_conformance("qdrant-server-rest", server_factory(&node, false, false), true).await;
+        run_conformance("qdrant-server-grpc-sparse", server_factory(&node, true, true), true).await;
+        // Server gone: a transient error naming the collection after the retries, not a panic.
+        node.kill();
+        let err = match server_factory(&node, false, false)(String::from("after-stop"), true).await {
+            Ok(_) => panic!("a stopped server must not open a collection"),
+            Err(e) => e,
+        };
+        assert!(matches!(err, RagError::Transient { .. }), "{err}");
+    }
 }
 
 #[cfg(feature = "pinecone")]

@@ -40,6 +40,29 @@ pub fn convex_combination<S: AsRef<str>>(dense: &[(S, f32)], keyword: &[(S, f32)
     sort_fused(scores)
 }
 
+/// Distribution-Based Score Fusion (as Qdrant runs it): each list's scores are normalised
+/// with the list's mean ± 3 standard deviations as 0 and 1 (clamped), then summed. Unlike min-max,
+/// one outlier does not squash the rest of its list.
+pub fn distribution_based_score_fusion<S: AsRef<str>>(lists: &[Vec<(S, f32)>]) -> Vec<(String, f32)> {
+    let mut scores: HashMap<&str, (f32, usize)> = HashMap::new();
+    let mut order = 0usize;
+    for list in lists {
+        let n = list.len().max(1) as f32;
+        let mean = list.iter().map(|(_, s)| s).sum::<f32>() / n;
+        let std = (list.iter().map(|(_, s)| (s - mean).powi(2)).sum::<f32>() / n).sqrt();
+        let (lo, hi) = (mean - 3.0 * std, mean + 3.0 * std);
+        for (id, s) in list {
+            let norm = if hi - lo > f32::EPSILON { ((s - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.5 };
+            let entry = scores.entry(id.as_ref()).or_insert_with(|| {
+                order += 1;
+                (0.0, order)
+            });
+            entry.0 += norm;
+        }
+    }
+    sort_fused(scores)
+}
+
 fn sort_fused(scores: HashMap<&str, (f32, usize)>) -> Vec<(String, f32)> {
     let mut out: Vec<(&str, f32, usize)> = scores.into_iter().map(|(id, (s, o))| (id, s, o)).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
@@ -57,6 +80,18 @@ mod tests {
         let expected_b = 1.0 / 62.0 + 1.0 / 61.0;
         assert!((fused[0].1 - expected_b).abs() < 1e-6);
         assert_eq!(fused.len(), 3);
+    }
+
+    #[test]
+    fn dbsf_sums_normalised_scores_and_rewards_agreement() {
+        let dense = vec![("a", 0.9), ("b", 0.8), ("c", 0.1)];
+        let kw = vec![("b", 20.0), ("c", 2.0), ("a", 1.0)];
+        let fused = distribution_based_score_fusion(&[dense, kw]);
+        assert_eq!(fused[0].0, "b", "{fused:?}");
+        assert!(fused.iter().all(|(_, s)| (0.0..=2.0).contains(s)), "{fused:?}");
+        // One list alone keeps its order.
+        let one = distribution_based_score_fusion(&[vec![("x", 3.0), ("y", 2.0), ("z", 1.0)]]);
+        assert_eq!(one.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["x", "y", "z"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod batch;
+mod engine;
 mod error;
 mod filter;
 pub mod fusion;
@@ -10,6 +11,9 @@ mod source;
 mod traits;
 mod types;
 
+pub use engine::{
+    EngineFusion, HybridQuery, HybridSearch, IngestLedger, LedgerEntry, SparseEncoder, SparseVector, entries_from_chunks, ledger_keys,
+};
 pub use error::{RagError, Result};
 pub use filter::Filter;
 pub use source::{
@@ -28,6 +32,7 @@ pub use types::{
 /// mockall mocks of every core trait, for tests that assemble pipelines without Python.
 #[cfg(any(test, feature = "test-utils"))]
 pub mod mocks {
+    pub use crate::engine::{MockHybridSearch, MockIngestLedger};
     pub use crate::source::MockDocumentSource;
     pub use crate::traits::{
         MockChunker, MockEmbedder, MockGenerator, MockKeywordSearch, MockReranker, MockRetriever, MockVectorStore,

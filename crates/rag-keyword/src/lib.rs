@@ -17,6 +17,9 @@ use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
 use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
 use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+mod sparse;
+pub use sparse::{B as BM25_B, Bm25Encoder, K1 as BM25_K1, term_id};
+
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
 /// Text analysis settings.
@@ -27,13 +30,21 @@ pub struct KeywordConfig {
     pub stemming: bool,
     /// Remove English stop words.
     pub stop_words: bool,
+    /// Average analysed terms per chunk, for BM25's length normalisation when a store keeps
+    /// BM25 as sparse vectors (`store.index = engine`): the engine keeps document frequencies
+    /// but not lengths, so the average is fixed when vectors are written.
+    pub avg_chunk_terms: u32,
 }
 
 impl Default for KeywordConfig {
     fn default() -> Self {
-        Self { stemming: true, stop_words: true }
+        Self { stemming: true, stop_words: true, avg_chunk_terms: DEFAULT_AVG_CHUNK_TERMS }
     }
 }
+
+/// The default of [`KeywordConfig::avg_chunk_terms`]: measured on SciFact's chunks with the
+/// default chunker (README, Benchmarks).
+pub const DEFAULT_AVG_CHUNK_TERMS: u32 = 100;
 
 const TOKENIZER: &str = "rag_en";
 

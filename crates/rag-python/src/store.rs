@@ -207,6 +207,11 @@ pub fn shim_query(
     };
     let vector = crate::convert::vector_to_numpy(py, vector);
     let rows = ops.getattr("query").and_then(|f| f.call1((handle, scope, vector, k, filter))).py_context(py)?;
+    shim_rows(py, &rows)
+}
+
+/// Rows as every store shim returns them, `(id or None, score or None, payload)`, as records.
+pub fn shim_rows(py: Python<'_>, rows: &Bound<'_, PyAny>) -> Result<Vec<(Option<f32>, StoredRecord)>> {
     let mut out = Vec::new();
     for row in rows.try_iter().py_context(py)? {
         let row = row.py_context(py)?;

@@ -7,8 +7,10 @@ pub mod browser;
 pub mod conformance;
 pub mod documents;
 pub mod models;
+pub mod qdrant;
 pub mod servers;
 
+pub use qdrant::{QdrantCluster, QdrantNode, qdrant_bin, spawn_qdrant};
 pub use servers::*;
 
 /// Whether tests must fail, rather than skip, when something they need is missing (`CI` set).

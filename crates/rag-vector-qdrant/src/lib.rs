@@ -9,22 +9,32 @@
 //! * Queries use `query_points` (`.search` is gone in 1.20); the typed filter becomes real
 //!   `models.Filter` / `FieldCondition` / `Range` / `MatchAny` objects.
 //! * Scores: Cosine and Dot as Qdrant returns them; Euclid as `-distance`. Higher is more similar.
+//! * With a [`SparseEncoder`] ([`QdrantStoreBuilder::sparse`]) the collection also holds BM25 as
+//!   the sparse vector `bm25` with `modifier = IDF` (Qdrant keeps the corpus statistics), and
+//!   the store is everything a pipeline keeps: [`KeywordSearch`] (sparse queries),
+//!   [`HybridSearch`] (one `query_points` with a dense and a sparse prefetch, fused by Qdrant with
+//!   RRF or DBSF, the filter inside both prefetches) and the ingest record ([`IngestLedger`],
+//!   read back from each chunk's payload). Several workers can then share one collection.
+//! * Idempotent requests are retried when a node is unreachable or answers 5xx (a cluster node
+//!   lost mid-request), five times with doubling backoff from 0.2 s.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use rag_core::{
-    Distance, EmbeddedChunk, Filter, MetadataValue, RagError, Result, ScoredChunk, StoreDescription, VectorQuery, VectorStore,
+    Chunk, Distance, EmbeddedChunk, EngineFusion, Filter, HybridQuery, HybridSearch, IngestLedger, KeywordSearch, LedgerEntry,
+    MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk, SparseEncoder, SparseVector, StoreDescription, VectorQuery,
+    VectorStore,
 };
 use rag_python::PyResultExt;
 use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules};
 use rag_python::convert::{json_to_py, matrix_to_numpy, metadata_to_py, metadata_value_to_json};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyList, PyModule};
-use rag_python::store::{DimensionGuard, EmbeddedModule, PayloadLayout, StoreOptions, shim_query};
+use rag_python::store::{DimensionGuard, EmbeddedModule, PayloadLayout, StoreOptions, shim_query, shim_rows};
 use serde_json::{Value, json};
 
 /// The chunk's text and original string id live in the payload (`text`, `chunk_id`).
@@ -41,6 +51,11 @@ const ERRORS: ErrorRules = ErrorRules {
             "is the Qdrant server running?",
         ),
         ErrorRule::new("httpx.TransportError", ErrorKind::Transient, "is the Qdrant server running?"),
+        ErrorRule::new(
+            "qdrant_client.http.exceptions.UnexpectedResponse",
+            ErrorKind::Permanent,
+            "Qdrant refused the request (see its message)",
+        ),
         ErrorRule::new(
             "rag_qdrant_ops.StorageLocked",
             ErrorKind::Permanent,
@@ -66,6 +81,8 @@ pub enum QdrantMode {
         api_key: Option<String>,
         /// Use gRPC for data operations.
         prefer_grpc: bool,
+        /// The server's gRPC port (Qdrant's default is 6334).
+        grpc_port: u16,
     },
 }
 
@@ -85,6 +102,9 @@ pub struct QdrantStoreBuilder {
     collection: String,
     options: StoreOptions,
     batch_size: usize,
+    sparse: Option<Arc<dyn SparseEncoder>>,
+    shards: Option<u32>,
+    replication: Option<u32>,
 }
 
 impl std::fmt::Debug for QdrantStoreBuilder {
@@ -110,6 +130,26 @@ impl QdrantStoreBuilder {
         self
     }
 
+    /// Keep BM25 in the collection as the sparse vector `bm25` (IDF by Qdrant), encoded by
+    /// `encoder`: the store then also serves keyword and hybrid search and the ingest record.
+    /// An existing collection created without it is refused.
+    pub fn sparse(mut self, encoder: Arc<dyn SparseEncoder>) -> Self {
+        self.sparse = Some(encoder);
+        self
+    }
+
+    /// Shards of a new collection (a server or cluster; ignored in local mode).
+    pub fn shards(mut self, n: u32) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
+    /// Copies of each shard in a new collection (a cluster; ignored in local mode).
+    pub fn replication_factor(mut self, n: u32) -> Self {
+        self.replication = Some(n);
+        self
+    }
+
     /// Connects; creates the collection if missing and the dimension is known.
     pub async fn build(self) -> Result<QdrantStore> {
         if self.collection.is_empty() {
@@ -129,11 +169,12 @@ impl QdrantStoreBuilder {
                         kw.set_item("path", p.display().to_string()).py_context(py)?;
                     }
                     QdrantMode::InMemory => kw.set_item("mode", "memory").py_context(py)?,
-                    QdrantMode::Server { url, api_key, prefer_grpc } => {
+                    QdrantMode::Server { url, api_key, prefer_grpc, grpc_port } => {
                         kw.set_item("mode", "server").py_context(py)?;
                         kw.set_item("url", url).py_context(py)?;
                         kw.set_item("api_key", api_key.clone()).py_context(py)?;
                         kw.set_item("prefer_grpc", *prefer_grpc).py_context(py)?;
+                        kw.set_item("grpc_port", *grpc_port).py_context(py)?;
                     }
                 }
                 let client = ops.getattr("connect").and_then(|f| f.call((), Some(&kw))).py_context(py)?;
@@ -144,29 +185,69 @@ impl QdrantStoreBuilder {
                         return Err(cfg.options.missing(&context));
                     }
                     if let Some(d) = cfg.options.dimension {
-                        ops.getattr("create")
-                            .and_then(|f| f.call1((&client, &cfg.collection, d, cfg.options.distance.as_str())))
-                            .py_context(py)?;
+                        cfg.creation().create(py, &ops, &client, &cfg.collection, d)?;
                     }
                     cfg.options.dimension
                 } else {
-                    let (size, distance): (usize, String) = info.extract().py_context(py)?;
+                    let (size, distance, sparse): (usize, String, bool) = info.extract().py_context(py)?;
+                    if cfg.sparse.is_some() && !sparse {
+                        return Err(RagError::config(format!(
+                            "{context} was created without the BM25 sparse vector `bm25`, so it cannot serve keyword or \
+                             hybrid search in the engine: ingest into a new collection with store.index = engine, or \
+                             keep store.index = local for this one"
+                        )));
+                    }
                     cfg.options.reconcile(&context, &distance, Some(size))?
                 };
                 Ok((client.unbind(), dimension))
             })
             .await
             .map_err(|e| classify(e, &self.collection))?;
+        let creation = self.creation();
         Ok(QdrantStore {
             inner: Arc::new(Inner {
+                creation,
                 client,
                 dimension: DimensionGuard::new(format!("Qdrant collection `{}`", self.collection), dimension),
                 name: self.collection,
                 mode: self.mode,
                 distance: self.options.distance,
                 batch_size: self.batch_size,
+                sparse: self.sparse,
             }),
         })
+    }
+
+    fn creation(&self) -> Creation {
+        Creation {
+            distance: self.options.distance,
+            sparse: self.sparse.is_some(),
+            shards: self.shards,
+            replication: self.replication,
+            server: matches!(self.mode, QdrantMode::Server { .. }),
+        }
+    }
+}
+
+/// How a new collection is made.
+#[derive(Debug, Clone, Copy)]
+struct Creation {
+    distance: Distance,
+    sparse: bool,
+    shards: Option<u32>,
+    replication: Option<u32>,
+    server: bool,
+}
+
+impl Creation {
+    fn create(&self, py: Python<'_>, ops: &Bound<'_, PyModule>, client: &Bound<'_, PyAny>, name: &str, dim: usize) -> Result<()> {
+        let kw = PyDict::new(py);
+        kw.set_item("sparse", self.sparse).py_context(py)?;
+        kw.set_item("shards", self.shards).py_context(py)?;
+        kw.set_item("replication", self.replication).py_context(py)?;
+        kw.set_item("server", self.server).py_context(py)?;
+        ops.getattr("create").and_then(|f| f.call((client, name, dim, self.distance.as_str()), Some(&kw))).py_context(py)?;
+        Ok(())
     }
 }
 
@@ -179,6 +260,9 @@ struct Inner {
     /// creates the collection).
     dimension: DimensionGuard,
     batch_size: usize,
+    creation: Creation,
+    /// BM25 as sparse vectors, when the collection keeps them.
+    sparse: Option<Arc<dyn SparseEncoder>>,
 }
 
 impl Drop for Inner {
@@ -262,7 +346,15 @@ fn as_filter_single(filter: &Filter) -> Value {
 impl QdrantStore {
     /// A builder for `mode`, collection `rag`, cosine, created if missing.
     pub fn builder(mode: QdrantMode) -> QdrantStoreBuilder {
-        QdrantStoreBuilder { mode, collection: "rag".into(), options: StoreOptions::default(), batch_size: 256 }
+        QdrantStoreBuilder {
+            mode,
+            collection: "rag".into(),
+            options: StoreOptions::default(),
+            batch_size: 256,
+            sparse: None,
+            shards: None,
+            replication: None,
+        }
     }
 
     fn dimension(&self) -> Option<usize> {
@@ -280,13 +372,30 @@ impl QdrantStore {
         if self.inner.dimension.check(dim, "upsert")? {
             return Ok(());
         }
-        let distance = self.inner.distance.as_str();
-        self.call(move |py, ops, client, name| {
-            ops.getattr("create").and_then(|f| f.call1((client, name, dim, distance))).py_context(py)?;
-            Ok(())
-        })
-        .await?;
+        let creation = self.inner.creation;
+        self.call(move |py, ops, client, name| creation.create(py, ops, client, name, dim)).await?;
         self.inner.dimension.record(dim)
+    }
+
+    /// The sparse encoder, or the error for a store without one.
+    fn encoder(&self, what: &str) -> Result<&Arc<dyn SparseEncoder>> {
+        self.inner.sparse.as_ref().ok_or_else(|| {
+            RagError::config(format!(
+                "{what} in Qdrant needs the collection's BM25 sparse vectors: build the store with a sparse encoder \
+                 (store.index = engine)"
+            ))
+        })
+    }
+
+    /// Query rows as scored chunks.
+    fn scored(&self, rows: Vec<(Option<f32>, rag_python::store::StoredRecord)>, convert: bool) -> Result<Vec<ScoredChunk>> {
+        rows.into_iter()
+            .map(|(score, record)| {
+                let chunk = LAYOUT.decode(&self.inner.name, record)?;
+                let score = score.ok_or_else(|| LAYOUT.missing_score(&self.inner.name, &chunk.id))?;
+                Ok(ScoredChunk { chunk, score: if convert { self.score(score) } else { score } })
+            })
+            .collect()
     }
 
     /// Runs `f(ops, client, collection)` on the Python runtime.
@@ -314,6 +423,8 @@ impl VectorStore for QdrantStore {
         let Some(dim) = EmbeddedChunk::batch_dimension(&chunks)? else { return Ok(()) };
         self.ensure_collection(dim).await?;
         let batch_size = self.inner.batch_size;
+        let sparse: Option<Vec<SparseVector>> =
+            self.inner.sparse.as_ref().map(|e| chunks.iter().map(|c| e.encode_document(&c.chunk.indexed_text())).collect());
         self.call(move |py, ops, client, name| {
             let ids: Vec<String> = chunks.iter().map(|c| point_id(&c.chunk.id)).collect();
             let vectors: Vec<Vec<f32>> = chunks.iter().map(|c| c.embedding.clone()).collect();
@@ -322,7 +433,11 @@ impl VectorStore for QdrantStore {
                 payloads.append(metadata_to_py(py, &LAYOUT.encode(&c.chunk))?).py_context(py)?;
             }
             let matrix = matrix_to_numpy(py, &vectors)?;
-            ops.getattr("upsert").and_then(|f| f.call1((client, name, ids, matrix, payloads, batch_size))).py_context(py)?;
+            let sparse: Option<Vec<(Vec<u32>, Vec<f32>)>> =
+                sparse.map(|v| v.into_iter().map(|s| (s.indices, s.values)).collect());
+            ops.getattr("upsert")
+                .and_then(|f| f.call1((client, name, ids, matrix, payloads, batch_size, sparse)))
+                .py_context(py)?;
             Ok(())
         })
         .await
@@ -339,13 +454,7 @@ impl VectorStore for QdrantStore {
         let rows = self
             .call(move |py, ops, client, name| shim_query(py, ops, client, name, &query.vector, query.k, spec.as_ref()))
             .await?;
-        rows.into_iter()
-            .map(|(score, record)| {
-                let chunk = LAYOUT.decode(&self.inner.name, record)?;
-                let score = score.ok_or_else(|| LAYOUT.missing_score(&self.inner.name, &chunk.id))?;
-                Ok(ScoredChunk { chunk, score: self.score(score) })
-            })
-            .collect()
+        self.scored(rows, true)
     }
 
     async fn delete(&self, ids: Vec<String>) -> Result<()> {
@@ -395,6 +504,9 @@ impl VectorStore for QdrantStore {
             }
             QdrantMode::Server { url, prefer_grpc, .. } => {
                 details.insert("mode".into(), "server".into());
+                if let Some(e) = &self.inner.sparse {
+                    details.insert("sparse_encoder".into(), e.fingerprint());
+                }
                 details.insert("url".into(), url.clone());
                 details.insert("prefer_grpc".into(), prefer_grpc.to_string());
             }
@@ -420,6 +532,176 @@ impl VectorStore for QdrantStore {
             count,
             details,
         })
+    }
+}
+
+#[async_trait]
+impl HybridSearch for QdrantStore {
+    async fn hybrid_search(&self, query: HybridQuery) -> Result<Vec<ScoredChunk>> {
+        let sparse = self.encoder("hybrid search")?.encode_query(&query.text);
+        if !self.inner.dimension.check(query.vector.len(), "query")? || query.k == 0 {
+            return Ok(Vec::new());
+        }
+        let spec = query.filter.as_ref().map(to_qdrant_filter).transpose()?;
+        let (fusion, rrf_k) = match query.fusion {
+            EngineFusion::Rrf { k } => ("rrf", k),
+            EngineFusion::Dbsf => ("dbsf", 0.0),
+        };
+        let candidates = query.candidates.max(query.k);
+        let rows = self
+            .call(move |py, ops, client, name| {
+                let spec = spec.as_ref().map(|s| json_to_py(py, s)).transpose()?;
+                let vector = rag_python::convert::vector_to_numpy(py, &query.vector);
+                let rows = ops
+                    .getattr("hybrid_query")
+                    .and_then(|f| {
+                        f.call1((
+                            client,
+                            name,
+                            vector,
+                            sparse.indices,
+                            sparse.values,
+                            query.k,
+                            candidates,
+                            spec,
+                            fusion,
+                            rrf_k,
+                        ))
+                    })
+                    .py_context(py)?;
+                shim_rows(py, &rows)
+            })
+            .await?;
+        // Fused scores are the engine's own (rank- or distribution-based), not distances.
+        self.scored(rows, false)
+    }
+}
+
+/// BM25 through the collection's sparse vectors. [`VectorStore::upsert`] writes them with the
+/// dense vectors, so [`KeywordSearch::write`] has only deletions left to do.
+#[async_trait]
+impl KeywordSearch for QdrantStore {
+    async fn write(&self, upsert: Vec<Chunk>, delete: Vec<String>) -> Result<()> {
+        self.encoder("keyword search")?;
+        let _ = upsert; // written (dense + sparse) by VectorStore::upsert
+        VectorStore::delete(self, delete).await
+    }
+
+    async fn search(&self, query: RetrievalQuery) -> Result<Vec<ScoredChunk>> {
+        let sparse = self.encoder("keyword search")?.encode_query(&query.text);
+        if sparse.is_empty() || query.k == 0 || self.dimension().is_none() {
+            return Ok(Vec::new());
+        }
+        let spec = query.filter.as_ref().map(to_qdrant_filter).transpose()?;
+        let rows = self
+            .call(move |py, ops, client, name| {
+                let spec = spec.as_ref().map(|s| json_to_py(py, s)).transpose()?;
+                let rows = ops
+                    .getattr("sparse_query")
+                    .and_then(|f| f.call1((client, name, sparse.indices, sparse.values, query.k, spec)))
+                    .py_context(py)?;
+                shim_rows(py, &rows)
+            })
+            .await?;
+        self.scored(rows, false)
+    }
+
+    async fn count(&self) -> Result<usize> {
+        VectorStore::count(self).await
+    }
+
+    async fn scan(&self) -> Result<Vec<Chunk>> {
+        if self.dimension().is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .call(|py, ops, client, name| {
+                let rows = ops.getattr("scan").and_then(|f| f.call1((client, name))).py_context(py)?;
+                shim_rows(py, &rows)
+            })
+            .await?;
+        rows.into_iter().map(|(_, record)| LAYOUT.decode(&self.inner.name, record)).collect()
+    }
+}
+
+/// The collection as its own ingest record: each chunk's payload carries its document's hash,
+/// chunk count and root ([`rag_core::ledger_keys`]), read back in batched scrolls (keyword
+/// payload indexes on `doc_id` and the root on a server).
+#[async_trait]
+impl IngestLedger for QdrantStore {
+    async fn lookup(&self, doc_ids: Vec<String>) -> Result<HashMap<String, LedgerEntry>> {
+        if doc_ids.is_empty() || self.dimension().is_none() {
+            return Ok(HashMap::new());
+        }
+        self.records("doc_id", doc_ids).await
+    }
+
+    async fn begin(&self, _entries: Vec<(String, LedgerEntry)>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn commit(&self, _entries: Vec<(String, LedgerEntry)>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn forget(&self, _doc_ids: Vec<String>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn under_roots(&self, roots: Vec<String>) -> Result<Vec<(String, LedgerEntry)>> {
+        if roots.is_empty() || self.dimension().is_none() {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<(String, LedgerEntry)> = self.records(rag_core::ledger_keys::ROOT, roots).await?.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn documents(&self) -> Result<usize> {
+        if self.dimension().is_none() {
+            return Ok(0);
+        }
+        let rows = self.record_rows(None).await?;
+        Ok(rag_core::entries_from_chunks(rows).values().filter(|e| e.hash.is_some()).count())
+    }
+
+    fn in_chunks(&self) -> bool {
+        true
+    }
+}
+
+impl QdrantStore {
+    async fn records(&self, key: &'static str, values: Vec<String>) -> Result<HashMap<String, LedgerEntry>> {
+        Ok(rag_core::entries_from_chunks(self.record_rows(Some((key, values))).await?))
+    }
+
+    /// `(doc_id, chunk_id, record payload)` of the chunks whose `key` is one of the values (all
+    /// chunks with `None`).
+    async fn record_rows(&self, by: Option<(&'static str, Vec<String>)>) -> Result<Vec<(String, String, rag_core::Metadata)>> {
+        let collection = self.inner.name.clone();
+        self.call(move |py, ops, client, name| {
+            let rows = match by {
+                Some((key, values)) => ops.getattr("records").and_then(|f| f.call1((client, name, key, values))),
+                None => ops.getattr("all_records").and_then(|f| f.call1((client, name))),
+            }
+            .py_context(py)?;
+            let mut out = Vec::new();
+            for row in rows.try_iter().py_context(py)? {
+                let row = row.py_context(py)?;
+                let doc: Option<String> = row.get_item(0).and_then(|x| x.extract()).py_context(py)?;
+                let chunk: Option<String> = row.get_item(1).and_then(|x| x.extract()).py_context(py)?;
+                let (Some(doc), Some(chunk)) = (doc, chunk) else {
+                    return Err(RagError::permanent(
+                        "qdrant",
+                        format!("collection `{collection}`: a point without `doc_id` or `chunk_id` in its payload (written by another tool?)"),
+                    ));
+                };
+                let payload = rag_python::convert::metadata_from_py(&row.get_item(2).py_context(py)?, &[]);
+                out.push((doc, chunk, payload));
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 
