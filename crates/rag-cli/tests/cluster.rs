@@ -1,0 +1,210 @@
+//! Past one machine: `rag` workers over a real 3-node Qdrant cluster (`../shared/bin/qdrant`,
+//! started here on free ports) with `store.index = engine` (BM25, hybrid fusion and the ingest
+//! record inside Qdrant) and one Redis embedding cache. A collection of 3 shards with
+//! replication factor 2; an ingest killed half-way and re-run by another worker equals a clean
+//! ingest; two workers ingesting at once equal one; two `rag serve` workers answer a stream of
+//! hybrid queries while one Qdrant node is SIGKILLed, and none fails, and no chunk is lost.
+//! Needs `make setup` (MiniLM, redis-server); fails, never skips, without it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::Duration;
+
+use rag_testkit::{QdrantCluster, QdrantNode, free_port, spawn_redis};
+use serde_json::{Value, json};
+
+const DOCS: usize = 100;
+
+fn scifact_slice(dir: &Path, n: usize) -> PathBuf {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/scifact/corpus.jsonl");
+    let text = std::fs::read_to_string(path).unwrap();
+    let out = dir.join(format!("scifact-{n}.jsonl"));
+    std::fs::write(&out, text.lines().take(n).collect::<Vec<_>>().join("\n")).unwrap();
+    out
+}
+
+/// The settings every worker shares, pointed at `node`.
+fn worker(node: &QdrantNode, redis_port: u16, collection: &str) -> Vec<String> {
+    vec![
+        format!("collection={collection}"),
+        "store.backend=qdrant".into(),
+        "store.qdrant_mode=server".into(),
+        format!("store.qdrant_url={}", node.url()),
+        format!("store.qdrant_grpc_port={}", node.grpc_port),
+        "store.index=engine".into(),
+        "store.qdrant_shards=3".into(),
+        "store.qdrant_replication=2".into(),
+        "retrieval.fusion=rrf".into(),
+        "cache.backend=redis".into(),
+        format!("cache.redis_url=redis://127.0.0.1:{redis_port}/"),
+    ]
+}
+
+fn rag(data: &Path, sets: &[String]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rag"));
+    cmd.arg("--data-dir").arg(data);
+    for s in sets {
+        cmd.arg("--set").arg(s);
+    }
+    cmd
+}
+
+fn report(out: Output) -> Value {
+    assert!(out.status.success(), "rag failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every point of `collection` as (chunk id, document hash, text), read over Qdrant's REST API.
+async fn state(node: &QdrantNode, collection: &str) -> BTreeSet<(String, String, String)> {
+    let client = reqwest::Client::new();
+    let mut out = BTreeSet::new();
+    let mut offset = Value::Null;
+    loop {
+        let body = json!({"limit": 256, "with_payload": true, "with_vector": false, "offset": offset});
+        let url = format!("{}/collections/{collection}/points/scroll", node.url());
+        let v: Value = client.post(url).json(&body).send().await.unwrap().json().await.unwrap();
+        for p in v["result"]["points"].as_array().unwrap() {
+            let pl = &p["payload"];
+            out.insert((
+                pl["chunk_id"].as_str().unwrap().to_owned(),
+                pl["rag_doc_hash"].as_str().unwrap().to_owned(),
+                pl["text"].as_str().unwrap().to_owned(),
+            ));
+        }
+        offset = v["result"]["next_page_offset"].clone();
+        if offset.is_null() {
+            return out;
+        }
+    }
+}
+
+async fn count(node: &QdrantNode, collection: &str) -> u64 {
+    let url = format!("{}/collections/{collection}/points/count", node.url());
+    let v: Value = reqwest::Client::new().post(url).json(&json!({"exact": true})).send().await.unwrap().json().await.unwrap();
+    v["result"]["count"].as_u64().unwrap()
+}
+
+/// A `rag serve` child process on a free port, killed on drop.
+struct Served {
+    child: Child,
+    url: String,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, sets: &[String]) -> Served {
+    let mut child =
+        rag(data, sets).args(["serve", "--addr", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let served = Served { child, url, _stdout: stdout };
+    for _ in 0..1200 {
+        if rag_testkit::http_request("GET", &format!("{}/readyz", served.url), None).is_ok_and(|(s, _)| s == 200) {
+            return served;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("rag serve at {} never became ready", served.url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = QdrantCluster::start(&dir.path().join("qdrant"), 3).unwrap();
+    let redis_port = free_port().unwrap();
+    let _redis = spawn_redis(redis_port).unwrap();
+    let corpus = scifact_slice(dir.path(), DOCS);
+    let corpus = corpus.to_str().unwrap();
+    let [n0, n1, n2] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
+
+    // A clean ingest (worker on node 2) is what every other path must end equal to.
+    let clean = report(rag(&dir.path().join("w2"), &worker(n2, redis_port, "clean")).args(["ingest", corpus, "--json"]).output().unwrap());
+    assert_eq!(clean["documents"], DOCS);
+    let expected = state(n0, "clean").await;
+    assert_eq!(expected.len() as u64, clean["chunks"].as_u64().unwrap());
+    let info: Value = reqwest::get(format!("{}/collections/clean", n0.url())).await.unwrap().json().await.unwrap();
+    let params = &info["result"]["config"]["params"];
+    assert_eq!((params["shard_number"].as_u64(), params["replication_factor"].as_u64()), (Some(3), Some(2)), "{info}");
+    assert_eq!(params["sparse_vectors"]["bm25"]["modifier"], "idf", "{info}");
+
+    // Worker A (node 0) dies right after its first batch of 64 documents is written (the CLI's
+    // fault hook, driven by a count); worker B (node 1) re-runs the ingest.
+    let status = rag(&dir.path().join("wa"), &worker(n0, redis_port, "scifact"))
+        .args(["ingest", corpus, "--json"])
+        .env("RAG_TEST_ABORT_AFTER_DOCS", "40")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "worker A was killed mid-ingest");
+    let partial = count(n0, "scifact").await;
+    assert!(partial > 0 && partial < expected.len() as u64, "the kill landed mid-ingest: {partial} points");
+    let rerun = report(rag(&dir.path().join("wb"), &worker(n1, redis_port, "scifact")).args(["ingest", corpus, "--json"]).output().unwrap());
+    assert_eq!((rerun["documents"].as_u64(), rerun["unchanged"].as_u64()), (Some(DOCS as u64), Some(64)), "{rerun}");
+    assert_eq!(state(n0, "scifact").await, expected, "the re-run by another worker equals a clean ingest");
+
+    // Two workers ingesting the same corpus at once end in the state of one.
+    let spawn = |node: &QdrantNode, name: &str| {
+        rag(&dir.path().join(name), &worker(node, redis_port, "twice"))
+            .args(["ingest", corpus, "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(n0, "wa2"), spawn(n1, "wb2"));
+    report(a.wait_with_output().unwrap());
+    report(b.wait_with_output().unwrap());
+    assert_eq!(state(n2, "twice").await, expected, "two concurrent ingests equal one");
+
+    // Two `rag serve` workers, on nodes 0 and 1, answer hybrid queries; node 2 is SIGKILLed
+    // a third of the way through. No query fails (the store retries on a lost node) and every
+    // query still finds its document.
+    let sa = serve(&dir.path().join("sa"), &worker(n0, redis_port, "scifact"));
+    let sb = serve(&dir.path().join("sb"), &worker(n1, redis_port, "scifact"));
+    let titles: Vec<(String, String)> = std::fs::read_to_string(corpus)
+        .unwrap()
+        .lines()
+        .take(30)
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["_id"].as_str().unwrap().to_owned(), v["title"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let mut answered = 0;
+    for (i, (id, title)) in titles.iter().enumerate() {
+        if i == 10 {
+            cluster.nodes[2].kill();
+        }
+        let base = if i % 2 == 0 { &sa.url } else { &sb.url };
+        let resp = http
+            .post(format!("{base}/v1/collections/scifact/search"))
+            .json(&json!({"question": title, "k": 5}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "query {i} ({}): {body}", if i >= 10 { "after the kill" } else { "before" });
+        let docs: Vec<&str> = body["hits"].as_array().unwrap().iter().map(|h| h["doc_id"].as_str().unwrap()).collect();
+        assert!(docs.contains(&id.as_str()), "query {i}: `{title}` should find {id}: {docs:?}");
+        answered += 1;
+    }
+    assert_eq!(answered, titles.len());
+    // Nothing lost: every chunk is still there, read through a surviving node.
+    let n0 = &cluster.nodes[0];
+    assert_eq!(count(n0, "scifact").await, expected.len() as u64);
+    assert_eq!(state(n0, "scifact").await, expected);
+}
