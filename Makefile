@@ -8,13 +8,14 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python setup-onnx setup-llm demo test lint unit eval bench bench-serve bench-criterion clean
+.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test lint unit eval bench bench-serve bench-criterion clean
 
-setup: setup-system setup-python setup-onnx setup-llm
+setup: setup-system setup-python setup-onnx setup-llm setup-qdrant
 
 # redis-server for the Redis cache tests (they start their own instances on free ports) and
-# chromium for the web page's browser test (headless, driven over the DevTools protocol).
-SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium
+# chromium for the web page's browser test (headless, driven over the DevTools protocol); xz to
+# unpack the Qdrant server binary the cluster tests run.
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium xz:xz-utils
 setup-system:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
@@ -26,6 +27,12 @@ setup-system:
 
 setup-python:
 	@scripts/setup-python
+
+# The Qdrant server the server and cluster tests start (QDRANT_BIN, else `qdrant` on the PATH,
+# else ../shared/bin/qdrant, which unpacks itself once into ~/.cache/qdrant-server).
+setup-qdrant:
+	@q="$${QDRANT_BIN:-$$(command -v qdrant || echo ../shared/bin/qdrant)}"; \
+	"$$q" --version >/dev/null 2>&1 || { echo "no working Qdrant server binary at $$q (set QDRANT_BIN)" >&2; exit 1; }
 
 # The local language model (a verified GGUF, cached outside the repository).
 setup-llm: setup-python

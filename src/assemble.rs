@@ -184,6 +184,8 @@ struct EngineParts {
     keyword: Arc<dyn rag_core::KeywordSearch>,
     hybrid: Arc<dyn rag_core::HybridSearch>,
     ledger: Arc<dyn rag_core::IngestLedger>,
+    /// The sparse encoder's fingerprint: a change of it re-ingests.
+    fingerprint: String,
 }
 
 #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
@@ -234,8 +236,10 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<StoreParts> {
             };
             let mut b = QdrantStore::builder(mode).collection(&cfg.collection).distance(s.distance).dimension(dimension);
             let engine = s.index == crate::config::IndexPlacement::Engine;
+            let encoder = Arc::new(rag_keyword::Bm25Encoder::new(&cfg.keyword)?);
+            let fingerprint = rag_core::SparseEncoder::fingerprint(&*encoder);
             if engine {
-                b = b.sparse(Arc::new(rag_keyword::Bm25Encoder::new(&cfg.keyword)?));
+                b = b.sparse(encoder);
             }
             if let Some(n) = s.qdrant_shards {
                 b = b.shards(n);
@@ -244,7 +248,8 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<StoreParts> {
                 b = b.replication_factor(n);
             }
             let store = Arc::new(b.build().await?);
-            let engine = engine.then(|| EngineParts { keyword: store.clone(), hybrid: store.clone(), ledger: store.clone() });
+            let engine =
+                engine.then(|| EngineParts { keyword: store.clone(), hybrid: store.clone(), ledger: store.clone(), fingerprint });
             let label = if engine.is_some() { format!("{label}, bm25 + hybrid + ingest record in the engine") } else { label };
             Ok(StoreParts { store, label, engine })
         }
@@ -465,7 +470,8 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
         FusionKind::Rrf => Fusion::Rrf { k: cfg.retrieval.rrf_k },
         FusionKind::Dbsf => Fusion::Dbsf,
     };
-    let mut b = RagPipeline::builder().collection(cfg.collection.clone()).data_dir(dir.clone());
+    let mut b =
+        RagPipeline::builder().collection(cfg.collection.clone()).data_dir(dir.clone()).keyword_config(cfg.keyword.clone());
     if local {
         b = b.keyword_index(Arc::new(KeywordIndex::open(Some(&dir.join("keyword")), &cfg.keyword)?));
     }
@@ -487,7 +493,7 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
         let s = store(cfg, parts.embedder.dimension()).await?;
         b = b.embedder(parts.embedder).vector_store(s.store).describe("embedder", parts.label).describe("store", s.label);
         if let Some(e) = s.engine {
-            b = b.keyword_index(e.keyword).hybrid_engine(e.hybrid).ingest_ledger(e.ledger);
+            b = b.keyword_index(e.keyword).hybrid_engine(e.hybrid).ingest_ledger(e.ledger).index_fingerprint(e.fingerprint);
         }
         if let Some(p) = parts.probe {
             b = b.cache_probe(p);

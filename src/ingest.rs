@@ -124,7 +124,9 @@ impl RagPipeline {
         let model = self.embedder.as_ref().map(|e| e.model_id()).unwrap_or_default();
         // Unpaged documents hash as they always did, so existing ingests stay unchanged.
         let pages = if d.page_starts.is_empty() { String::new() } else { format!("\u{0}pages {:?}", d.page_starts) };
-        content_hash(&format!("{}\u{0}{meta}\u{0}{chunker}\u{0}{model}{pages}", d.document.text))
+        // Likewise only a store that encodes chunks itself (BM25 sparse vectors) adds its encoder.
+        let index = self.index_fingerprint.as_ref().map(|f| format!("\u{0}index {f}")).unwrap_or_default();
+        content_hash(&format!("{}\u{0}{meta}\u{0}{chunker}\u{0}{model}{pages}{index}", d.document.text))
     }
 
     /// Chunks a document. A paged one (PDF) is chunked page by page, as LlamaIndex and Haystack

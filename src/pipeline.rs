@@ -49,6 +49,8 @@ pub struct Stats {
     /// Stored chunks longer than that window (the model truncates them when embedding); `None`
     /// when the window or the model's tokenizer is unknown.
     pub chunks_over_embedder_limit: Option<usize>,
+    /// Mean analysed terms per stored chunk (the value for `keyword.avg_chunk_terms`).
+    pub mean_chunk_terms: Option<f64>,
     /// Backends and models.
     pub backends: BTreeMap<String, String>,
     /// Vector store details.
@@ -74,6 +76,8 @@ pub struct RagPipelineBuilder {
     reranker: Option<Arc<dyn Reranker>>,
     generator: Option<Arc<dyn Generator>>,
     window: Option<ContextWindow>,
+    keyword_config: rag_keyword::KeywordConfig,
+    index_fingerprint: Option<String>,
     mode: RetrievalMode,
     fusion: Fusion,
     k: usize,
@@ -105,6 +109,8 @@ impl Default for RagPipelineBuilder {
             reranker: None,
             generator: None,
             window: None,
+            keyword_config: Default::default(),
+            index_fingerprint: None,
             mode: RetrievalMode::Hybrid,
             fusion: Fusion::default(),
             k: defaults::K,
@@ -163,6 +169,10 @@ impl RagPipelineBuilder {
         generator: Arc<dyn Generator> => generator,
         /// Context window (default: 4,096 tokens, cl100k).
         context_window: ContextWindow => window,
+        /// Keyword analysis (for the default keyword index and `stats`).
+        keyword_config: rag_keyword::KeywordConfig => keyword_config,
+        /// What else shapes the stored chunks (a store's sparse encoder): part of each document's hash, so a change re-ingests.
+        index_fingerprint: String => index_fingerprint,
         /// Default retrieval mode.
         retrieval_mode: RetrievalMode => mode,
         /// Fusion for hybrid retrieval.
@@ -199,7 +209,7 @@ impl RagPipelineBuilder {
         }
         let keyword: Arc<dyn KeywordSearch> = match self.keyword {
             Some(k) => k,
-            None => Arc::new(rag_keyword::KeywordIndex::open(Some(&data_dir.join("keyword")), &Default::default())?),
+            None => Arc::new(rag_keyword::KeywordIndex::open(Some(&data_dir.join("keyword")), &self.keyword_config)?),
         };
         let ledger: Arc<dyn IngestLedger> = match self.ledger {
             Some(l) => l,
@@ -248,6 +258,8 @@ impl RagPipelineBuilder {
             generator,
             fallback: ExtractiveGenerator::default(),
             window,
+            terms: rag_keyword::Bm25Encoder::new(&self.keyword_config)?,
+            index_fingerprint: self.index_fingerprint,
             mode: self.mode,
             fusion: self.fusion,
             k: self.k,
@@ -282,6 +294,9 @@ pub struct RagPipeline {
     pub(crate) generator: Arc<dyn Generator>,
     pub(crate) fallback: ExtractiveGenerator,
     pub(crate) window: ContextWindow,
+    /// Counts analysed terms for `stats`.
+    pub(crate) terms: rag_keyword::Bm25Encoder,
+    pub(crate) index_fingerprint: Option<String>,
     pub(crate) mode: RetrievalMode,
     pub(crate) fusion: Fusion,
     pub(crate) k: usize,
@@ -346,13 +361,14 @@ impl RagPipeline {
             None => None,
         };
         let keyword_chunks = self.keyword.count().await?;
-        let over = match &self.embedder_tokenizer {
-            Some(t) => {
-                let chunks = self.keyword.scan().await?;
-                Some(chunks.iter().filter(|c| t.count(&c.indexed_text()) > t.max_tokens()).count())
-            }
-            None => None,
-        };
+        let chunks = self.keyword.scan().await?;
+        let over = self
+            .embedder_tokenizer
+            .as_ref()
+            .map(|t| chunks.iter().filter(|c| t.count(&c.indexed_text()) > t.max_tokens()).count());
+        let mean_chunk_terms = (!chunks.is_empty()).then(|| {
+            chunks.iter().map(|c| self.terms.term_count(&c.indexed_text())).sum::<usize>() as f64 / chunks.len() as f64
+        });
         let mut backends = self.backends.clone();
         backends.insert("data_dir".into(), self.data_dir.display().to_string());
         Ok(Stats {
@@ -362,6 +378,7 @@ impl RagPipeline {
             keyword_chunks,
             embedder_max_tokens: self.embedder_tokenizer.as_ref().map(EmbedderTokenizer::max_tokens),
             chunks_over_embedder_limit: over,
+            mean_chunk_terms,
             backends,
             store,
         })

@@ -491,6 +491,9 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 _ => println!("  the embedder's token window is unknown: chunks over it cannot be counted"),
             }
+            if let Some(m) = s.mean_chunk_terms {
+                println!("  {m:.1} analysed terms per chunk on average (keyword.avg_chunk_terms for store.index = engine)");
+            }
             for (k, v) in &s.backends {
                 println!("  {k:<10} {v}");
             }

@@ -60,6 +60,11 @@ impl Bm25Encoder {
         Ok(Self { analyzer: analyzer(cfg)?, cfg: cfg.clone() })
     }
 
+    /// How many analysed terms `text` has (its BM25 length).
+    pub fn term_count(&self, text: &str) -> usize {
+        self.terms(text).1
+    }
+
     /// Term frequencies of `text` after analysis, and its term count.
     fn terms(&self, text: &str) -> (BTreeMap<u32, u32>, usize) {
         let mut analyzer = self.analyzer.clone();
