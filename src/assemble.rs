@@ -180,6 +180,7 @@ struct StoreParts {
 }
 
 /// A store that is also the keyword index, the hybrid engine and the ingest record.
+#[allow(dead_code)] // read only with an embedder feature
 struct EngineParts {
     keyword: Arc<dyn rag_core::KeywordSearch>,
     hybrid: Arc<dyn rag_core::HybridSearch>,

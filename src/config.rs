@@ -823,12 +823,6 @@ impl RagConfig {
                 self.store.backend
             )));
         }
-        for (key, v) in [("store.qdrant_shards", self.store.qdrant_shards), ("store.qdrant_replication", self.store.qdrant_replication)]
-        {
-            if let Some(v) = v {
-                check_range(key, v, 1, 1024)?;
-            }
-        }
         Ok(())
     }
 
@@ -838,6 +832,13 @@ impl RagConfig {
         let r = &self.retrieval;
         check_range("retrieval.k", r.k, 1, defaults::MAX_K)?;
         check_range("keyword.avg_chunk_terms", self.keyword.avg_chunk_terms, 1, 1_000_000)?;
+        for (key, v) in
+            [("store.qdrant_shards", self.store.qdrant_shards), ("store.qdrant_replication", self.store.qdrant_replication)]
+        {
+            if let Some(v) = v {
+                check_range(key, v, 1, 1024)?;
+            }
+        }
         check_range("retrieval.candidates", r.candidates, 1, 100_000)?;
         check_range("retrieval.alpha", r.alpha, 0.0, 1.0)?;
         check_range("retrieval.rrf_k", r.rrf_k, 1.0, 10_000.0)?;
@@ -993,6 +994,22 @@ mod choice_tests {
         cfg.set("store.backend", "qdrant").unwrap();
         cfg.set("store.qdrant_mode", "server").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("store.qdrant_url"));
+    }
+
+    #[test]
+    fn the_engine_index_needs_qdrant_and_sane_cluster_numbers() {
+        let mut cfg = RagConfig::default();
+        cfg.set("store.index", "engine").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("store.index = engine") && err.contains("chroma") && err.contains("qdrant"), "{err}");
+        cfg.set("store.backend", "qdrant").unwrap();
+        cfg.validate().unwrap();
+        cfg.set("store.qdrant_shards", "0").unwrap_err();
+        let err = cfg.set("store.index", "engin").unwrap_err().to_string();
+        assert!(err.contains("engin") && err.contains("local") && err.contains("engine"), "{err}");
+        let err = cfg.set("keyword.avg_chunk_terms", "0").unwrap_err().to_string();
+        assert!(err.contains("keyword.avg_chunk_terms"), "{err}");
+        cfg.set("retrieval.fusion", "dbsf").unwrap();
     }
 }
 

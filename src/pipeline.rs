@@ -366,9 +366,8 @@ impl RagPipeline {
             .embedder_tokenizer
             .as_ref()
             .map(|t| chunks.iter().filter(|c| t.count(&c.indexed_text()) > t.max_tokens()).count());
-        let mean_chunk_terms = (!chunks.is_empty()).then(|| {
-            chunks.iter().map(|c| self.terms.term_count(&c.indexed_text())).sum::<usize>() as f64 / chunks.len() as f64
-        });
+        let mean_chunk_terms = (!chunks.is_empty())
+            .then(|| chunks.iter().map(|c| self.terms.term_count(&c.indexed_text())).sum::<usize>() as f64 / chunks.len() as f64);
         let mut backends = self.backends.clone();
         backends.insert("data_dir".into(), self.data_dir.display().to_string());
         Ok(Stats {

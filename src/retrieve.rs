@@ -139,7 +139,8 @@ impl HybridRetriever {
     pub async fn retrieve_timed(&self, query: RetrievalQuery) -> Result<(Vec<ScoredChunk>, StageTimings)> {
         let mut t = StageTimings::new();
         let n = self.candidates.max(query.k);
-        if let (Some(d), Some(_), Some(engine), Some(fusion)) = (&self.dense, &self.keyword, &self.engine, self.fusion.in_engine())
+        if let (Some(d), Some(_), Some(engine), Some(fusion)) =
+            (&self.dense, &self.keyword, &self.engine, self.fusion.in_engine())
         {
             let start = Instant::now();
             let mut v = d.embedder.embed(vec![query.text.clone()]).await?;

@@ -295,3 +295,76 @@ async fn changed_removed_and_bad_inputs() {
     let err = f.pipeline.query("tea", &QueryOptions::new().rerank(true)).await.unwrap_err();
     assert!(matches!(err, RagError::Config { .. }), "{err}");
 }
+
+/// A store that is also the keyword index, the hybrid engine and the ingest record
+/// (`store.index = engine`), from mocks: chunks carry their document's record, an unchanged
+/// re-ingest is decided by the store's answer alone, and a hybrid RRF query is one engine call
+/// with the filter and the candidates, never a separate keyword search.
+#[tokio::test]
+async fn a_store_that_is_its_own_index_and_ingest_record() {
+    use rag_core::mocks::{MockHybridSearch, MockIngestLedger, MockKeywordSearch};
+    use rag_core::{EngineFusion, Filter, ledger_keys};
+    let dir = tempfile::tempdir().unwrap();
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let embedded = Arc::new(Mutex::new(0));
+    let mut ledger = MockIngestLedger::new();
+    ledger.expect_in_chunks().return_const(true);
+    let r = records.clone();
+    // The record is read back from what the store holds, as QdrantStore does.
+    ledger.expect_lookup().returning(move |ids: Vec<String>| {
+        let rows = r
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e: &&EmbeddedChunk| ids.contains(&e.chunk.doc_id))
+            .map(|e| (e.chunk.doc_id.clone(), e.chunk.id.clone(), e.chunk.metadata.clone()))
+            .collect();
+        Ok(rag_core::entries_from_chunks(rows))
+    });
+    ledger.expect_begin().returning(|_| Ok(()));
+    ledger.expect_commit().returning(|_| Ok(()));
+    let mut keyword = MockKeywordSearch::new();
+    keyword.expect_write().returning(|_, _| Ok(()));
+    keyword.expect_count().returning(|| Ok(1));
+    keyword.expect_search().times(0);
+    let mut engine = MockHybridSearch::new();
+    engine
+        .expect_hybrid_search()
+        .times(1)
+        .withf(|q| {
+            q.fusion == EngineFusion::Rrf { k: 60.0 }
+                && q.filter == Some(Filter::eq("lang", "en"))
+                && q.candidates == 100
+                && q.k == 2
+                && q.vector.len() == 26
+        })
+        .returning(|_| Ok(vec![ScoredChunk { chunk: Chunk::new("a#0", "a", "Rust is memory safe."), score: 0.03 }]));
+    let p = RagPipeline::builder()
+        .data_dir(dir.path().join("data"))
+        .chunker(Arc::new(SemanticChunker::new(TokenCounter::cl100k().unwrap(), 8, 64).unwrap()))
+        .embedder(Arc::new(embedder(embedded.clone())))
+        .vector_store(Arc::new(store(records.clone())))
+        .keyword_index(Arc::new(keyword))
+        .hybrid_engine(Arc::new(engine))
+        .ingest_ledger(Arc::new(ledger))
+        .fusion(rag::Fusion::Rrf { k: 60.0 })
+        .k(2)
+        .build()
+        .unwrap();
+    let docs = || vec![Document::new("a", "Rust is memory safe."), Document::new("b", "Tea is brewed hot.")];
+    let first = p.ingest(docs(), IngestOptions::default()).await.unwrap();
+    assert_eq!((first.documents, first.chunks), (2, 2));
+    for e in records.lock().unwrap().iter() {
+        for key in [ledger_keys::HASH, ledger_keys::CHUNKS, ledger_keys::ROOT, ledger_keys::FINGERPRINT] {
+            assert!(e.chunk.metadata.contains_key(key), "{} lacks {key}: {:?}", e.chunk.id, e.chunk.metadata);
+        }
+    }
+    let embedded_once = *embedded.lock().unwrap();
+    let again = p.ingest(docs(), IngestOptions::default()).await.unwrap();
+    assert_eq!((again.unchanged, again.chunks), (2, 0), "the store's own record says unchanged");
+    assert_eq!(*embedded.lock().unwrap(), embedded_once);
+    assert!(!dir.path().join("data").join("manifest.redb").exists(), "no local manifest");
+    let r = p.search("memory safety", &QueryOptions::new().filter(Filter::eq("lang", "en"))).await.unwrap();
+    assert_eq!(r.hits[0].chunk.id, "a#0");
+    assert!(r.timings.contains_key("engine_hybrid_search"), "{:?}", r.timings);
+}

@@ -79,14 +79,22 @@ async fn hybrid_search_and_the_ingest_record_live_in_qdrant() {
     for d in docs.iter().take(5) {
         let title = d.metadata["title"].as_str().unwrap();
         let hits = p.search(title, &QueryOptions::new().k(3).mode(RetrievalMode::Bm25)).await.unwrap().hits;
-        assert_eq!(hits[0].chunk.doc_id, d.id, "bm25 for the title `{title}`: {:?}", hits.iter().map(|h| &h.chunk.doc_id).collect::<Vec<_>>());
+        assert_eq!(
+            hits[0].chunk.doc_id,
+            d.id,
+            "bm25 for the title `{title}`: {:?}",
+            hits.iter().map(|h| &h.chunk.doc_id).collect::<Vec<_>>()
+        );
         assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     }
 
     // Hybrid: RRF and DBSF run inside Qdrant (one request), convex in Rust over its two lists.
     let question = docs[4].metadata["title"].as_str().unwrap();
-    for (fusion, stage) in [(FusionKind::Rrf, "engine_hybrid_search"), (FusionKind::Dbsf, "engine_hybrid_search"), (FusionKind::Convex, "keyword_search")]
-    {
+    for (fusion, stage) in [
+        (FusionKind::Rrf, "engine_hybrid_search"),
+        (FusionKind::Dbsf, "engine_hybrid_search"),
+        (FusionKind::Convex, "keyword_search"),
+    ] {
         let mut c = cfg.clone();
         c.retrieval.fusion = fusion;
         let p = build_pipeline(&c, Needs::All).await.unwrap();
@@ -122,7 +130,11 @@ async fn hybrid_search_and_the_ingest_record_live_in_qdrant() {
     let r = p.ingest(edited.clone(), IngestOptions::default().prune(true)).await.unwrap();
     assert_eq!((r.unchanged, r.removed), (28, 1), "{r:?}");
     assert!(r.chunks >= 1);
-    let hits = p.search(gone.metadata["title"].as_str().unwrap(), &QueryOptions::new().k(5).mode(RetrievalMode::Bm25)).await.unwrap().hits;
+    let hits = p
+        .search(gone.metadata["title"].as_str().unwrap(), &QueryOptions::new().k(5).mode(RetrievalMode::Bm25))
+        .await
+        .unwrap()
+        .hits;
     assert!(hits.iter().all(|h| h.chunk.doc_id != gone.id), "a pruned document is gone from the engine's BM25");
     assert_eq!(p.stats().await.unwrap().documents, 29);
 
@@ -147,7 +159,8 @@ async fn hybrid_search_and_the_ingest_record_live_in_qdrant() {
     // state as one clean ingest.
     let both = config(&data, &node, "engine-twice");
     let (a, b) = (build_pipeline(&both, Needs::All).await.unwrap(), build_pipeline(&both, Needs::All).await.unwrap());
-    let (ra, rb) = tokio::join!(a.ingest(edited.clone(), IngestOptions::default()), b.ingest(edited.clone(), IngestOptions::default()));
+    let (ra, rb) =
+        tokio::join!(a.ingest(edited.clone(), IngestOptions::default()), b.ingest(edited.clone(), IngestOptions::default()));
     ra.unwrap();
     rb.unwrap();
     let once = config(&data, &node, "engine-once");

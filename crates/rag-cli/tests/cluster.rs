@@ -129,7 +129,9 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
     let [n0, n1, n2] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
 
     // A clean ingest (worker on node 2) is what every other path must end equal to.
-    let clean = report(rag(&dir.path().join("w2"), &worker(n2, redis_port, "clean")).args(["ingest", corpus, "--json"]).output().unwrap());
+    let clean = report(
+        rag(&dir.path().join("w2"), &worker(n2, redis_port, "clean")).args(["ingest", corpus, "--json"]).output().unwrap(),
+    );
     assert_eq!(clean["documents"], DOCS);
     let expected = state(n0, "clean").await;
     assert_eq!(expected.len() as u64, clean["chunks"].as_u64().unwrap());
@@ -150,7 +152,9 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
     assert!(!status.success(), "worker A was killed mid-ingest");
     let partial = count(n0, "scifact").await;
     assert!(partial > 0 && partial < expected.len() as u64, "the kill landed mid-ingest: {partial} points");
-    let rerun = report(rag(&dir.path().join("wb"), &worker(n1, redis_port, "scifact")).args(["ingest", corpus, "--json"]).output().unwrap());
+    let rerun = report(
+        rag(&dir.path().join("wb"), &worker(n1, redis_port, "scifact")).args(["ingest", corpus, "--json"]).output().unwrap(),
+    );
     assert_eq!((rerun["documents"].as_u64(), rerun["unchanged"].as_u64()), (Some(DOCS as u64), Some(64)), "{rerun}");
     assert_eq!(state(n0, "scifact").await, expected, "the re-run by another worker equals a clean ingest");
 

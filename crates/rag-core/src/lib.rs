@@ -12,7 +12,8 @@ mod traits;
 mod types;
 
 pub use engine::{
-    EngineFusion, HybridQuery, HybridSearch, IngestLedger, LedgerEntry, SparseEncoder, SparseVector, entries_from_chunks, ledger_keys,
+    EngineFusion, HybridQuery, HybridSearch, IngestLedger, LedgerEntry, SparseEncoder, SparseVector, entries_from_chunks,
+    ledger_keys,
 };
 pub use error::{RagError, Result};
 pub use filter::Filter;

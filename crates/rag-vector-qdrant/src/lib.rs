@@ -555,18 +555,7 @@ impl HybridSearch for QdrantStore {
                 let rows = ops
                     .getattr("hybrid_query")
                     .and_then(|f| {
-                        f.call1((
-                            client,
-                            name,
-                            vector,
-                            sparse.indices,
-                            sparse.values,
-                            query.k,
-                            candidates,
-                            spec,
-                            fusion,
-                            rrf_k,
-                        ))
+                        f.call1((client, name, vector, sparse.indices, sparse.values, query.k, candidates, spec, fusion, rrf_k))
                     })
                     .py_context(py)?;
                 shim_rows(py, &rows)
