@@ -8,10 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+
+mod common;
 
 use rag_testkit::{QdrantCluster, QdrantNode, free_port, spawn_redis};
 use serde_json::{Value, json};
@@ -87,35 +87,8 @@ async fn count(node: &QdrantNode, collection: &str) -> u64 {
     v["result"]["count"].as_u64().unwrap()
 }
 
-/// A `rag serve` child process on a free port, killed on drop.
-struct Served {
-    child: Child,
-    url: String,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path, sets: &[String]) -> Served {
-    let mut child =
-        rag(data, sets).args(["serve", "--addr", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    let served = Served { child, url, _stdout: stdout };
-    for _ in 0..1200 {
-        if rag_testkit::http_request("GET", &format!("{}/readyz", served.url), None).is_ok_and(|(s, _)| s == 200) {
-            return served;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("rag serve at {} never became ready", served.url);
+fn serve(data: &Path, sets: &[String]) -> common::Served {
+    common::serve(rag(data, sets))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -5,25 +5,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
+use common::Served;
 use rag_testkit::{ServerProcess, free_port, spawn_chroma, spawn_python_server, spawn_redis};
 use serde_json::{Value, json};
-
-/// A `rag serve` child process on a free port, killed on drop.
-struct Served {
-    child: Child,
-    url: String,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Settings for a server that needs no embedding model: BM25 only, DSPy on the fake LM.
 fn keyword_only_with_lm(lm: &ServerProcess) -> Vec<String> {
@@ -39,30 +28,11 @@ fn keyword_only_with_lm(lm: &ServerProcess) -> Vec<String> {
 
 fn serve(data: &Path, sets: &[String]) -> Served {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rag"));
-    cmd.arg("--data-dir").arg(data);
+    cmd.arg("--data-dir").arg(data).env("RAG_TEST_FAKE_LM_KEY", "test-key");
     for s in sets {
         cmd.arg("--set").arg(s);
     }
-    let mut child = cmd
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .env("RAG_TEST_FAKE_LM_KEY", "test-key")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "first line: {line}");
-    let served = Served { child, url, _stdout: stdout };
-    for _ in 0..1200 {
-        if rag_testkit::http_request("GET", &format!("{}/readyz", served.url), None).is_ok_and(|(s, _)| s == 200) {
-            return served;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("rag serve at {} never became ready", served.url);
+    common::serve(cmd)
 }
 
 async fn post(url: impl reqwest::IntoUrl, body: Value) -> (u16, Value) {

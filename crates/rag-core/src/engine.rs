@@ -53,29 +53,16 @@ pub trait SparseEncoder: Send + Sync {
     fn fingerprint(&self) -> String;
 }
 
-impl<T: SparseEncoder + ?Sized> SparseEncoder for Arc<T> {
-    fn encode_document(&self, text: &str) -> SparseVector {
-        (**self).encode_document(text)
-    }
-    fn encode_query(&self, text: &str) -> SparseVector {
-        (**self).encode_query(text)
-    }
-    fn fingerprint(&self) -> String {
-        (**self).fingerprint()
-    }
+macro_rules! forward_encoder {
+    ($($ptr:ident),*) => {$(
+        impl<T: SparseEncoder + ?Sized> SparseEncoder for $ptr<T> {
+            fn encode_document(&self, text: &str) -> SparseVector { (**self).encode_document(text) }
+            fn encode_query(&self, text: &str) -> SparseVector { (**self).encode_query(text) }
+            fn fingerprint(&self) -> String { (**self).fingerprint() }
+        }
+    )*};
 }
-
-impl<T: SparseEncoder + ?Sized> SparseEncoder for Box<T> {
-    fn encode_document(&self, text: &str) -> SparseVector {
-        (**self).encode_document(text)
-    }
-    fn encode_query(&self, text: &str) -> SparseVector {
-        (**self).encode_query(text)
-    }
-    fn fingerprint(&self) -> String {
-        (**self).fingerprint()
-    }
-}
+forward_encoder!(Arc, Box);
 
 /// Fusion an engine runs itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
