@@ -288,42 +288,43 @@ fn chroma_name(name: &str) -> String {
     if name.chars().count() < 3 { format!("rag-{name}") } else { name.to_owned() }
 }
 
+/// The LM `generator.lm` names, as DSPy programs take it (`local` starts llama.cpp's server in
+/// this process first); `None` without `generator.lm`.
+#[cfg(feature = "dspy")]
+pub async fn lm_config(cfg: &RagConfig) -> Result<Option<rag_dspy::LmConfig>> {
+    let Some(lm) = cfg.generator.lm.clone() else { return Ok(None) };
+    let g = &cfg.generator;
+    // `local`: llama.cpp's server in this process, then DSPy calls it like any
+    // OpenAI-compatible server (`hosted_vllm/` sends `max_tokens`, which llama.cpp honours).
+    let (model, api_base, api_key) = if lm == "local" {
+        let path = g.local_model.clone().or_else(rag_dspy::default_local_model).ok_or_else(|| {
+            RagError::config("generator.lm = local needs generator.local_model (a GGUF file), or run `make setup`")
+        })?;
+        let local = rag_dspy::LocalModel { path, context: g.local_context, threads: g.local_threads };
+        ("hosted_vllm/local".to_owned(), Some(format!("{}/v1", local.start().await?)), Some("local".to_owned()))
+    } else {
+        (lm, g.api_base.clone(), std::env::var(&g.api_key_env).ok())
+    };
+    Ok(Some(rag_dspy::LmConfig::Lm {
+        model,
+        api_base,
+        api_key,
+        max_tokens: g.max_tokens,
+        temperature: g.temperature,
+        retries: g.retries,
+        timeout: Duration::from_secs(g.timeout_secs),
+        cache: g.cache,
+    }))
+}
+
 #[allow(unused_variables)]
 async fn generator(cfg: &RagConfig) -> Result<Option<Arc<dyn Generator>>> {
     let Some(lm) = cfg.generator.lm.clone() else { return Ok(None) };
     #[cfg(feature = "dspy")]
     {
         let g = &cfg.generator;
-        // `local`: llama.cpp's server in this process, then DSPy calls it like any
-        // OpenAI-compatible server (`hosted_vllm/` sends `max_tokens`, which llama.cpp honours).
-        let (lm, local_base) = if lm == "local" {
-            let path = g.local_model.clone().or_else(rag_dspy::default_local_model).ok_or_else(|| {
-                RagError::config("generator.lm = local needs generator.local_model (a GGUF file), or run `make setup`")
-            })?;
-            let local = rag_dspy::LocalModel { path, context: g.local_context, threads: g.local_threads };
-            ("hosted_vllm/local".to_owned(), Some(format!("{}/v1", local.start().await?)))
-        } else {
-            (lm, None)
-        };
-        let mut b = rag_dspy::DspyGenerator::builder(lm)
-            .signature(&g.signature)
-            .max_tokens(g.max_tokens)
-            .temperature(g.temperature)
-            .timeout(Duration::from_secs(g.timeout_secs))
-            .retries(g.retries)
-            .cache(g.cache)
-            .cache_dir(cfg.data_dir.join("cache").join("dspy"));
-        match &local_base {
-            Some(base) => b = b.api_base(base).api_key("local"),
-            None => {
-                if let Some(base) = &g.api_base {
-                    b = b.api_base(base);
-                }
-                if let Ok(key) = std::env::var(&g.api_key_env) {
-                    b = b.api_key(key);
-                }
-            }
-        }
+        let Some(lm) = lm_config(cfg).await? else { return Ok(None) };
+        let b = rag_dspy::DspyGenerator::with_lm(lm).signature(&g.signature).cache_dir(cfg.data_dir.join("cache").join("dspy"));
         Ok(Some(Arc::new(b.build().await?)))
     }
     #[cfg(not(feature = "dspy"))]

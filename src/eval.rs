@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use rag_core::metrics::{dedup_documents, mrr_at_k, ndcg_at_k, recall_at_k};
-use rag_core::{RagError, Result};
+use rag_core::qa::{exact_match, token_f1};
+use rag_core::{QaExample, RagError, Result, read_qa_examples};
 use serde::Serialize;
 
 use crate::config::RetrievalMode;
@@ -89,6 +90,89 @@ impl BeirDataset {
         }
         Ok(Self { queries, qrels })
     }
+
+    /// The test queries as question-answer examples: the query text as the question, the
+    /// relevant documents as `doc_ids` (BEIR has no answers). In query-id order.
+    pub fn examples(&self) -> Vec<QaExample> {
+        self.qrels
+            .iter()
+            .map(|(qid, rel)| {
+                let mut doc_ids: Vec<String> = rel.iter().filter(|(_, g)| **g > 0).map(|(d, _)| d.clone()).collect();
+                doc_ids.sort();
+                QaExample { question: self.queries[qid].clone(), answer: None, doc_ids }
+            })
+            .collect()
+    }
+}
+
+/// Examples from a JSONL file, or from a BEIR dataset directory's test queries.
+pub fn load_examples(path: &Path) -> Result<Vec<QaExample>> {
+    if path.is_dir() { Ok(BeirDataset::load(path)?.examples()) } else { read_qa_examples(path) }
+}
+
+/// Answer-level evaluation (the keys `rag eval --answers --json` prints).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerEvalReport {
+    /// Examples answered.
+    pub examples: usize,
+    /// Mean exact match over the examples with an answer (`None` if none has one).
+    pub exact_match: Option<f64>,
+    /// Mean token F1 over the examples with an answer.
+    pub f1: Option<f64>,
+    /// Mean share of the answer's citations that are gold documents, over examples with gold
+    /// documents (an answer that cites nothing scores 0).
+    pub citation_precision: Option<f64>,
+    /// Mean share of the gold documents the answer cites.
+    pub citation_recall: Option<f64>,
+    /// The generator that answered.
+    pub generator: String,
+    /// Answers that fell back (extractive after an LM failure or timeout).
+    pub degraded: usize,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Answers every example with the pipeline's configured generator and scores the answers: exact
+/// match and token F1 against `answer`, citation precision and recall against `doc_ids`.
+pub async fn run_answer_eval(
+    pipeline: &RagPipeline,
+    examples: &[QaExample],
+    opts: &QueryOptions,
+    progress: Option<Progress>,
+) -> Result<AnswerEvalReport> {
+    let start = Instant::now();
+    let (mut em, mut f1, mut cp, mut cr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut generator = String::new();
+    let mut degraded = 0;
+    for (i, ex) in examples.iter().enumerate() {
+        let r = pipeline.query(&ex.question, opts).await?;
+        generator = r.generator.clone();
+        degraded += usize::from(!r.degraded.is_empty());
+        if let Some(gold) = &ex.answer {
+            em.push(exact_match(gold, &r.answer));
+            f1.push(token_f1(gold, &r.answer));
+        }
+        if !ex.doc_ids.is_empty() {
+            let cited: std::collections::BTreeSet<&str> = r.citations.iter().map(|c| c.doc_id.as_str()).collect();
+            let hit = ex.doc_ids.iter().filter(|d| cited.contains(d.as_str())).count() as f64;
+            cp.push(if cited.is_empty() { 0.0 } else { hit / cited.len() as f64 });
+            cr.push(hit / ex.doc_ids.len() as f64);
+        }
+        if let Some(p) = &progress {
+            p(i as u64 + 1, examples.len() as u64);
+        }
+    }
+    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    Ok(AnswerEvalReport {
+        examples: examples.len(),
+        exact_match: mean(&em),
+        f1: mean(&f1),
+        citation_precision: mean(&cp),
+        citation_recall: mean(&cr),
+        generator,
+        degraded,
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// Ingests the corpus (idempotently) and evaluates `mode` on the test queries.

@@ -2,6 +2,7 @@
 //! generation, each stage timed, every degradation reported.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -415,5 +416,39 @@ impl RagPipeline {
             degraded,
         };
         Ok((head, stream))
+    }
+}
+
+/// A pipeline as a [`Retriever`] with fixed [`QueryOptions`] (mode, rerank, filter): what a DSPy
+/// program retrieves through (`RustRetriever`), so it gets exactly the retrieval the pipeline
+/// is configured for. A query's own filter is combined with the options' (both must hold).
+#[derive(Clone)]
+pub struct PipelineRetriever {
+    pipeline: Arc<RagPipeline>,
+    options: QueryOptions,
+}
+
+impl std::fmt::Debug for PipelineRetriever {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineRetriever").field("collection", &self.pipeline.collection).finish_non_exhaustive()
+    }
+}
+
+impl PipelineRetriever {
+    /// Retrieves through `pipeline` with `options` (its `k` is replaced by each query's).
+    pub fn new(pipeline: Arc<RagPipeline>, options: QueryOptions) -> Self {
+        Self { pipeline, options }
+    }
+}
+
+#[async_trait::async_trait]
+impl rag_core::Retriever for PipelineRetriever {
+    async fn retrieve(&self, query: rag_core::RetrievalQuery) -> Result<Vec<ScoredChunk>> {
+        let mut opts = self.options.clone().k(query.k);
+        opts.filter = match (opts.filter.take(), query.filter) {
+            (Some(a), Some(b)) => Some(a.and(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(self.pipeline.retrieve(&query.text, &opts).await?.hits)
     }
 }

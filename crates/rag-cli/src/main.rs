@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 mod load;
+mod optimize;
 
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
@@ -67,6 +68,10 @@ enum Command {
         /// Stream the answer as it is generated.
         #[arg(long)]
         stream: bool,
+        /// Answer with a DSPy program compiled by `rag optimize` (its JSON file) instead of the
+        /// configured generator.
+        #[arg(long, conflicts_with = "stream")]
+        program: Option<PathBuf>,
     },
     /// Print the ranked hits for a query, without generating an answer.
     Search {
@@ -95,6 +100,18 @@ enum Command {
         /// Evaluate only the first N queries.
         #[arg(long)]
         limit: Option<usize>,
+        /// Score answers instead of retrieval: the configured generator answers each example
+        /// (EM / F1 against `answer`, citation precision / recall against `doc_ids`). FILE is a
+        /// JSONL of examples; without FILE, the dataset's test queries with their gold documents.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+        answers: Option<PathBuf>,
+    },
+    /// Compile a DSPy program whose retrieval is this pipeline, with a DSPy optimiser, and save it.
+    Optimize {
+        #[command(flatten)]
+        args: optimize::OptimizeArgs,
+        #[command(flatten)]
+        retrieval: RetrievalArgs,
     },
     /// Benchmark ingestion and query latency on a BEIR dataset.
     Bench {
@@ -334,12 +351,30 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Query { question, retrieval, stream } => {
+        Command::Query { question, retrieval, stream, program } => {
             let mut cfg = config(g)?;
             if retrieval.rerank {
                 cfg.rerank.enabled = true;
             }
             let (opts, needs) = retrieval.options()?;
+            if let Some(program) = program {
+                let a = optimize::query_program(&cfg, &program, &question, opts).await?;
+                if g.json {
+                    return print_json(&a);
+                }
+                println!("{}\n", a.answer);
+                if let Some(r) = &a.reasoning {
+                    println!("Reasoning: {r}\n");
+                }
+                for (i, h) in a.hops.iter().enumerate() {
+                    println!("hop {}: {}", i + 1, h.query);
+                }
+                for (i, p) in a.passages.iter().enumerate() {
+                    let text: String = p.text.chars().take(100).collect();
+                    println!("[{}] {} ({}): {text}", i + 1, p.doc_id, p.id);
+                }
+                return Ok(());
+            }
             let pipeline = build_pipeline(&cfg, needs).await?;
             if stream && !g.json {
                 let (head, mut events) = pipeline.stream_query(&question, &opts).await?;
@@ -405,13 +440,38 @@ async fn run(cli: Cli) -> Result<()> {
             println!("deleted {doc_id}");
             Ok(())
         }
-        Command::Eval { dataset, retriever, rerank, limit } => {
+        Command::Eval { dataset, retriever, rerank, limit, answers } => {
             let mut cfg = config(g)?;
             if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
                 cfg.collection = dataset.file_name().map_or("eval".into(), |n| n.to_string_lossy().into_owned());
             }
             if rerank {
                 cfg.rerank.enabled = true;
+            }
+            if let Some(file) = answers {
+                let file = (!file.as_os_str().is_empty()).then_some(file);
+                let opts = QueryOptions::new().mode(retriever);
+                let (progress, bar) = progress_bar(g.json, "answers");
+                let r = optimize::eval_answers(&cfg, &dataset, file, limit, opts, progress).await?;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                if g.json {
+                    return print_json(&r);
+                }
+                let show = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.4}"));
+                println!(
+                    "{} answers by {}: EM {}  F1 {}  citation precision {}  recall {}  ({} degraded, {:.1} s)",
+                    r.examples,
+                    r.generator,
+                    show(r.exact_match),
+                    show(r.f1),
+                    show(r.citation_precision),
+                    show(r.citation_recall),
+                    r.degraded,
+                    r.seconds
+                );
+                return Ok(());
             }
             let mode = retriever;
             // The corpus is ingested with both sides, so every mode evaluates the same collection.
@@ -472,6 +532,23 @@ async fn run(cli: Cli) -> Result<()> {
                     println!("  concurrency {:>3} reaches {:.0}% of it", level.concurrency, 100.0 * level.qps / ceiling);
                 }
             }
+            Ok(())
+        }
+        Command::Optimize { args, retrieval } => {
+            let mut cfg = config(g)?;
+            if retrieval.rerank {
+                cfg.rerank.enabled = true;
+            }
+            let (opts, _) = retrieval.options()?;
+            let r = optimize::optimize(&cfg, args, opts).await?;
+            if g.json {
+                return print_json(&r);
+            }
+            println!(
+                "{} with {} on {} examples: {} {:.4} before, {:.4} after ({} demos; devset {} examples; {:.0} s)",
+                r.lm, r.optimizer, r.train, r.metric, r.before, r.after, r.demos, r.dev, r.seconds
+            );
+            println!("saved {} (report: {})", r.saved.display(), rag::dspy::report_path(&r.saved).display());
             Ok(())
         }
         Command::Stats => {

@@ -7,6 +7,7 @@ mod error;
 mod filter;
 pub mod fusion;
 pub mod metrics;
+pub mod qa;
 mod source;
 mod traits;
 mod types;
@@ -17,6 +18,7 @@ pub use engine::{
 };
 pub use error::{RagError, Result};
 pub use filter::Filter;
+pub use qa::{QaExample, read_qa_examples};
 pub use source::{
     DocumentSource, DocumentStream, InMemorySource, MEMORY_ORIGIN, PAGE_END_KEY, PAGE_KEY, Skipped, SourceDocument, SourceItem,
     StreamSource, TextFormat,

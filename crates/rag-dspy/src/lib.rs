@@ -11,6 +11,9 @@
 //!   Rust with a typed [`RagAnswer`].
 //! * [`DspyProgram`]: a user's DSPy program loaded from a `.py` file, run with the Rust retriever
 //!   injected.
+//! * [`optimize`] (`rag optimize`): DSPy optimisers (BootstrapFewShot, random search,
+//!   LabeledFewShot, MIPROv2) compiling a program whose retrieval is Rust, scored by a [`Metric`]
+//!   before and after, saved in DSPy's JSON format; [`CompiledProgram`] loads and runs it.
 //! * [`LocalModel`]: llama.cpp's server inside the embedded Python (`xllamacpp`), from a local
 //!   GGUF file, for DSPy to call offline.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -19,12 +22,17 @@ mod generator;
 mod lm;
 mod local;
 mod modules;
+mod optimize;
 mod retriever;
 
 pub use generator::{DspyGenerator, DspyGeneratorBuilder};
 pub use lm::LmConfig;
 pub use local::{LocalModel, default_local_model};
 pub use modules::{BasicRag, DspyProgram, Hop, MultiHopRag, PassageRef, RagAnswer};
+pub use optimize::{
+    CompiledProgram, Example, Metric, OptimizeOptions, OptimizeReport, Optimizer, ProgramSpec, optimize, read_examples,
+    report_path,
+};
 pub use retriever::{Passage, RustRetriever};
 
 use std::sync::OnceLock;

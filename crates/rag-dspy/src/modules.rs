@@ -50,14 +50,14 @@ pub struct RagAnswer {
 }
 
 /// A DSPy module + LM + Rust retriever, runnable from Rust.
-struct Bound3 {
-    module: Arc<Py<PyAny>>,
-    lm: Arc<Py<PyAny>>,
-    rm: Arc<Py<RustRetriever>>,
+pub(crate) struct Bound3 {
+    pub(crate) module: Arc<Py<PyAny>>,
+    pub(crate) lm: Arc<Py<PyAny>>,
+    pub(crate) rm: Arc<Py<RustRetriever>>,
 }
 
 impl Bound3 {
-    async fn new(
+    pub(crate) async fn new(
         retriever: Arc<dyn Retriever>,
         lm: LmConfig,
         default_k: usize,
@@ -101,7 +101,7 @@ impl Bound3 {
         Ok((pred, rm2))
     }
 
-    async fn answer(&self, question: &str) -> Result<RagAnswer> {
+    pub(crate) async fn answer(&self, question: &str) -> Result<RagAnswer> {
         let (pred, rm) = self.run(BTreeMap::from([("question".to_owned(), question.to_owned())])).await?;
         rag_python::runtime()?
             .run(move |py| {

@@ -9,6 +9,21 @@ import sys
 import dspy
 
 
+def _patch_retrieve_state():
+    """dspy.Retrieve's dump_state/load_state predate `json_mode` / `allow_unsafe_lm_state`, so
+    `module.save()` fails on any program holding a dspy.Retrieve (DSPy 3.x). Accept and ignore
+    the newer keywords, keeping Retrieve's own state (its `k`)."""
+    retrieve = dspy.Retrieve
+    dump, load = retrieve.dump_state, retrieve.load_state
+    if "json_mode" in getattr(dump, "__code__", dump).co_varnames:
+        return
+    retrieve.dump_state = lambda self, *args, **kwargs: dump(self)
+    retrieve.load_state = lambda self, state, *args, **kwargs: load(self, state)
+
+
+_patch_retrieve_state()
+
+
 def make_lm(spec):
     """An LM from a dict: {"kind": "dummy", "answers": [...]} or {"kind": "lm", "model": ..., ...}."""
     if spec["kind"] == "dummy":
@@ -186,3 +201,180 @@ def prediction_fields(pred):
         else:
             out[k] = str(v)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimisation: DSPy optimisers over a program whose retrieval is the Rust retriever.
+
+ARTICLES = re.compile(r"\b(a|an|the)\b")
+PUNCT = re.compile(r"[^\w\s]")
+CITE_MARK = re.compile(r"\[\d+\]")
+
+
+def normalise(text):
+    """SQuAD's answer normalisation: lower case, no punctuation, articles or citation marks."""
+    text = CITE_MARK.sub(" ", str(text or "").lower())
+    return " ".join(ARTICLES.sub(" ", PUNCT.sub(" ", text)).split())
+
+
+def exact_match(gold, answer):
+    return float(normalise(gold) == normalise(answer))
+
+
+def token_f1(gold, answer):
+    g, a = normalise(gold).split(), normalise(answer).split()
+    if not g or not a:
+        return float(g == a)
+    common = {}
+    for w in a:
+        if w in g:
+            common[w] = min(a.count(w), g.count(w))
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(a), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def cited_docs(pred, rm):
+    """Document ids of the passages the answer cites (its [n], else its reasoning's, else
+    attribution by shared words, as the generator reports citations)."""
+    passages = list(pred.get("passages") or [])
+    nums = citations(str(pred.get("answer", "")), pred.get("reasoning"), passages)
+    return {d for d in (rm.doc_id(str(passages[i - 1])) for i in nums) if d}
+
+
+def retrieved_docs(pred, rm):
+    """Document ids of every passage any hop retrieved."""
+    out = set()
+    for hop in pred.get("hops") or []:
+        for p in hop.get("passages") or []:
+            d = rm.doc_id(str(p))
+            if d:
+                out.add(d)
+    return out
+
+
+def recall(gold, found):
+    gold = set(gold or [])
+    return len(gold & found) / len(gold) if gold else 0.0
+
+
+def make_metric(name, rm):
+    """The metric `name` as DSPy calls it: metric(example, prediction, trace=None) -> float."""
+    if name == "em":
+        return lambda ex, pred, trace=None: exact_match(ex.answer, pred.get("answer", ""))
+    if name == "f1":
+        return lambda ex, pred, trace=None: token_f1(ex.answer, pred.get("answer", ""))
+    if name == "citation-recall":
+        return lambda ex, pred, trace=None: recall(ex.doc_ids, cited_docs(pred, rm))
+    if name == "retrieval-recall":
+        return lambda ex, pred, trace=None: recall(ex.doc_ids, retrieved_docs(pred, rm))
+    raise ValueError(f"unknown metric `{name}`")
+
+
+def to_examples(rows):
+    return [dspy.Example(question=r["question"], answer=r.get("answer") or "", doc_ids=r.get("doc_ids") or []).with_inputs("question")
+            for r in rows]
+
+
+def score(module, lm, rm, metric, examples):
+    """Mean metric over `examples`, run one at a time; a failed run scores 0 (and is counted)."""
+    total, failures = 0.0, 0
+    with dspy.context(lm=lm, rm=rm):
+        for ex in examples:
+            try:
+                total += float(metric(ex, module(question=ex.question)))
+            except Exception:  # noqa: BLE001 - a program that fails on an example scores 0 there
+                failures += 1
+    return (total / len(examples) if examples else 0.0), failures
+
+
+def make_optimizer(name, metric, max_demos, labeled, seed):
+    """`labeled`: raw training examples may be demos too (only when they carry answers)."""
+    if name == "bootstrap":
+        return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=labeled,
+                                     max_rounds=1)
+    if name == "random-search":
+        return dspy.BootstrapFewShotWithRandomSearch(metric=metric, max_bootstrapped_demos=max_demos,
+                                                     max_labeled_demos=labeled, num_candidate_programs=4,
+                                                     num_threads=1)
+    if name == "labeled":
+        return dspy.LabeledFewShot(k=max_demos)
+    if name == "mipro":
+        return dspy.MIPROv2(metric=metric, auto="light", num_threads=1, seed=seed,
+                            max_bootstrapped_demos=max_demos, max_labeled_demos=labeled)
+    raise ValueError(f"unknown optimizer `{name}`")
+
+
+def demo_count(module):
+    return sum(len(getattr(p, "demos", []) or []) for _, p in module.named_predictors())
+
+
+def optimize(module, lm, rm, trainset, devset, optimizer, metric_name, max_demos, seed, out_path, program_spec):
+    """Scores `module` on the devset, compiles it on the trainset, scores the compiled program,
+    and saves it in DSPy's own JSON format, with `rag_program` (how to rebuild the module before
+    `.load`) beside DSPy's keys (DSPy's `load` reads only the predictors' keys)."""
+    import json
+    import random
+    import time
+
+    random.seed(seed)
+    metric = make_metric(metric_name, rm)
+    train, dev = to_examples(trainset), to_examples(devset)
+    start = time.time()
+    before, failures_before = score(module, lm, rm, metric, dev)
+    labeled = max_demos if all(r.get("answer") for r in trainset) else 0
+    opt = make_optimizer(optimizer, metric, max_demos, labeled, seed)
+    with dspy.context(lm=lm, rm=rm):
+        if optimizer == "mipro":
+            compiled = opt.compile(module, trainset=train, valset=dev or None, requires_permission_to_run=False)
+        elif optimizer == "labeled":
+            compiled = opt.compile(module, trainset=train)
+        else:
+            compiled = opt.compile(module, trainset=train)
+    after, failures_after = score(compiled, lm, rm, metric, dev)
+    compiled.save(out_path)
+    with open(out_path) as f:
+        state = json.load(f)
+    state["rag_program"] = program_spec
+    with open(out_path, "w") as f:
+        json.dump(state, f, indent=2)
+    return {
+        "metric": metric_name, "before": before, "after": after,
+        "failures_before": failures_before, "failures_after": failures_after,
+        "demos": demo_count(compiled), "seconds": time.time() - start,
+    }
+
+
+def build_program(spec):
+    """The module a program spec names: {"kind": "basic", "k"}, {"kind": "multihop", "hops", "k"},
+    or {"kind": "file", "path", "class", "args"}."""
+    kind = spec["kind"]
+    if kind == "basic":
+        return BasicRag(k=spec["k"])
+    if kind == "multihop":
+        return MultiHopRag(max_hops=spec["hops"], k=spec["k"])
+    if kind == "file":
+        return load_program(spec["path"], spec["class"], spec.get("args") or {})
+    raise ValueError(f"unknown program kind `{kind}`")
+
+
+def load_compiled(module, path):
+    """Loads a program saved by `optimize` (or DSPy's `save`) into a freshly built module."""
+    module.load(path)
+    return module
+
+
+def program_spec(path):
+    """The `rag_program` a compiled program was saved with (or None)."""
+    import json
+    with open(path) as f:
+        return json.load(f).get("rag_program")
+
+
+def last_prompt(lm):
+    """The messages of the LM's last call, as one string (to check what a program sends)."""
+    if not lm.history:
+        return ""
+    return "\n".join(str(m.get("content", "")) for m in lm.history[-1].get("messages") or [])

@@ -145,6 +145,13 @@ impl RustRetriever {
         Err(PyTypeError::new_err("the query must be a str or a list of str"))
     }
 
+    /// The document id of a passage this retriever returned (`None` for any other text): how
+    /// the optimiser's metrics map cited passages to gold documents.
+    #[pyo3(name = "doc_id")]
+    fn py_doc_id(&self, text: &str) -> Option<String> {
+        self.lookup(text).map(|p| p.doc_id)
+    }
+
     /// `(query, k)` pairs received so far.
     #[pyo3(name = "calls")]
     fn py_calls(&self) -> Vec<(String, usize)> {

@@ -233,3 +233,58 @@ async fn the_dspy_lm_path_end_to_end_with_retry_and_streaming() {
     assert!(!matches!(err, RagError::Transient { .. }), "{err}");
     assert!(!format!("{err}").contains("bad-key"), "the key is not echoed: {err}");
 }
+
+/// `rag optimize` deterministically: BootstrapFewShot compiles BasicRag (retrieving through a
+/// Rust retriever) with DummyLM, the devset score moves from 0 to 1, the program is saved in
+/// DSPy's JSON with its demos, reloaded, and the demos reach the LM's prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_compiles_saves_reloads_and_the_demos_reach_the_prompt() {
+    use rag_dspy::{CompiledProgram, Example, Metric, OptimizeOptions, Optimizer, ProgramSpec, optimize, report_path};
+    let retriever = || {
+        let mut r = MockRetriever::new();
+        r.expect_retrieve().returning(|_| {
+            Ok(vec![
+                ScoredChunk { chunk: Chunk::new("sky#0", "sky", "The sky is blue on a clear day."), score: 1.0 },
+                ScoredChunk { chunk: Chunk::new("grass#0", "grass", "Grass is green."), score: 0.5 },
+            ])
+        });
+        Arc::new(r)
+    };
+    let ex = |q: &str| Example { question: q.into(), answer: Some("blue".into()), doc_ids: vec!["sky".into()] };
+    let train = vec![ex("What colour is the sky at noon?"), ex("Which colour is a clear sky?"), ex("Sky colour, please?")];
+    let dev = vec![ex("What colour is the daytime sky?"), ex("The colour of the sky?")];
+    let wrong = [("reasoning", "A guess."), ("answer", "red")];
+    let right = [("reasoning", "Passage [1] says the sky is blue."), ("answer", "blue [1]")];
+    // The devset is scored first (two wrong answers), then every later call answers right.
+    let answers: Vec<[(&str, &str); 2]> = [wrong, wrong].into_iter().chain(std::iter::repeat_n(right, 40)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("compiled").join("basic.json");
+    let options = OptimizeOptions { optimizer: Optimizer::Bootstrap, metric: Metric::F1, max_demos: 2, seed: 0 };
+    let report = optimize(ProgramSpec::Basic { k: 2 }, retriever(), LmConfig::dummy(answers), train.clone(), dev, options, &out)
+        .await
+        .unwrap();
+    assert_eq!((report.before, report.after), (0.0, 1.0), "{report:?}");
+    assert!(report.demos >= 1, "{report:?}");
+    assert_eq!((report.train, report.dev, report.lm.as_str()), (3, 2, "DummyLM"));
+    // DSPy's own format, plus how to rebuild the module; the report beside it.
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(state["rag_program"], serde_json::json!({"kind": "basic", "k": 2}));
+    let demos: usize = state.as_object().unwrap().values().filter_map(|v| v["demos"].as_array()).map(Vec::len).sum();
+    assert_eq!(demos as u64, report.demos, "{state}");
+    let saved: rag_dspy::OptimizeReport = serde_json::from_str(&std::fs::read_to_string(report_path(&out)).unwrap()).unwrap();
+    assert_eq!(saved.after, 1.0);
+
+    let compiled = CompiledProgram::load(&out, retriever(), LmConfig::dummy([right])).await.unwrap();
+    assert_eq!(compiled.demos().await.unwrap() as u64, report.demos);
+    let a = compiled.answer("What colour is the evening sky?", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(a.answer, "blue [1]");
+    assert_eq!(a.passages[0].doc_id, "sky");
+    let prompt = compiled.last_prompt().await.unwrap();
+    assert!(train.iter().any(|e| prompt.contains(&e.question)), "a bootstrapped demo is in the prompt:\n{prompt}");
+
+    // A program file without `rag_program` is refused with what to do.
+    let bare = dir.path().join("bare.json");
+    std::fs::write(&bare, "{}").unwrap();
+    let err = CompiledProgram::load(&bare, retriever(), LmConfig::dummy([right])).await.err().unwrap().to_string();
+    assert!(err.contains("rag_program") && err.contains("rag optimize"), "{err}");
+}
