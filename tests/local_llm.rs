@@ -94,7 +94,7 @@ async fn a_local_model_answers_with_citations_streams_and_hops() {
         other => other,
     };
     let retriever: Arc<dyn rag::core::Retriever> = Arc::new(pipeline.retriever(RetrievalMode::Bm25).unwrap());
-    let multi = MultiHopRag::new(retriever, lm, 2, 2).await.unwrap();
+    let multi = MultiHopRag::new(retriever.clone(), lm.clone(), 2, 2).await.unwrap();
     let a = multi.answer("Which molecules regulate gene expression in cancer?").await.unwrap();
     assert_eq!(a.hops.len(), 2, "{a:?}");
     for hop in &a.hops {
@@ -103,4 +103,36 @@ async fn a_local_model_answers_with_citations_streams_and_hops() {
     assert!(a.passages.iter().any(|p| p.doc_id == "mirna"), "the hops found the passage: {a:?}");
     assert!(!a.answer.trim().is_empty());
     println!("hops: {:?}; answer: {}", a.hops.iter().map(|h| h.query.as_str()).collect::<Vec<_>>(), a.answer);
+
+    // `rag optimize` with the real model: BootstrapFewShot on a 5-example set (3 to train, 2 to
+    // score) completes, the saved program reloads, keeps its demos and answers.
+    use rag::dspy::{CompiledProgram, Example, Metric, OptimizeOptions, Optimizer, ProgramSpec, optimize};
+    let ex = |q: &str, a: &str, d: &str| Example { question: q.into(), answer: Some(a.into()), doc_ids: vec![d.into()] };
+    let train = vec![
+        ex("What lowers the risk of hip fractures in older adults?", "Vitamin D supplementation", "vitd"),
+        ex("What reduces cardiovascular mortality?", "Statins", "statins"),
+        ex("What is short sleep associated with in children?", "Obesity", "sleep"),
+    ];
+    let dev = vec![
+        ex("Which molecules regulate gene expression in cancer?", "MicroRNA molecules", "mirna"),
+        ex("Which supplement protects older adults from hip fractures?", "Vitamin D", "vitd"),
+    ];
+    let out = dir.path().join("basic-compiled.json");
+    let options = OptimizeOptions { optimizer: Optimizer::Bootstrap, metric: Metric::F1, max_demos: 2, seed: 0 };
+    let t = Instant::now();
+    let report = optimize(ProgramSpec::Basic { k: 2 }, retriever.clone(), lm.clone(), train, dev, options, &out).await.unwrap();
+    assert_eq!((report.train, report.dev), (3, 2));
+    assert!((0.0..=1.0).contains(&report.before) && (0.0..=1.0).contains(&report.after), "{report:?}");
+    assert_eq!(report.failures, (0, 0), "the model answered every devset question: {report:?}");
+    println!(
+        "optimize: F1 {:.3} -> {:.3}, {} demos, {:.0} s",
+        report.before,
+        report.after,
+        report.demos,
+        t.elapsed().as_secs_f64()
+    );
+    let compiled = CompiledProgram::load(&out, retriever, lm).await.unwrap();
+    assert_eq!(compiled.demos().await.unwrap() as u64, report.demos);
+    let a = compiled.answer("What do statins reduce?", std::time::Duration::from_secs(300)).await.unwrap();
+    assert!(!a.answer.trim().is_empty() && a.passages.iter().any(|p| p.doc_id == "statins"), "{a:?}");
 }
