@@ -419,7 +419,7 @@ impl RagPipeline {
     }
 }
 
-/// A pipeline as a [`Retriever`] with fixed [`QueryOptions`] (mode, rerank, filter): what a DSPy
+/// A pipeline as a [`rag_core::Retriever`] with fixed [`QueryOptions`] (mode, rerank, filter): what a DSPy
 /// program retrieves through (`RustRetriever`), so it gets exactly the retrieval the pipeline
 /// is configured for. A query's own filter is combined with the options' (both must hold).
 #[derive(Clone)]

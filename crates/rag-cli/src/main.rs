@@ -91,9 +91,9 @@ enum Command {
         /// Dataset folder with corpus.jsonl, queries.jsonl, qrels/test.tsv.
         #[arg(long)]
         dataset: PathBuf,
-        /// dense, bm25 or hybrid.
-        #[arg(long, default_value = "hybrid")]
-        retriever: RetrievalMode,
+        /// dense, bm25 or hybrid [default: hybrid; with --answers, the configured mode].
+        #[arg(long)]
+        retriever: Option<RetrievalMode>,
         /// Rerank with the configured cross-encoder.
         #[arg(long)]
         rerank: bool,
@@ -103,8 +103,8 @@ enum Command {
         /// Score answers instead of retrieval: the configured generator answers each example
         /// (EM / F1 against `answer`, citation precision / recall against `doc_ids`). FILE is a
         /// JSONL of examples; without FILE, the dataset's test queries with their gold documents.
-        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
-        answers: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", num_args = 0..=1)]
+        answers: Option<Option<PathBuf>>,
     },
     /// Compile a DSPy program whose retrieval is this pipeline, with a DSPy optimiser, and save it.
     Optimize {
@@ -449,8 +449,10 @@ async fn run(cli: Cli) -> Result<()> {
                 cfg.rerank.enabled = true;
             }
             if let Some(file) = answers {
-                let file = (!file.as_os_str().is_empty()).then_some(file);
-                let opts = QueryOptions::new().mode(retriever);
+                let mut opts = QueryOptions::new();
+                if let Some(m) = retriever {
+                    opts = opts.mode(m);
+                }
                 let (progress, bar) = progress_bar(g.json, "answers");
                 let r = optimize::eval_answers(&cfg, &dataset, file, limit, opts, progress).await?;
                 if let Some(b) = bar {
@@ -473,7 +475,7 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
-            let mode = retriever;
+            let mode = retriever.unwrap_or(RetrievalMode::Hybrid);
             // The corpus is ingested with both sides, so every mode evaluates the same collection.
             cfg.retrieval.mode = RetrievalMode::Hybrid;
             let pipeline = build_pipeline(&cfg, Needs::All).await?;
@@ -540,7 +542,8 @@ async fn run(cli: Cli) -> Result<()> {
                 cfg.rerank.enabled = true;
             }
             let (opts, _) = retrieval.options()?;
-            let r = optimize::optimize(&cfg, args, opts).await?;
+            // Passages per retrieval (per hop for multihop): --k, else 3.
+            let r = optimize::optimize(&cfg, args, opts, retrieval.k.unwrap_or(3)).await?;
             if g.json {
                 return print_json(&r);
             }

@@ -41,9 +41,6 @@ pub struct OptimizeArgs {
     /// Most demos per predictor.
     #[arg(long, default_value_t = 4)]
     max_demos: usize,
-    /// Passages per retrieval (per hop for multihop).
-    #[arg(long, default_value_t = 3)]
-    k: usize,
     /// Hops (multihop).
     #[arg(long, default_value_t = 2)]
     hops: usize,
@@ -74,9 +71,9 @@ async fn ingest_if_dataset(pipeline: &RagPipeline, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs `rag optimize`; returns the report.
-pub async fn optimize(cfg: &RagConfig, a: OptimizeArgs, opts: QueryOptions) -> Result<rag::dspy::OptimizeReport> {
-    let program = ProgramSpec::parse(&a.program, a.k, a.hops)?;
+/// Runs `rag optimize` with `k` passages per retrieval (per hop for multihop); returns the report.
+pub async fn optimize(cfg: &RagConfig, a: OptimizeArgs, opts: QueryOptions, k: usize) -> Result<rag::dspy::OptimizeReport> {
+    let program = ProgramSpec::parse(&a.program, k, a.hops)?;
     let mut train = load_examples(&a.trainset)?;
     let mut dev = match &a.devset {
         Some(p) => load_examples(p)?,

@@ -401,3 +401,42 @@ fn a_mixed_folder_ingests_end_to_end_with_page_citations() {
     assert!(out.contains("volcanoes.pdf p. 2"), "{out}");
     assert!(!out.contains("Field Notes on Volcanology"), "the running header is not content: {out}");
 }
+
+/// `rag eval --answers` scores the configured generator's answers (extractive here, no model):
+/// citation precision and recall against the gold documents; `rag optimize` refuses a bad
+/// trainset line by file and line, and a configuration without a language model, before any work.
+#[test]
+fn answer_eval_and_optimize_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("tiny");
+    std::fs::create_dir_all(ds.join("qrels")).unwrap();
+    std::fs::write(
+        ds.join("corpus.jsonl"),
+        "{\"_id\": \"vitd\", \"title\": \"Vitamin D\", \"text\": \"Vitamin D supplementation lowers the risk of hip fractures.\"}\n\
+         {\"_id\": \"tea\", \"title\": \"Tea\", \"text\": \"Green tea is brewed at eighty degrees.\"}\n",
+    )
+    .unwrap();
+    std::fs::write(ds.join("queries.jsonl"), "{\"_id\": \"q1\", \"text\": \"hip fractures and vitamin D\"}\n").unwrap();
+    std::fs::write(ds.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\nq1\tvitd\t1\n").unwrap();
+    let data = tmp.path().join("data");
+    let d = ds.to_str().unwrap();
+    let mut args = BM25_ONLY.to_vec();
+    args.extend(["--set", "retrieval.k=1", "eval", "--dataset", d, "--answers", "--json"]);
+    let r = json(&rag(&data, &args));
+    keys(&r, &["examples", "exact_match", "f1", "citation_precision", "citation_recall", "generator", "seconds"]);
+    assert_eq!(r["examples"], 1);
+    assert_eq!((r["citation_precision"].as_f64(), r["citation_recall"].as_f64()), (Some(1.0), Some(1.0)), "{r}");
+    assert!(r["f1"].is_null(), "no gold answers, no F1: {r}");
+
+    let bad = tmp.path().join("train.jsonl");
+    std::fs::write(&bad, "{\"question\": \"a?\", \"answer\": \"b\"}\n{\"question\": \"c?\", \"anwser\": \"d\"}\n").unwrap();
+    let out = rag(&data, &["optimize", "--trainset", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("train.jsonl line 2") && err.contains("anwser"), "{err}");
+    let mut args = BM25_ONLY.to_vec();
+    args.extend(["optimize", "--trainset", d, "--train", "1", "--dev", "1"]);
+    let out = rag(&data, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("generator.lm"), "{err}");
+}
