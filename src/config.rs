@@ -43,45 +43,7 @@ pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(key: &str, v: T, lo
     if v >= lo && v <= hi { Ok(()) } else { Err(RagError::invalid_input(key, format!("{v} is out of range: use {lo} to {hi}"))) }
 }
 
-/// Defines a configuration choice: an enum whose serde names are its only spellings.
-macro_rules! choice {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            /// Every accepted spelling.
-            pub const ALL: &'static [&'static str] = &[$($text),+];
-
-            /// The spelling used in configuration files.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = RagError;
-            fn from_str(s: &str) -> Result<Self> {
-                match s {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(RagError::invalid_input(
-                        stringify!($name),
-                        format!("`{other}` is not one of {}", Self::ALL.join(", ")),
-                    )),
-                }
-            }
-        }
-    };
-}
+use rag_core::choice;
 
 choice! {
     /// Which vector store holds the embeddings.

@@ -27,46 +27,7 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
     rag_core::read_qa_examples(path)
 }
 
-macro_rules! named_choice {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            /// Every accepted name.
-            pub const ALL: &'static [&'static str] = &[$($text),+];
-
-            /// The name as written on the command line.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = RagError;
-            fn from_str(s: &str) -> Result<Self> {
-                match s {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(RagError::invalid_input(
-                        stringify!($name),
-                        format!("`{other}` is not one of {}", Self::ALL.join(", ")),
-                    )),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-named_choice! {
+rag_core::choice! {
     /// Which DSPy optimiser compiles the program.
     Optimizer {
         /// `BootstrapFewShot`: demos from the program's own successful runs on the trainset.
@@ -80,7 +41,7 @@ named_choice! {
     }
 }
 
-named_choice! {
+rag_core::choice! {
     /// What a program is scored by.
     Metric {
         /// Answer exact match (SQuAD normalisation).
