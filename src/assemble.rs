@@ -324,7 +324,11 @@ async fn generator(cfg: &RagConfig) -> Result<Option<Arc<dyn Generator>>> {
     {
         let g = &cfg.generator;
         let Some(lm) = lm_config(cfg).await? else { return Ok(None) };
-        let b = rag_dspy::DspyGenerator::with_lm(lm).signature(&g.signature).cache_dir(cfg.data_dir.join("cache").join("dspy"));
+        let mut b =
+            rag_dspy::DspyGenerator::with_lm(lm).signature(&g.signature).cache_dir(cfg.data_dir.join("cache").join("dspy"));
+        if let Some(p) = &g.program {
+            b = b.program(p.clone());
+        }
         Ok(Some(Arc::new(b.build().await?)))
     }
     #[cfg(not(feature = "dspy"))]

@@ -537,6 +537,9 @@ pub struct GeneratorConfig {
     pub local_threads: usize,
     /// `lm = "local"`: context window in tokens.
     pub local_context: usize,
+    /// A program compiled by `rag optimize`: the generator answers with its answer predictor's
+    /// demos and instructions (the pipeline's retrieval stays the pipeline's).
+    pub program: Option<PathBuf>,
 }
 
 impl Default for GeneratorConfig {
@@ -554,6 +557,7 @@ impl Default for GeneratorConfig {
             local_model: None,
             local_threads: 2,
             local_context: 4096,
+            program: None,
         }
     }
 }

@@ -19,6 +19,7 @@ pub struct DspyGeneratorBuilder {
     lm: LmConfig,
     signature: String,
     cache_dir: Option<PathBuf>,
+    program: Option<PathBuf>,
 }
 
 impl DspyGeneratorBuilder {
@@ -96,6 +97,13 @@ impl DspyGeneratorBuilder {
         });
         self
     }
+    /// Answer with the compiled answer predictor (demos, instructions) of a program saved by
+    /// `rag optimize` (the pipeline's own retrieval stays; a multi-hop program's query writers
+    /// are not used here, `rag query --program` runs the whole program).
+    pub fn program(mut self, path: PathBuf) -> Self {
+        self.program = Some(path);
+        self
+    }
     /// Where DSPy keeps its disk cache (`DSPY_CACHEDIR`), if it has not started yet.
     pub fn cache_dir(mut self, dir: PathBuf) -> Self {
         self.cache_dir = Some(dir);
@@ -107,7 +115,7 @@ impl DspyGeneratorBuilder {
         if let Some(dir) = &self.cache_dir {
             crate::set_cache_dir(dir.clone()).await?;
         }
-        let (lm, signature) = (self.lm.clone(), self.signature.clone());
+        let (lm, signature, compiled) = (self.lm.clone(), self.signature.clone(), self.program.clone());
         let (lm_obj, program) = rag_python::runtime()?
             .run(move |py| {
                 let lm_obj = make_lm(py, &lm)?;
@@ -120,13 +128,32 @@ impl DspyGeneratorBuilder {
                         other => other,
                     },
                 )?;
+                if let Some(path) = &compiled {
+                    if !path.is_file() {
+                        return Err(RagError::not_found(
+                            format!("compiled DSPy program {}", path.display()),
+                            Some("generator.program names a file `rag optimize --out` wrote"),
+                        ));
+                    }
+                    ops(py)?
+                        .getattr("load_answer_predictor")
+                        .and_then(|f| f.call1((&program, path.display().to_string())))
+                        .py_context(py)?;
+                }
                 Ok((lm_obj, program.unbind()))
             })
             .await?;
         Ok(DspyGenerator {
             lm: Arc::new(lm_obj),
             program: Arc::new(program),
-            name: format!("dspy:ChainOfThought({})", self.lm.label()),
+            name: match &self.program {
+                Some(p) => format!(
+                    "dspy:ChainOfThought({}, compiled {})",
+                    self.lm.label(),
+                    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                ),
+                None => format!("dspy:ChainOfThought({})", self.lm.label()),
+            },
         })
     }
 }
@@ -146,14 +173,29 @@ impl std::fmt::Debug for DspyGenerator {
 }
 
 impl DspyGenerator {
+    /// The messages of this generator's last LM call (to see the prompt a compiled program sends).
+    pub async fn last_prompt(&self) -> Result<String> {
+        let lm = self.lm.clone();
+        rag_python::runtime()?
+            .run(move |py| {
+                ops(py)?.getattr("last_prompt").and_then(|f| f.call1((lm.bind(py),))).and_then(|s| s.extract()).py_context(py)
+            })
+            .await
+    }
+
     /// A builder for an LM by litellm model string.
     pub fn builder(model: impl Into<String>) -> DspyGeneratorBuilder {
-        DspyGeneratorBuilder { lm: LmConfig::model(model), signature: "context, question -> answer".into(), cache_dir: None }
+        DspyGeneratorBuilder {
+            lm: LmConfig::model(model),
+            signature: "context, question -> answer".into(),
+            cache_dir: None,
+            program: None,
+        }
     }
 
     /// A builder for any [`LmConfig`] (e.g. [`LmConfig::Dummy`] in tests).
     pub fn with_lm(lm: LmConfig) -> DspyGeneratorBuilder {
-        DspyGeneratorBuilder { lm, signature: "context, question -> answer".into(), cache_dir: None }
+        DspyGeneratorBuilder { lm, signature: "context, question -> answer".into(), cache_dir: None, program: None }
     }
 }
 

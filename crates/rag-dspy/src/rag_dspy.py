@@ -98,6 +98,22 @@ def chain_of_thought(signature):
     return dspy.ChainOfThought(signature)
 
 
+def load_answer_predictor(cot, path):
+    """Loads the answer predictor of a program compiled by `rag optimize` (its demos and
+    instructions) into a ChainOfThought: the key `generate.predict` of BasicRag / MultiHopRag, else
+    the only predictor the file holds. The pipeline then answers with the compiled prompt."""
+    import json
+    with open(path) as f:
+        state = json.load(f)
+    keys = [k for k, v in state.items() if isinstance(v, dict) and "demos" in v]
+    key = "generate.predict" if "generate.predict" in keys else (keys[0] if len(keys) == 1 else None)
+    if key is None:
+        raise ValueError(f"{path}: no answer predictor to load (predictors: {', '.join(keys) or 'none'}); "
+                         "save BasicRag / MultiHopRag programs with `rag optimize`")
+    cot.predict.load_state(state[key])
+    return len(state[key].get("demos") or [])
+
+
 def run_cot(program, lm, context, question):
     with dspy.context(lm=lm):
         pred = program(context=number_passages(context), question=question)

@@ -282,6 +282,17 @@ async fn optimize_compiles_saves_reloads_and_the_demos_reach_the_prompt() {
     let prompt = compiled.last_prompt().await.unwrap();
     assert!(train.iter().any(|e| prompt.contains(&e.question)), "a bootstrapped demo is in the prompt:\n{prompt}");
 
+    // The pipeline's generator can answer with the compiled predictor (`generator.program`):
+    // the pipeline retrieves, the demos go into the prompt.
+    let g = DspyGenerator::with_lm(LmConfig::dummy([right])).program(out.clone()).build().await.unwrap();
+    assert!(g.name().contains("compiled basic.json"), "{}", g.name());
+    let generation = g.generate(request()).await.unwrap();
+    assert_eq!(generation.answer, "blue [1]");
+    let prompt = g.last_prompt().await.unwrap();
+    assert!(train.iter().any(|e| prompt.contains(&e.question)), "the generator sends the compiled demos:\n{prompt}");
+    let missing = DspyGenerator::with_lm(LmConfig::dummy([right])).program(dir.path().join("none.json")).build().await;
+    assert!(missing.err().unwrap().to_string().contains("none.json"));
+
     // A program file without `rag_program` is refused with what to do.
     let bare = dir.path().join("bare.json");
     std::fs::write(&bare, "{}").unwrap();
