@@ -118,7 +118,7 @@ async fn a_local_model_answers_with_citations_streams_and_hops() {
         ex("Which supplement protects older adults from hip fractures?", "Vitamin D", "vitd"),
     ];
     let out = dir.path().join("basic-compiled.json");
-    let options = OptimizeOptions { optimizer: Optimizer::Bootstrap, metric: Metric::F1, max_demos: 2, seed: 0 };
+    let options = OptimizeOptions { optimizer: Optimizer::Bootstrap, metric: Metric::F1, metric_fn: None, max_demos: 2, seed: 0 };
     let t = Instant::now();
     let report = optimize(ProgramSpec::Basic { k: 2 }, retriever.clone(), lm.clone(), train, dev, options, &out).await.unwrap();
     assert_eq!((report.train, report.dev), (3, 2));

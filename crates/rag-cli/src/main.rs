@@ -549,7 +549,15 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!(
                 "{} with {} on {} examples: {} {:.4} before, {:.4} after ({} demos; devset {} examples; {:.0} s)",
-                r.lm, r.optimizer, r.train, r.metric, r.before, r.after, r.demos, r.dev, r.seconds
+                r.lm,
+                r.optimizer,
+                r.train,
+                r.metric_fn.as_ref().map_or(r.metric.to_string(), |m| format!("{}:{}", m.path.display(), m.function)),
+                r.before,
+                r.after,
+                r.demos,
+                r.dev,
+                r.seconds
             );
             println!("saved {} (report: {})", r.saved.display(), rag::dspy::report_path(&r.saved).display());
             Ok(())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use rag::assemble::{Needs, build_pipeline, lm_config};
 use rag::config::RagConfig;
-use rag::dspy::{CompiledProgram, LmConfig, Metric, OptimizeOptions, Optimizer, ProgramSpec};
+use rag::dspy::{CompiledProgram, LmConfig, Metric, MetricFn, OptimizeOptions, Optimizer, ProgramSpec};
 use rag::eval::load_examples;
 use rag::{FileSource, IngestOptions, PipelineRetriever, QueryOptions, RagError, RagPipeline, Result};
 
@@ -38,6 +38,10 @@ pub struct OptimizeArgs {
     /// answer, else citation-recall).
     #[arg(long)]
     metric: Option<Metric>,
+    /// A metric of your own instead: FILE.py:function, called as function(example, prediction,
+    /// trace=None) -> float or bool (DSPy's convention; example.question / .answer / .doc_ids).
+    #[arg(long, value_name = "FILE.py:FUNCTION")]
+    metric_fn: Option<String>,
     /// Most demos per predictor.
     #[arg(long, default_value_t = 4)]
     max_demos: usize,
@@ -88,14 +92,17 @@ pub async fn optimize(cfg: &RagConfig, a: OptimizeArgs, opts: QueryOptions, k: u
     if let Some(n) = a.dev {
         dev.truncate(n);
     }
-    let metric = match a.metric {
-        Some(m) => m,
-        None => Metric::auto(&train)?,
+    let metric_fn = a.metric_fn.as_deref().map(MetricFn::parse).transpose()?;
+    let metric = match (a.metric, &metric_fn) {
+        (Some(m), _) => m,
+        // With a metric of one's own the built-in one is only a label.
+        (None, Some(_)) => Metric::auto(&train).unwrap_or(Metric::F1),
+        (None, None) => Metric::auto(&train)?,
     };
     let (pipeline, lm) = pipeline_and_lm(cfg, "rag optimize").await?;
     ingest_if_dataset(&pipeline, &a.trainset).await?;
     let retriever = Arc::new(PipelineRetriever::new(pipeline, opts));
-    let options = OptimizeOptions { optimizer: a.optimizer, metric, max_demos: a.max_demos, seed: a.seed };
+    let options = OptimizeOptions { optimizer: a.optimizer, metric, metric_fn, max_demos: a.max_demos, seed: a.seed };
     rag::dspy::optimize(program, retriever, lm, train, dev, options, &a.out).await
 }
 

@@ -30,7 +30,7 @@ pub use lm::LmConfig;
 pub use local::{LocalModel, default_local_model};
 pub use modules::{BasicRag, DspyProgram, Hop, MultiHopRag, PassageRef, RagAnswer};
 pub use optimize::{
-    CompiledProgram, Example, Metric, OptimizeOptions, OptimizeReport, Optimizer, ProgramSpec, optimize, read_examples,
+    CompiledProgram, Example, Metric, MetricFn, OptimizeOptions, OptimizeReport, Optimizer, ProgramSpec, optimize, read_examples,
     report_path,
 };
 pub use retriever::{Passage, RustRetriever};

@@ -144,13 +144,44 @@ impl ProgramSpec {
     }
 }
 
+/// A metric of your own: `function(example, prediction, trace=None) -> float | bool` in a Python
+/// file (DSPy's metric convention; `example` has `question`, `answer`, `doc_ids`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricFn {
+    /// The `.py` file.
+    pub path: PathBuf,
+    /// The function's name.
+    pub function: String,
+}
+
+impl MetricFn {
+    /// `FILE.py:function`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.rsplit_once(':') {
+            Some((path, function)) if !path.is_empty() && !function.is_empty() => {
+                let path = PathBuf::from(path);
+                if !path.is_file() {
+                    return Err(RagError::not_found(
+                        format!("metric file {}", path.display()),
+                        Some("--metric-fn FILE.py:function"),
+                    ));
+                }
+                Ok(Self { path, function: function.to_owned() })
+            }
+            _ => Err(RagError::invalid_input("--metric-fn", format!("`{s}` is not `FILE.py:function`"))),
+        }
+    }
+}
+
 /// How an optimisation runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OptimizeOptions {
     /// The optimiser.
     pub optimizer: Optimizer,
-    /// The metric.
+    /// The built-in metric (its name is reported; ignored when `metric_fn` is set).
     pub metric: Metric,
+    /// A metric of your own, used instead of the built-in one.
+    pub metric_fn: Option<MetricFn>,
     /// Most demos per predictor.
     pub max_demos: usize,
     /// Random seed (optimisers that sample).
@@ -164,8 +195,11 @@ pub struct OptimizeReport {
     pub program: ProgramSpec,
     /// The optimiser.
     pub optimizer: Optimizer,
-    /// The metric.
+    /// The built-in metric (see `metric_fn`).
     pub metric: Metric,
+    /// The user's metric, when one was used instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_fn: Option<MetricFn>,
     /// The LM (model string).
     pub lm: String,
     /// Metric on the devset before compiling.
@@ -200,8 +234,10 @@ pub async fn optimize(
     if train.is_empty() || dev.is_empty() {
         return Err(RagError::invalid_input("trainset", "optimising needs at least one training and one devset example"));
     }
-    options.metric.check(&train, "trainset")?;
-    options.metric.check(&dev, "devset")?;
+    if options.metric_fn.is_none() {
+        options.metric.check(&train, "trainset")?;
+        options.metric.check(&dev, "devset")?;
+    }
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| RagError::io(dir, e))?;
     }
@@ -229,6 +265,7 @@ pub async fn optimize(
                         o.seed,
                         &out_s,
                         conv(&spec).ok(),
+                        o.metric_fn.as_ref().map(|m| (m.path.display().to_string(), m.function.clone())),
                     ))
                 })
                 .py_context(py)?;
@@ -242,6 +279,7 @@ pub async fn optimize(
         program,
         optimizer: options.optimizer,
         metric: options.metric,
+        metric_fn: options.metric_fn.clone(),
         lm: lm.label(),
         before: num("before"),
         after: num("after"),

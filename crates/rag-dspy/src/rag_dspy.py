@@ -188,19 +188,37 @@ def run_module(module, lm, rm, inputs):
         return module(**inputs)
 
 
-def load_program(path, class_name, kwargs):
-    """Imports a user's DSPy program file and instantiates `class_name(**kwargs)`."""
+def _import_file(path):
     name = "rag_user_program_" + re.sub(r"\W", "_", os.path.abspath(path))
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load a Python module from {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise AttributeError(f"{path} defines no `{class_name}` (found: {', '.join(n for n in dir(module) if not n.startswith('_'))})")
-    return cls(**kwargs)
+    return module
+
+
+def _attribute(path, module, attr):
+    found = getattr(module, attr, None)
+    if found is None:
+        raise AttributeError(f"{path} defines no `{attr}` (found: {', '.join(n for n in dir(module) if not n.startswith('_'))})")
+    return found
+
+
+def load_program(path, class_name, kwargs):
+    """Imports a user's DSPy program file and instantiates `class_name(**kwargs)`."""
+    return _attribute(path, _import_file(path), class_name)(**kwargs)
+
+
+def load_metric(path, function):
+    """A user's metric `function(example, prediction, trace=None) -> float | bool` from a file."""
+    fn = _attribute(path, _import_file(path), function)
+    if not callable(fn):
+        raise TypeError(f"{path}: `{function}` is not a function")
+    return lambda ex, pred, trace=None: float(fn(ex, pred, trace))
 
 
 def prediction_fields(pred):
@@ -327,7 +345,8 @@ def demo_count(module):
     return sum(len(getattr(p, "demos", []) or []) for _, p in module.named_predictors())
 
 
-def optimize(module, lm, rm, trainset, devset, optimizer, metric_name, max_demos, seed, out_path, program_spec):
+def optimize(module, lm, rm, trainset, devset, optimizer, metric_name, max_demos, seed, out_path, program_spec,
+             metric_fn=None):
     """Scores `module` on the devset, compiles it on the trainset, scores the compiled program,
     and saves it in DSPy's own JSON format, with `rag_program` (how to rebuild the module before
     `.load`) beside DSPy's keys (DSPy's `load` reads only the predictors' keys)."""
@@ -336,7 +355,7 @@ def optimize(module, lm, rm, trainset, devset, optimizer, metric_name, max_demos
     import time
 
     random.seed(seed)
-    metric = make_metric(metric_name, rm)
+    metric = load_metric(*metric_fn) if metric_fn else make_metric(metric_name, rm)
     train, dev = to_examples(trainset), to_examples(devset)
     start = time.time()
     before, failures_before = score(module, lm, rm, metric, dev)

@@ -259,7 +259,7 @@ async fn optimize_compiles_saves_reloads_and_the_demos_reach_the_prompt() {
     let answers: Vec<[(&str, &str); 2]> = [wrong, wrong].into_iter().chain(std::iter::repeat_n(right, 40)).collect();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("compiled").join("basic.json");
-    let options = OptimizeOptions { optimizer: Optimizer::Bootstrap, metric: Metric::F1, max_demos: 2, seed: 0 };
+    let options = OptimizeOptions { optimizer: Optimizer::Bootstrap, metric: Metric::F1, metric_fn: None, max_demos: 2, seed: 0 };
     let report = optimize(ProgramSpec::Basic { k: 2 }, retriever(), LmConfig::dummy(answers), train.clone(), dev, options, &out)
         .await
         .unwrap();
@@ -292,6 +292,26 @@ async fn optimize_compiles_saves_reloads_and_the_demos_reach_the_prompt() {
     assert!(train.iter().any(|e| prompt.contains(&e.question)), "the generator sends the compiled demos:\n{prompt}");
     let missing = DspyGenerator::with_lm(LmConfig::dummy([right])).program(dir.path().join("none.json")).build().await;
     assert!(missing.err().unwrap().to_string().contains("none.json"));
+
+    // A metric of your own from a Python file, DSPy's convention: the same run scored by it.
+    let metric_file = dir.path().join("my_metric.py");
+    std::fs::write(&metric_file, "def says_blue(example, pred, trace=None):\n    return 'blue' in pred.answer\n").unwrap();
+    let metric_fn = rag_dspy::MetricFn::parse(&format!("{}:says_blue", metric_file.display())).unwrap();
+    let answers: Vec<[(&str, &str); 2]> = [wrong, wrong].into_iter().chain(std::iter::repeat_n(right, 40)).collect();
+    let options = OptimizeOptions {
+        optimizer: Optimizer::Bootstrap,
+        metric: Metric::F1,
+        metric_fn: Some(metric_fn.clone()),
+        max_demos: 2,
+        seed: 0,
+    };
+    let dev = vec![ex("What colour is the daytime sky?"), ex("The colour of the sky?")];
+    let custom = dir.path().join("custom.json");
+    let r = optimize(ProgramSpec::Basic { k: 2 }, retriever(), LmConfig::dummy(answers), train.clone(), dev, options, &custom)
+        .await
+        .unwrap();
+    assert_eq!((r.before, r.after, r.metric_fn.as_ref()), (0.0, 1.0, Some(&metric_fn)), "{r:?}");
+    assert!(rag_dspy::MetricFn::parse("my_metric.py").unwrap_err().to_string().contains("FILE.py:function"));
 
     // A program file without `rag_program` is refused with what to do.
     let bare = dir.path().join("bare.json");
