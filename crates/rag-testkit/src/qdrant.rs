@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rag_core::{RagError, Result};
 
-use crate::servers::{ServerProcess, free_port, http_get_json, repo_root, spawn_listening, which};
+use crate::servers::{ServerProcess, free_port, http_get_json, repo_root, spawn_listening_in, which};
 
 /// The Qdrant server binary, or an error saying where it was looked for.
 pub fn qdrant_bin() -> Result<PathBuf> {
@@ -75,7 +75,8 @@ fn spawn_node(dir: &Path, p2p: Option<(u16, Option<u16>)>) -> Result<QdrantNode>
         }
         args.extend(["--uri".to_owned(), format!("http://127.0.0.1:{port}")]);
     }
-    let process = spawn_listening(&qdrant_bin()?, &args, http_port, Duration::from_secs(60))?;
+    // Qdrant writes `.qdrant-initialized` into its working directory: keep it in the node's.
+    let process = spawn_listening_in(&qdrant_bin()?, &args, Some(dir), http_port, Duration::from_secs(60))?;
     Ok(QdrantNode { process, http_port, grpc_port, p2p_port: p2p.map(|(p, _)| p) })
 }
 

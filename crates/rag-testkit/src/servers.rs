@@ -106,12 +106,23 @@ pub fn spawn_chroma(dir: &Path) -> Result<ServerProcess> {
 /// Spawns `command` (a program and args) that will listen on `port`, waiting until it accepts
 /// connections (up to `timeout`).
 pub fn spawn_listening(program: &Path, args: &[String], port: u16, timeout: Duration) -> Result<ServerProcess> {
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| RagError::io(program, e))?;
+    spawn_listening_in(program, args, None, port, timeout)
+}
+
+/// [`spawn_listening`] with the working directory `cwd` (for servers that write files there).
+pub fn spawn_listening_in(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    port: u16,
+    timeout: Duration,
+) -> Result<ServerProcess> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let child = cmd.spawn().map_err(|e| RagError::io(program, e))?;
     let mut server = ServerProcess { child, port };
     let start = Instant::now();
     while start.elapsed() < timeout {
