@@ -110,12 +110,17 @@ impl HybridRetriever {
         self
     }
 
-    /// Embeds `question` once per call; exposed so a caller can time the model apart.
-    async fn dense_hits(&self, d: &DenseSide, q: &RetrievalQuery, n: usize, t: &mut StageTimings) -> Result<Vec<ScoredChunk>> {
+    /// The query's embedding, timed as `embed_query` so a caller can see the model apart.
+    async fn embed_query(d: &DenseSide, text: &str, t: &mut StageTimings) -> Result<Vec<f32>> {
         let start = Instant::now();
-        let mut v = d.embedder.embed(vec![q.text.clone()]).await?;
+        let mut v = d.embedder.embed(vec![text.to_owned()]).await?;
         t.insert("embed_query".into(), ms(start));
-        let vector = v.pop().ok_or_else(|| RagError::Other("the embedder returned no vector for the query".into()))?;
+        v.pop().ok_or_else(|| RagError::Other("the embedder returned no vector for the query".into()))
+    }
+
+    /// Embeds the question once per call, then asks the vector store.
+    async fn dense_hits(&self, d: &DenseSide, q: &RetrievalQuery, n: usize, t: &mut StageTimings) -> Result<Vec<ScoredChunk>> {
+        let vector = Self::embed_query(d, &q.text, t).await?;
         let start = Instant::now();
         let hits = d.store.query(VectorQuery { vector, k: n, filter: q.filter.clone() }).await?;
         t.insert("vector_search".into(), ms(start));
@@ -142,10 +147,7 @@ impl HybridRetriever {
         if let (Some(d), Some(_), Some(engine), Some(fusion)) =
             (&self.dense, &self.keyword, &self.engine, self.fusion.in_engine())
         {
-            let start = Instant::now();
-            let mut v = d.embedder.embed(vec![query.text.clone()]).await?;
-            t.insert("embed_query".into(), ms(start));
-            let vector = v.pop().ok_or_else(|| RagError::Other("the embedder returned no vector for the query".into()))?;
+            let vector = Self::embed_query(d, &query.text, &mut t).await?;
             let start = Instant::now();
             let hits = engine
                 .hybrid_search(HybridQuery { text: query.text, vector, k: query.k, candidates: n, filter: query.filter, fusion })
@@ -188,16 +190,8 @@ pub fn fuse(dense: Vec<ScoredChunk>, keyword: Vec<ScoredChunk>, fusion: Fusion, 
             ];
             reciprocal_rank_fusion(&lists, c)
         }
-        Fusion::Convex { alpha } => {
-            let d: Vec<(&str, f32)> = dense.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
-            let kw: Vec<(&str, f32)> = keyword.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
-            convex_combination(&d, &kw, alpha)
-        }
-        Fusion::Dbsf => {
-            let d: Vec<(&str, f32)> = dense.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
-            let kw: Vec<(&str, f32)> = keyword.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
-            distribution_based_score_fusion(&[d, kw])
-        }
+        Fusion::Convex { alpha } => convex_combination(&scored(&dense), &scored(&keyword), alpha),
+        Fusion::Dbsf => distribution_based_score_fusion(&[scored(&dense), scored(&keyword)]),
     };
     let mut by_id: HashMap<String, ScoredChunk> = HashMap::new();
     for h in keyword.into_iter().chain(dense) {
@@ -213,6 +207,11 @@ pub fn fuse(dense: Vec<ScoredChunk>, keyword: Vec<ScoredChunk>, fusion: Fusion, 
             })
         })
         .collect()
+}
+
+/// A ranked list as `(id, score)` pairs, for the score-based fusions.
+fn scored(hits: &[ScoredChunk]) -> Vec<(&str, f32)> {
+    hits.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect()
 }
 
 fn ms(start: Instant) -> f64 {
