@@ -250,7 +250,10 @@ impl RagPipeline {
                 report.unchanged += 1;
                 continue;
             }
-            let chunks = self.chunk(&d).await?;
+            let mut chunks = self.chunk(&d).await?;
+            if self.ledger.in_chunks() {
+                self.stamp(&mut chunks, &hash, &d.origin, d.format);
+            }
             batch_chunks += chunks.len();
             batch.push(Pending { doc_id: d.document.id, hash, root: d.origin, chunks, old });
             if batch_chunks >= options.batch_chunks {
@@ -262,31 +265,26 @@ impl RagPipeline {
         Ok(())
     }
 
-    /// Stamps each chunk with its document's record ([`ledger_keys`]), for a store that is
-    /// the ingest record: the chunk writes are then the record.
-    fn stamp(&self, batch: &mut [Pending]) {
+    /// Stamps a document's chunks with its record ([`ledger_keys`]), for a store that is the
+    /// ingest record: the chunk writes are then the record.
+    fn stamp(&self, chunks: &mut [Chunk], hash: &str, root: &str, format: TextFormat) {
         let model = self.embedder.as_ref().map(|e| e.model_id()).unwrap_or_default();
         // For people reading the payload; the hash is what decides "unchanged".
-        let fingerprint = format!("{} | {model}", self.chunker.fingerprint());
-        for p in batch.iter_mut() {
-            let n = p.chunks.len() as i64;
-            for c in &mut p.chunks {
-                c.metadata.insert(ledger_keys::HASH.into(), MetadataValue::Str(p.hash.clone()));
-                c.metadata.insert(ledger_keys::CHUNKS.into(), MetadataValue::Int(n));
-                c.metadata.insert(ledger_keys::ROOT.into(), MetadataValue::Str(p.root.clone()));
-                c.metadata.insert(ledger_keys::FINGERPRINT.into(), MetadataValue::Str(fingerprint.clone()));
-            }
+        let fingerprint = format!("{} | {model}", self.chunker_for(format).fingerprint());
+        let n = chunks.len() as i64;
+        for c in chunks {
+            c.metadata.insert(ledger_keys::HASH.into(), MetadataValue::Str(hash.to_owned()));
+            c.metadata.insert(ledger_keys::CHUNKS.into(), MetadataValue::Int(n));
+            c.metadata.insert(ledger_keys::ROOT.into(), MetadataValue::Str(root.to_owned()));
+            c.metadata.insert(ledger_keys::FINGERPRINT.into(), MetadataValue::Str(fingerprint.clone()));
         }
     }
 
     /// Writes documents: pending manifest entries, then vectors and keyword entries, then stale
     /// deletions, then final manifest entries. Returns chunks written.
-    async fn write_batch(&self, mut batch: Vec<Pending>) -> Result<u64> {
+    async fn write_batch(&self, batch: Vec<Pending>) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);
-        }
-        if self.ledger.in_chunks() {
-            self.stamp(&mut batch);
         }
         let pending: Vec<(String, LedgerEntry)> = batch
             .iter()
