@@ -236,12 +236,15 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<StoreParts> {
                 m => format!("qdrant ({m:?})"),
             };
             let mut b = QdrantStore::builder(mode).collection(&cfg.collection).distance(s.distance).dimension(dimension);
-            let engine = s.index == crate::config::IndexPlacement::Engine;
-            let encoder = Arc::new(rag_keyword::Bm25Encoder::new(&cfg.keyword)?);
-            let fingerprint = rag_core::SparseEncoder::fingerprint(&*encoder);
-            if engine {
+            // With the index in the engine, BM25 is the collection's sparse vectors.
+            let fingerprint = if s.index == crate::config::IndexPlacement::Engine {
+                let encoder = Arc::new(rag_keyword::Bm25Encoder::new(&cfg.keyword)?);
+                let fingerprint = rag_core::SparseEncoder::fingerprint(&*encoder);
                 b = b.sparse(encoder);
-            }
+                Some(fingerprint)
+            } else {
+                None
+            };
             if let Some(n) = s.qdrant_shards {
                 b = b.shards(n);
             }
@@ -249,8 +252,12 @@ async fn store(cfg: &RagConfig, dimension: usize) -> Result<StoreParts> {
                 b = b.replication_factor(n);
             }
             let store = Arc::new(b.build().await?);
-            let engine =
-                engine.then(|| EngineParts { keyword: store.clone(), hybrid: store.clone(), ledger: store.clone(), fingerprint });
+            let engine = fingerprint.map(|fingerprint| EngineParts {
+                keyword: store.clone(),
+                hybrid: store.clone(),
+                ledger: store.clone(),
+                fingerprint,
+            });
             let label = if engine.is_some() { format!("{label}, bm25 + hybrid + ingest record in the engine") } else { label };
             Ok(StoreParts { store, label, engine })
         }

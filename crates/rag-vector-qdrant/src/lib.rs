@@ -504,12 +504,12 @@ impl VectorStore for QdrantStore {
             }
             QdrantMode::Server { url, prefer_grpc, .. } => {
                 details.insert("mode".into(), "server".into());
-                if let Some(e) = &self.inner.sparse {
-                    details.insert("sparse_encoder".into(), e.fingerprint());
-                }
                 details.insert("url".into(), url.clone());
                 details.insert("prefer_grpc".into(), prefer_grpc.to_string());
             }
+        }
+        if let Some(e) = &self.inner.sparse {
+            details.insert("sparse_encoder".into(), e.fingerprint());
         }
         let count = if self.dimension().is_some() {
             let info: BTreeMap<String, String> = self
