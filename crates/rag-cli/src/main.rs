@@ -182,8 +182,12 @@ struct RetrievalArgs {
 }
 
 impl RetrievalArgs {
-    /// The query options, and whether the embedding model is needed at all.
-    fn options(&self) -> Result<(QueryOptions, Needs)> {
+    /// The query options, and whether the embedding model is needed at all; `--rerank` also
+    /// turns the reranker on in `cfg`, so the pipeline is built with one.
+    fn options(&self, cfg: &mut RagConfig) -> Result<(QueryOptions, Needs)> {
+        if self.rerank {
+            cfg.rerank.enabled = true;
+        }
         let mut opts = QueryOptions::new();
         if let Some(k) = self.k {
             opts = opts.k(k);
@@ -353,10 +357,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Query { question, retrieval, stream, program } => {
             let mut cfg = config(g)?;
-            if retrieval.rerank {
-                cfg.rerank.enabled = true;
-            }
-            let (opts, needs) = retrieval.options()?;
+            let (opts, needs) = retrieval.options(&mut cfg)?;
             if let Some(program) = program {
                 let a = optimize::query_program(&cfg, &program, &question, opts).await?;
                 if g.json {
@@ -414,10 +415,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Search { query, retrieval } => {
             let mut cfg = config(g)?;
-            if retrieval.rerank {
-                cfg.rerank.enabled = true;
-            }
-            let (opts, needs) = retrieval.options()?;
+            let (opts, needs) = retrieval.options(&mut cfg)?;
             let pipeline = build_pipeline(&cfg, needs).await?;
             let found = pipeline.search(&query, &opts).await?;
             let hits = found.ranked();
@@ -538,10 +536,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Optimize { args, retrieval } => {
             let mut cfg = config(g)?;
-            if retrieval.rerank {
-                cfg.rerank.enabled = true;
-            }
-            let (opts, _) = retrieval.options()?;
+            let (opts, _) = retrieval.options(&mut cfg)?;
             // Passages per retrieval (per hop for multihop): --k, else 3.
             let r = optimize::optimize(&cfg, args, opts, retrieval.k.unwrap_or(3)).await?;
             if g.json {

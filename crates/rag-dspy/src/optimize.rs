@@ -118,21 +118,16 @@ impl ProgramSpec {
         match s {
             "basic" => Ok(Self::Basic { k }),
             "multihop" => Ok(Self::Multihop { hops, k }),
-            other => match other.rsplit_once(':') {
-                Some((path, class)) if !path.is_empty() && !class.is_empty() => {
-                    let path = PathBuf::from(path);
-                    if !path.is_file() {
-                        return Err(RagError::not_found(
-                            format!("DSPy program file {}", path.display()),
-                            Some("--program FILE.py:Class"),
-                        ));
-                    }
-                    Ok(Self::File { path, class: class.to_owned(), args: serde_json::json!({}) })
-                }
-                _ => {
-                    Err(RagError::invalid_input("--program", format!("`{other}` is not `basic`, `multihop` or `FILE.py:Class`")))
-                }
-            },
+            other => {
+                let (path, class) = file_and_name(
+                    other,
+                    "--program",
+                    "DSPy program file",
+                    "FILE.py:Class",
+                    "`basic`, `multihop` or `FILE.py:Class`",
+                )?;
+                Ok(Self::File { path, class, args: serde_json::json!({}) })
+            }
         }
     }
 
@@ -157,20 +152,22 @@ pub struct MetricFn {
 impl MetricFn {
     /// `FILE.py:function`.
     pub fn parse(s: &str) -> Result<Self> {
-        match s.rsplit_once(':') {
-            Some((path, function)) if !path.is_empty() && !function.is_empty() => {
-                let path = PathBuf::from(path);
-                if !path.is_file() {
-                    return Err(RagError::not_found(
-                        format!("metric file {}", path.display()),
-                        Some("--metric-fn FILE.py:function"),
-                    ));
-                }
-                Ok(Self { path, function: function.to_owned() })
-            }
-            _ => Err(RagError::invalid_input("--metric-fn", format!("`{s}` is not `FILE.py:function`"))),
-        }
+        let (path, function) = file_and_name(s, "--metric-fn", "metric file", "FILE.py:function", "`FILE.py:function`")?;
+        Ok(Self { path, function })
     }
+}
+
+/// `FILE.py:name` as (file, name), the file present. `flag`, `what`, `form` and `expected` word
+/// the errors: a malformed value names the flag and what it should be; a missing file names it.
+fn file_and_name(s: &str, flag: &str, what: &str, form: &str, expected: &str) -> Result<(PathBuf, String)> {
+    let Some((path, name)) = s.rsplit_once(':').filter(|(p, n)| !p.is_empty() && !n.is_empty()) else {
+        return Err(RagError::invalid_input(flag, format!("`{s}` is not {expected}")));
+    };
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        return Err(RagError::not_found(format!("{what} {}", path.display()), Some(&format!("{flag} {form}"))));
+    }
+    Ok((path, name.to_owned()))
 }
 
 /// How an optimisation runs.
