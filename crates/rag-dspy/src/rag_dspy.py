@@ -361,13 +361,10 @@ def optimize(module, lm, rm, trainset, devset, optimizer, metric_name, max_demos
     before, failures_before = score(module, lm, rm, metric, dev)
     labeled = max_demos if all(r.get("answer") for r in trainset) else 0
     opt = make_optimizer(optimizer, metric, max_demos, labeled, seed)
+    # MIPROv2 also takes the devset (to choose among candidates) and asks before spending calls.
+    extra = {"valset": dev or None, "requires_permission_to_run": False} if optimizer == "mipro" else {}
     with dspy.context(lm=lm, rm=rm):
-        if optimizer == "mipro":
-            compiled = opt.compile(module, trainset=train, valset=dev or None, requires_permission_to_run=False)
-        elif optimizer == "labeled":
-            compiled = opt.compile(module, trainset=train)
-        else:
-            compiled = opt.compile(module, trainset=train)
+        compiled = opt.compile(module, trainset=train, **extra)
     after, failures_after = score(compiled, lm, rm, metric, dev)
     compiled.save(out_path)
     with open(out_path) as f:
@@ -376,7 +373,7 @@ def optimize(module, lm, rm, trainset, devset, optimizer, metric_name, max_demos
     with open(out_path, "w") as f:
         json.dump(state, f, indent=2)
     return {
-        "metric": metric_name, "before": before, "after": after,
+        "before": before, "after": after,
         "failures_before": failures_before, "failures_after": failures_after,
         "demos": demo_count(compiled), "seconds": time.time() - start,
     }
@@ -399,13 +396,6 @@ def load_compiled(module, path):
     """Loads a program saved by `optimize` (or DSPy's `save`) into a freshly built module."""
     module.load(path)
     return module
-
-
-def program_spec(path):
-    """The `rag_program` a compiled program was saved with (or None)."""
-    import json
-    with open(path) as f:
-        return json.load(f).get("rag_program")
 
 
 def last_prompt(lm):
