@@ -22,10 +22,6 @@ class StorageLocked(RuntimeError):
     """The local storage folder is open in another client (local mode allows one)."""
 
 
-class NoSparseIndex(ValueError):
-    """The collection was created without the BM25 sparse vector."""
-
-
 def _transient(e):
     if isinstance(e, UnexpectedResponse):
         return e.status_code is not None and e.status_code >= 500
@@ -156,23 +152,26 @@ def hybrid_query(client, name, vector, indices, values, k, candidates, spec, fus
 def records(client, name, key, values):
     """(doc_id, chunk_id, record payload) of every chunk whose `key` is one of `values`."""
     flt = models.Filter(must=[models.FieldCondition(key=key, match=models.MatchAny(any=values))])
-    return _scroll(client, name, flt)
+    return _record_rows(_points(client, name, flt, RECORD_FIELDS))
 
 
 def all_records(client, name):
-    return _scroll(client, name, None)
+    return _record_rows(_points(client, name, None, RECORD_FIELDS))
 
 
-def _scroll(client, name, flt):
-    out, offset = [], None
+def _record_rows(points):
+    return [((p.payload or {}).get("doc_id"), (p.payload or {}).get("chunk_id"), p.payload or {}) for p in points]
+
+
+def _points(client, name, flt, with_payload):
+    """Every point matching `flt` (all with None), page by page, without vectors."""
+    offset = None
     while True:
         points, offset = _retry(client.scroll, name, scroll_filter=flt, limit=1024, offset=offset,
-                                with_payload=RECORD_FIELDS, with_vectors=False)
-        for p in points:
-            payload = p.payload or {}
-            out.append((payload.get("doc_id"), payload.get("chunk_id"), payload))
+                                with_payload=with_payload, with_vectors=False)
+        yield from points
         if offset is None:
-            return out
+            return
 
 
 def delete_ids(client, name, ids):
@@ -203,9 +202,4 @@ def describe(client, name):
 
 def scan(client, name):
     """Every chunk with its whole payload, as query rows without scores."""
-    out, offset = [], None
-    while True:
-        points, offset = _retry(client.scroll, name, limit=1024, offset=offset, with_payload=True, with_vectors=False)
-        out.extend((None, None, p.payload or {}) for p in points)
-        if offset is None:
-            return out
+    return [(None, None, p.payload or {}) for p in _points(client, name, None, True)]
