@@ -52,27 +52,37 @@ pub fn read_qa_examples(path: &Path) -> Result<Vec<QaExample>> {
 /// SQuAD's normalisation: lower case; punctuation, the articles a/an/the and citation marks
 /// (`[3]`) removed; whitespace collapsed.
 pub fn normalise_answer(text: &str) -> Vec<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '[' {
-            // Drop a citation mark `[digits]`.
-            let rest: String = chars.clone().take_while(|c| *c != ']').collect();
-            if !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()) && chars.clone().nth(rest.len()) == Some(']') {
-                for _ in 0..=rest.len() {
-                    chars.next();
-                }
-                out.push(' ');
-                continue;
-            }
-        }
+    let mut spaced = String::with_capacity(text.len());
+    for c in without_citation_marks(text).chars() {
         if c.is_alphanumeric() || c == '_' {
-            out.extend(c.to_lowercase());
+            spaced.extend(c.to_lowercase());
         } else {
-            out.push(' ');
+            spaced.push(' ');
         }
     }
-    out.split_whitespace().filter(|w| !matches!(*w, "a" | "an" | "the")).map(str::to_owned).collect()
+    spaced.split_whitespace().filter(|w| !matches!(*w, "a" | "an" | "the")).map(str::to_owned).collect()
+}
+
+/// `text` with every `[digits]` replaced by a space.
+fn without_citation_marks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('[') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        match after.find(']') {
+            Some(j) if j > 0 && after[..j].bytes().all(|b| b.is_ascii_digit()) => {
+                out.push(' ');
+                rest = &after[j + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// 1 when the normalised answers are equal, else 0.
