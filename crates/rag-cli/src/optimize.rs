@@ -111,7 +111,9 @@ pub async fn query_program(cfg: &RagConfig, program: &Path, question: &str, opts
     let (pipeline, lm) = pipeline_and_lm(cfg, "rag query --program").await?;
     let retriever = Arc::new(PipelineRetriever::new(pipeline, opts));
     let compiled = CompiledProgram::load(program, retriever, lm).await?;
-    compiled.answer(question, Duration::from_secs(cfg.generator.timeout_secs.max(1) * 4)).await
+    // The generator's timeout bounds one LM call; a program makes several.
+    let timeout = Duration::from_secs(cfg.generator.timeout_secs.max(1)) * compiled.spec().lm_calls();
+    compiled.answer(question, timeout).await
 }
 
 /// Runs `rag eval --answers`: the dataset's corpus ingested, then every example answered by the

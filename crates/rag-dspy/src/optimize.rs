@@ -131,6 +131,16 @@ impl ProgramSpec {
         }
     }
 
+    /// LM calls one answer makes: one for BasicRag, one per hop plus the answer for MultiHopRag;
+    /// a program from a file is assumed to make at most 4 (its forward is opaque from here).
+    pub fn lm_calls(&self) -> u32 {
+        match self {
+            Self::Basic { .. } => 1,
+            Self::Multihop { hops, .. } => *hops as u32 + 1,
+            Self::File { .. } => 4,
+        }
+    }
+
     fn default_k(&self) -> usize {
         match self {
             Self::Basic { k } | Self::Multihop { k, .. } => *k,
