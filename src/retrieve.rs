@@ -8,8 +8,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use rag_core::fusion::{convex_combination, distribution_based_score_fusion, reciprocal_rank_fusion};
 use rag_core::{
-    Embedder, EngineFusion, HybridQuery, HybridSearch, KeywordSearch, RagError, Result, RetrievalQuery, Retriever, ScoredChunk,
-    StageTimings, VectorQuery, VectorStore,
+    Chunk, Embedder, EngineFusion, HybridQuery, HybridSearch, KeywordCandidate, KeywordSearch, RagError, Result, RetrievalQuery,
+    Retriever, ScoredChunk, StageTimings, VectorQuery, VectorStore,
 };
 
 use crate::config::defaults;
@@ -140,6 +140,21 @@ impl HybridRetriever {
         Ok(hits)
     }
 
+    /// The keyword side's candidates for fusion: ids and scores, chunks only where the index
+    /// read them anyway.
+    async fn keyword_candidates(
+        &self,
+        k: &Arc<dyn KeywordSearch>,
+        q: &RetrievalQuery,
+        n: usize,
+        t: &mut StageTimings,
+    ) -> Result<Vec<KeywordCandidate>> {
+        let start = Instant::now();
+        let hits = k.candidates(RetrievalQuery { text: q.text.clone(), k: n, filter: q.filter.clone() }).await?;
+        t.insert("keyword_search".into(), ms(start));
+        Ok(hits)
+    }
+
     /// Retrieves with per-stage timings.
     pub async fn retrieve_timed(&self, query: RetrievalQuery) -> Result<(Vec<ScoredChunk>, StageTimings)> {
         let mut t = StageTimings::new();
@@ -155,63 +170,60 @@ impl HybridRetriever {
             t.insert("engine_hybrid_search".into(), ms(start));
             return Ok((hits, t));
         }
-        let (dense, keyword) = match (&self.dense, &self.keyword) {
-            (Some(d), Some(k)) => {
-                let mut td = StageTimings::new();
-                let mut tk = StageTimings::new();
-                let (a, b) = tokio::join!(self.dense_hits(d, &query, n, &mut td), self.keyword_hits(k, &query, n, &mut tk));
-                t.extend(td);
-                t.extend(tk);
-                (a?, b?)
+        let (d, kw) = match (&self.dense, &self.keyword) {
+            (Some(d), Some(kw)) => (d, kw),
+            (Some(d), None) => {
+                let mut hits = self.dense_hits(d, &query, query.k, &mut t).await?;
+                hits.truncate(query.k);
+                return Ok((hits, t));
             }
-            (Some(d), None) => (self.dense_hits(d, &query, query.k, &mut t).await?, Vec::new()),
-            (None, Some(k)) => (Vec::new(), self.keyword_hits(k, &query, query.k, &mut t).await?),
+            (None, Some(kw)) => {
+                let mut hits = self.keyword_hits(kw, &query, query.k, &mut t).await?;
+                hits.truncate(query.k);
+                return Ok((hits, t));
+            }
             (None, None) => return Err(RagError::config("a retriever needs a dense side, a keyword side, or both")),
         };
-        if self.dense.is_none() || self.keyword.is_none() {
-            let mut one = if self.dense.is_some() { dense } else { keyword };
-            one.truncate(query.k);
-            return Ok((one, t));
-        }
+        let mut td = StageTimings::new();
+        let mut tk = StageTimings::new();
+        let (dense, keyword) =
+            tokio::join!(self.dense_hits(d, &query, n, &mut td), self.keyword_candidates(kw, &query, n, &mut tk));
+        t.extend(td);
+        t.extend(tk);
+        let (dense, keyword) = (dense?, keyword?);
         let start = Instant::now();
-        let fused = fuse(dense, keyword, self.fusion, query.k);
+        let ranked = fused_ranking(&dense, &keyword, self.fusion);
         t.insert("fusion".into(), ms(start));
-        Ok((fused, t))
-    }
-}
-
-/// Fuses two ranked lists into the top `k`, with fused scores.
-pub fn fuse(dense: Vec<ScoredChunk>, keyword: Vec<ScoredChunk>, fusion: Fusion, k: usize) -> Vec<ScoredChunk> {
-    let ranked = match fusion {
-        Fusion::Rrf { k: c } => {
-            let lists = [
-                dense.iter().map(|h| h.chunk.id.as_str()).collect::<Vec<_>>(),
-                keyword.iter().map(|h| h.chunk.id.as_str()).collect(),
-            ];
-            reciprocal_rank_fusion(&lists, c)
+        // Texts are needed only for the fused top k: the dense side brought its own, and the
+        // keyword side hands over those it did not read.
+        let mut by_id: HashMap<String, Chunk> = keyword.into_iter().filter_map(|c| c.chunk.map(|ch| (c.id, ch))).collect();
+        by_id.extend(dense.into_iter().map(|h| (h.chunk.id.clone(), h.chunk)));
+        let top: Vec<(String, f32)> = ranked.into_iter().take(query.k).collect();
+        let missing: Vec<String> = top.iter().filter(|(id, _)| !by_id.contains_key(id)).map(|(id, _)| id.clone()).collect();
+        if !missing.is_empty() {
+            let start = Instant::now();
+            by_id.extend(kw.chunks(missing).await?.into_iter().map(|c| (c.id.clone(), c)));
+            t.insert("keyword_fetch".into(), ms(start));
         }
-        Fusion::Convex { alpha } => convex_combination(&scored(&dense), &scored(&keyword), alpha),
-        Fusion::Dbsf => distribution_based_score_fusion(&[scored(&dense), scored(&keyword)]),
-    };
-    let mut by_id: HashMap<String, ScoredChunk> = HashMap::new();
-    for h in keyword.into_iter().chain(dense) {
-        by_id.insert(h.chunk.id.clone(), h);
+        // A chunk deleted between the search and the fetch is left out: it is gone.
+        let hits =
+            top.into_iter().filter_map(|(id, score)| by_id.remove(&id).map(|chunk| ScoredChunk { chunk, score })).collect();
+        Ok((hits, t))
     }
-    ranked
-        .into_iter()
-        .take(k)
-        .filter_map(|(id, score)| {
-            by_id.remove(&id).map(|mut h| {
-                h.score = score;
-                h
-            })
-        })
-        .collect()
 }
 
-/// A ranked list as `(id, score)` pairs, for the score-based fusions.
-fn scored(hits: &[ScoredChunk]) -> Vec<(&str, f32)> {
-    hits.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect()
+/// The fused ranking of the dense hits and the keyword candidates, as (chunk id, score).
+fn fused_ranking(dense: &[ScoredChunk], keyword: &[KeywordCandidate], fusion: Fusion) -> Vec<(String, f32)> {
+    let dense: Vec<(&str, f32)> = dense.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
+    let keyword: Vec<(&str, f32)> = keyword.iter().map(|c| (c.id.as_str(), c.score)).collect();
+    match fusion {
+        Fusion::Rrf { k } => {
+            let lists: [Vec<&str>; 2] = [&dense, &keyword].map(|l| l.iter().map(|(id, _)| *id).collect());
+            reciprocal_rank_fusion(&lists, k)
+        }
+        Fusion::Convex { alpha } => convex_combination(&dense, &keyword, alpha),
+        Fusion::Dbsf => distribution_based_score_fusion(&[dense, keyword]),
+    }
 }
 
 fn ms(start: Instant) -> f64 {
@@ -271,5 +283,38 @@ mod tests {
         for stage in ["embed_query", "vector_search", "keyword_search", "fusion"] {
             assert!(timings.contains_key(stage), "{timings:?}");
         }
+    }
+
+    /// Without a filter the keyword side names its candidates only; the texts of those that
+    /// make the fused top k and were not found by the dense side are fetched once, afterwards.
+    #[tokio::test]
+    async fn keyword_candidates_without_texts_get_them_for_the_final_k_only() {
+        use rag_core::mocks::MockKeywordSearch;
+        let mut embedder = MockEmbedder::new();
+        embedder.expect_embed().returning(|t| Ok(vec![vec![1.0, 0.0]; t.len()]));
+        let mut store = MockVectorStore::new();
+        store.expect_query().returning(|_| Ok(vec![hit("a", 0.9), hit("b", 0.8)]));
+        let mut keyword = MockKeywordSearch::new();
+        keyword.expect_search().times(0);
+        keyword.expect_candidates().times(1).returning(|_| {
+            Ok(["k1", "b", "k2", "k3"]
+                .iter()
+                .enumerate()
+                .map(|(i, id)| KeywordCandidate { id: (*id).into(), score: 10.0 - i as f32, chunk: None })
+                .collect())
+        });
+        // k = 3 under RRF: b (both lists), then a and k1 (first of one list each); k2, k3 never read.
+        keyword
+            .expect_chunks()
+            .times(1)
+            .withf(|ids| ids == &["k1".to_owned()])
+            .returning(|ids| Ok(ids.iter().map(|id| Chunk::new(id.as_str(), "d", format!("text of {id}"))).collect()));
+        let dense = DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) };
+        let r = HybridRetriever::hybrid(dense, Arc::new(keyword), Fusion::Rrf { k: 60.0 }).candidates(10);
+        let (hits, timings) = r.retrieve_timed(RetrievalQuery::new("rust", 3)).await.unwrap();
+        let ids: Vec<&str> = hits.iter().map(|h| h.chunk.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a", "k1"]);
+        assert_eq!(hits[2].chunk.text, "text of k1");
+        assert!(timings.contains_key("keyword_fetch"), "{timings:?}");
     }
 }

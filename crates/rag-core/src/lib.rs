@@ -30,7 +30,7 @@ pub use traits::{Chunker, Embedder, Generator, KeywordSearch, Reranker, Retrieve
 pub type StageTimings = std::collections::BTreeMap<String, f64>;
 pub use types::{
     BatchCounters, Chunk, ContextPassage, Distance, Document, EmbeddedChunk, Generation, GenerationEvent, GenerationRequest,
-    Metadata, MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreDescription, VectorQuery, content_hash,
+    KeywordCandidate, Metadata, MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreDescription, VectorQuery, content_hash,
 };
 
 /// mockall mocks of every core trait, for tests that assemble pipelines without Python.

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::{
-    Chunk, Document, EmbeddedChunk, Filter, Generation, GenerationEvent, GenerationRequest, Result, RetrievalQuery, ScoredChunk,
-    StoreDescription, VectorQuery,
+    Chunk, Document, EmbeddedChunk, Filter, Generation, GenerationEvent, GenerationRequest, KeywordCandidate, Result,
+    RetrievalQuery, ScoredChunk, StoreDescription, VectorQuery,
 };
 
 /// A store of embedded chunks that answers nearest-neighbour queries.
@@ -110,6 +110,20 @@ pub trait KeywordSearch: Send + Sync {
     async fn count(&self) -> Result<usize>;
     /// Every indexed chunk (for statistics and audits; reads the whole index).
     async fn scan(&self) -> Result<Vec<Chunk>>;
+    /// Candidates for hybrid fusion: the best `query.k` chunk ids and scores for `query.text`
+    /// that pass `query.filter`, best first. Fusion needs only ids and scores, so an index may
+    /// leave the chunks out (then it must answer [`KeywordSearch::chunks`] for the fused top
+    /// `k`). The default runs [`KeywordSearch::search`] and keeps the chunks.
+    async fn candidates(&self, query: RetrievalQuery) -> Result<Vec<KeywordCandidate>> {
+        Ok(self.search(query).await?.into_iter().map(KeywordCandidate::from).collect())
+    }
+    /// The indexed chunks with these ids, in any order; ids not in the index are left out. The
+    /// default reads the whole index ([`KeywordSearch::scan`]): an index whose
+    /// [`KeywordSearch::candidates`] leaves chunks out should look them up directly.
+    async fn chunks(&self, ids: Vec<String>) -> Result<Vec<Chunk>> {
+        let wanted: std::collections::HashSet<String> = ids.into_iter().collect();
+        Ok(self.scan().await?.into_iter().filter(|c| wanted.contains(&c.id)).collect())
+    }
 }
 
 /// Question in, scored chunks out: dense, keyword, hybrid, reranked, all behind one seam.
@@ -146,6 +160,8 @@ macro_rules! forward_smart_pointers {
             async fn search(&self, query: RetrievalQuery) -> Result<Vec<ScoredChunk>> { (**self).search(query).await }
             async fn count(&self) -> Result<usize> { (**self).count().await }
             async fn scan(&self) -> Result<Vec<Chunk>> { (**self).scan().await }
+            async fn candidates(&self, query: RetrievalQuery) -> Result<Vec<KeywordCandidate>> { (**self).candidates(query).await }
+            async fn chunks(&self, ids: Vec<String>) -> Result<Vec<Chunk>> { (**self).chunks(ids).await }
         }
 
         #[async_trait]

@@ -200,6 +200,25 @@ pub struct ScoredChunk {
     pub score: f32,
 }
 
+/// A keyword candidate for fusion: the chunk id and score are what fusion needs; the chunk comes
+/// along only when the index had it at hand. An index with a fast path leaves it out and hands
+/// over the texts of the fused top `k` alone ([`KeywordSearch::chunks`](crate::KeywordSearch::chunks)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeywordCandidate {
+    /// The chunk's id.
+    pub id: String,
+    /// The index's score (higher is better).
+    pub score: f32,
+    /// The chunk, when the search read it anyway (a filtered search does, to check metadata).
+    pub chunk: Option<Chunk>,
+}
+
+impl From<ScoredChunk> for KeywordCandidate {
+    fn from(hit: ScoredChunk) -> Self {
+        Self { id: hit.chunk.id.clone(), score: hit.score, chunk: Some(hit.chunk) }
+    }
+}
+
 /// A chunk with its embedding, ready to upsert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddedChunk {

@@ -7,15 +7,18 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rag_core::{Chunk, Filter, KeywordSearch, MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk};
+use rag_core::{Chunk, Filter, KeywordCandidate, KeywordSearch, MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
-use tantivy::query::QueryParser;
-use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
+use tantivy::columnar::StrColumn;
+use tantivy::query::{QueryParser, TermQuery};
+use tantivy::schema::{FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
 use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
 mod sparse;
 pub use sparse::{B as BM25_B, Bm25Encoder, K1 as BM25_K1, term_id};
@@ -95,39 +98,157 @@ fn analyzer(cfg: &KeywordConfig) -> Result<TextAnalyzer> {
     Ok(b.build())
 }
 
-impl KeywordIndex {
-    /// Opens (or creates) the index in `dir`; `None` keeps it in memory.
-    pub fn open(dir: Option<&Path>, cfg: &KeywordConfig) -> Result<Self> {
-        let mut sb = Schema::builder();
-        let chunk_id = sb.add_text_field("chunk_id", STRING | STORED);
-        let doc_id = sb.add_text_field("doc_id", STRING);
-        let indexing =
-            TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions);
-        let text = sb.add_text_field("text", TextOptions::default().set_indexing_options(indexing));
-        let chunk = sb.add_bytes_field("chunk", STORED);
-        let schema = sb.build();
-        let index = match dir {
-            Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| RagError::io(d, e))?;
-                let mmap = tantivy::directory::MmapDirectory::open(d).map_err(kw_err)?;
-                Index::open_or_create(mmap, schema.clone()).map_err(|e| {
-                    RagError::permanent(
-                        "keyword index",
-                        format!("{}: {e} (delete the directory to rebuild it by re-ingesting)", d.display()),
-                    )
-                })?
-            }
-            None => Index::create_in_ram(schema.clone()),
-        };
-        index.tokenizers().register(TOKENIZER, analyzer(cfg)?);
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(kw_err)?;
-        let fields = Fields {
+/// The index's fields. `chunk_id` is also a fast field, so a search can name its hits without
+/// reading the stored chunks.
+fn schema() -> Schema {
+    let mut sb = Schema::builder();
+    sb.add_text_field("chunk_id", STRING | STORED | FAST);
+    sb.add_text_field("doc_id", STRING);
+    let indexing =
+        TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    sb.add_text_field("text", TextOptions::default().set_indexing_options(indexing));
+    sb.add_bytes_field("chunk", STORED);
+    sb.build()
+}
+
+impl Fields {
+    fn of(schema: &Schema) -> Result<Self> {
+        Ok(Self {
             chunk_id: schema.get_field("chunk_id").map_err(kw_err)?,
             doc_id: schema.get_field("doc_id").map_err(kw_err)?,
             text: schema.get_field("text").map_err(kw_err)?,
             chunk: schema.get_field("chunk").map_err(kw_err)?,
+        })
+    }
+
+    /// Adds one chunk; `stored` is its JSON.
+    fn add(&self, w: &IndexWriter, c: &Chunk, stored: Vec<u8>) -> Result<()> {
+        w.add_document(doc!(
+            self.chunk_id => c.id.as_str(),
+            self.doc_id => c.doc_id.as_str(),
+            self.text => c.indexed_text(),
+            self.chunk => stored,
+        ))
+        .map(|_| ())
+        .map_err(kw_err)
+    }
+}
+
+/// A directory beside the index's own, for the schema upgrade.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+const UPGRADE_STAGING: &str = ".upgrading";
+const UPGRADE_RETIRED: &str = ".pre-upgrade";
+
+/// Completes or rolls back a schema upgrade that a crash interrupted (see [`upgrade_schema`]):
+/// the new index is renamed in only once it is committed, so a staging copy beside a missing
+/// index is complete, and one beside a present index is not.
+fn finish_interrupted_upgrade(dir: &Path) -> Result<()> {
+    let staging = sibling(dir, UPGRADE_STAGING);
+    let retired = sibling(dir, UPGRADE_RETIRED);
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| RagError::io(p, e)
+    };
+    if !dir.exists() {
+        if staging.exists() {
+            std::fs::rename(&staging, dir).map_err(io(&staging))?;
+        } else if retired.exists() {
+            std::fs::rename(&retired, dir).map_err(io(&retired))?;
+        }
+    }
+    for leftover in [staging, retired] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(&leftover).map_err(io(&leftover))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites an index made before chunk ids were a fast field into the current schema, from
+/// the chunks it stores (nothing is re-embedded; the ingest record is untouched): built beside
+/// the old one, committed, then renamed into its place. The old index's writer lock is held
+/// throughout, so no ingest writes to it meanwhile.
+fn upgrade_schema(dir: &Path, old: Index, cfg: &KeywordConfig) -> Result<()> {
+    let _lock = old.writer::<TantivyDocument>(15_000_000).map_err(|e| {
+        RagError::permanent(
+            "keyword index",
+            format!(
+                "{}: cannot upgrade the index while it is being written ({e}): stop the running `rag ingest` and retry",
+                dir.display()
+            ),
+        )
+    })?;
+    let old_fields = Fields::of(&old.schema())?;
+    let searcher = old.reader().map_err(kw_err)?.searcher();
+    let staging = sibling(dir, UPGRADE_STAGING);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| RagError::io(&staging, e))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(|e| RagError::io(&staging, e))?;
+    let schema = schema();
+    let fields = Fields::of(&schema)?;
+    let new = Index::create_in_dir(&staging, schema).map_err(kw_err)?;
+    new.tokenizers().register(TOKENIZER, analyzer(cfg)?);
+    let mut writer: IndexWriter = new.writer(64_000_000).map_err(kw_err)?;
+    let mut copied = 0usize;
+    for segment in searcher.segment_readers() {
+        let store = segment.get_store_reader(64).map_err(kw_err)?;
+        for doc in store.iter::<TantivyDocument>(segment.alive_bitset()) {
+            let doc = doc.map_err(kw_err)?;
+            let Some(bytes) = doc.get_first(old_fields.chunk).and_then(|v| v.as_bytes()) else { continue };
+            let chunk: Chunk = serde_json::from_slice(bytes).map_err(kw_err)?;
+            fields.add(&writer, &chunk, bytes.to_vec())?;
+            copied += 1;
+        }
+    }
+    writer.commit().map_err(kw_err)?;
+    writer.wait_merging_threads().map_err(kw_err)?;
+    drop(new);
+    let retired = sibling(dir, UPGRADE_RETIRED);
+    std::fs::rename(dir, &retired).map_err(|e| RagError::io(dir, e))?;
+    std::fs::rename(&staging, dir).map_err(|e| RagError::io(&staging, e))?;
+    std::fs::remove_dir_all(&retired).map_err(|e| RagError::io(&retired, e))?;
+    tracing::info!(path = %dir.display(), chunks = copied, "keyword index upgraded: chunk ids are now a fast field");
+    Ok(())
+}
+
+/// Opens the on-disk index in `d` (creating it when absent), upgrading one of an older schema.
+fn open_dir(d: &Path, cfg: &KeywordConfig) -> Result<Index> {
+    finish_interrupted_upgrade(d)?;
+    std::fs::create_dir_all(d).map_err(|e| RagError::io(d, e))?;
+    let unreadable = |e: tantivy::TantivyError| {
+        RagError::permanent("keyword index", format!("{}: {e} (delete the directory to rebuild it by re-ingesting)", d.display()))
+    };
+    let mmap = tantivy::directory::MmapDirectory::open(d).map_err(kw_err)?;
+    if Index::exists(&mmap).map_err(kw_err)? {
+        let existing = Index::open(mmap).map_err(unreadable)?;
+        let schema = existing.schema();
+        let fast_ids = schema.get_field("chunk_id").is_ok_and(|f| schema.get_field_entry(f).is_fast());
+        if !fast_ids {
+            upgrade_schema(d, existing, cfg)?;
+        }
+    }
+    let mmap = tantivy::directory::MmapDirectory::open(d).map_err(kw_err)?;
+    Index::open_or_create(mmap, schema()).map_err(unreadable)
+}
+
+impl KeywordIndex {
+    /// Opens (or creates) the index in `dir`; `None` keeps it in memory. An index written by
+    /// an earlier version (chunk ids not yet a fast field) is rewritten once from its stored
+    /// chunks (nothing is re-embedded).
+    pub fn open(dir: Option<&Path>, cfg: &KeywordConfig) -> Result<Self> {
+        let index = match dir {
+            Some(d) => open_dir(d, cfg)?,
+            None => Index::create_in_ram(schema()),
         };
-        let _ = (chunk_id, doc_id, text, chunk);
+        index.tokenizers().register(TOKENIZER, analyzer(cfg)?);
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(kw_err)?;
+        let fields = Fields::of(&index.schema())?;
         let parser = QueryParser::for_index(&index, vec![fields.text]);
         Ok(Self {
             inner: Arc::new(Inner { index, reader, writer: Mutex::new(None), fields, parser, path: dir.map(Path::to_path_buf) }),
@@ -159,14 +280,7 @@ impl Inner {
         self.with_writer(|w| {
             for c in chunks {
                 w.delete_term(Term::from_field_text(self.fields.chunk_id, &c.id));
-                let stored = serde_json::to_vec(c).map_err(kw_err)?;
-                w.add_document(doc!(
-                    self.fields.chunk_id => c.id.as_str(),
-                    self.fields.doc_id => c.doc_id.as_str(),
-                    self.fields.text => c.indexed_text(),
-                    self.fields.chunk => stored,
-                ))
-                .map_err(kw_err)?;
+                self.fields.add(w, c, serde_json::to_vec(c).map_err(kw_err)?)?;
             }
             Ok(())
         })
@@ -258,6 +372,53 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The best `k` chunk ids for `query` by BM25, with their scores, best first: names come
+    /// from the chunk-id fast field, so no stored chunk is read or decoded.
+    pub fn search_ids(&self, query: &str, k: usize) -> Result<Vec<(String, f32)>> {
+        if k == 0 || query.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let (q, _errors) = self.parser.parse_query_lenient(query);
+        let top = searcher.search(&q, &TopDocs::with_limit(k).order_by_score()).map_err(kw_err)?;
+        // One column per segment, opened the first time a hit lands there.
+        let mut columns: HashMap<u32, StrColumn> = HashMap::new();
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let column = match columns.entry(addr.segment_ord) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
+                    e.insert(fast.str("chunk_id").map_err(kw_err)?.ok_or_else(|| kw_err("chunk_id is not a fast field"))?)
+                }
+            };
+            let ord = column.term_ords(addr.doc_id).next().ok_or_else(|| kw_err("an indexed chunk has no id"))?;
+            let mut id = String::new();
+            column.ord_to_str(ord, &mut id).map_err(kw_err)?;
+            out.push((id, score));
+        }
+        Ok(out)
+    }
+
+    /// The stored chunks with these ids (each looked up by its id term), in the order given;
+    /// ids not in the index are left out.
+    pub fn chunks_by_id(&self, ids: &[String]) -> Result<Vec<Chunk>> {
+        let searcher = self.reader.searcher();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let q = TermQuery::new(Term::from_field_text(self.fields.chunk_id, id), IndexRecordOption::Basic);
+            if let Some((_, addr)) = searcher.search(&q, &TopDocs::with_limit(1).order_by_score()).map_err(kw_err)?.first() {
+                let d: TantivyDocument = searcher.doc(*addr).map_err(kw_err)?;
+                if let Some(bytes) = d.get_first(self.fields.chunk).and_then(|v| v.as_bytes()) {
+                    out.push(serde_json::from_slice(bytes).map_err(kw_err)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The synchronous API (tantivy blocks: call it off the async runtime, or use the
 /// [`KeywordSearch`] impl, which does).
 impl KeywordIndex {
@@ -293,6 +454,15 @@ impl KeywordIndex {
     pub fn search(&self, query: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredChunk>> {
         self.inner.search(query, k, filter)
     }
+    /// The best `k` chunk ids for `query` by BM25 with their scores, best first, without
+    /// reading any stored chunk (the fast path hybrid fusion uses).
+    pub fn search_ids(&self, query: &str, k: usize) -> Result<Vec<(String, f32)>> {
+        self.inner.search_ids(query, k)
+    }
+    /// The stored chunks with these ids, in the order given; unknown ids are left out.
+    pub fn chunks_by_id(&self, ids: &[String]) -> Result<Vec<Chunk>> {
+        self.inner.chunks_by_id(ids)
+    }
 
     /// Runs blocking index work off the async runtime.
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Inner) -> Result<T> + Send + 'static) -> Result<T> {
@@ -324,6 +494,25 @@ impl KeywordSearch for KeywordIndex {
 
     async fn scan(&self) -> Result<Vec<Chunk>> {
         self.blocking(|k| k.all_chunks()).await
+    }
+
+    /// Without a filter, ids and scores from the fast field alone; a filter needs each
+    /// candidate's metadata, so a filtered search reads the chunks (and hands them over).
+    async fn candidates(&self, query: RetrievalQuery) -> Result<Vec<KeywordCandidate>> {
+        if query.filter.is_some() {
+            return Ok(KeywordSearch::search(self, query).await?.into_iter().map(KeywordCandidate::from).collect());
+        }
+        self.blocking(move |k| {
+            Ok(k.search_ids(&query.text, query.k)?
+                .into_iter()
+                .map(|(id, score)| KeywordCandidate { id, score, chunk: None })
+                .collect())
+        })
+        .await
+    }
+
+    async fn chunks(&self, ids: Vec<String>) -> Result<Vec<Chunk>> {
+        self.blocking(move |k| k.chunks_by_id(&ids)).await
     }
 }
 
@@ -383,5 +572,133 @@ mod tests {
         reopened.delete_document("c").unwrap();
         reopened.commit().unwrap();
         assert_eq!(reopened.count(), 1);
+    }
+
+    fn corpus() -> Vec<Chunk> {
+        (0..40)
+            .map(|i| {
+                let words = ["running", "shoes", "pasta", "dinner", "marathon", "kitchen", "late"];
+                let text: Vec<&str> = (0..(i % 7 + 2)).map(|j| words[(i * 3 + j) % words.len()]).collect();
+                chunk(&format!("d{i}#0"), &format!("d{i}"), &text.join(" "), if i % 2 == 0 { "en" } else { "de" })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_fast_path_names_the_same_hits_as_the_full_search_and_fetches_by_id() {
+        let idx = KeywordIndex::open(None, &KeywordConfig::default()).unwrap();
+        // Two commits: hits come from more than one segment.
+        let all = corpus();
+        idx.upsert(&all[..20]).unwrap();
+        idx.commit().unwrap();
+        idx.upsert(&all[20..]).unwrap();
+        idx.commit().unwrap();
+        for (q, k) in [("running shoes", 10), ("pasta dinner late", 25), ("marathon", 40), ("nothing matches", 5)] {
+            let full: Vec<(String, f32)> = idx.search(q, k, None).unwrap().into_iter().map(|h| (h.chunk.id, h.score)).collect();
+            let fast = idx.search_ids(q, k).unwrap();
+            assert_eq!(fast, full, "{q}");
+        }
+        let ids: Vec<String> = vec!["d31#0".into(), "missing#0".into(), "d2#0".into()];
+        let got = idx.chunks_by_id(&ids).unwrap();
+        assert_eq!(got, vec![all[31].clone(), all[2].clone()], "in the order asked, unknown ids left out");
+    }
+
+    #[tokio::test]
+    async fn candidates_leave_chunks_out_unless_a_filter_needs_them() {
+        let idx = KeywordIndex::open(None, &KeywordConfig::default()).unwrap();
+        idx.upsert(&corpus()).unwrap();
+        idx.commit().unwrap();
+        let q = |filter| RetrievalQuery { text: "running shoes".into(), k: 8, filter };
+        let fast = KeywordSearch::candidates(&idx, q(None)).await.unwrap();
+        assert_eq!(fast.len(), 8);
+        assert!(fast.iter().all(|c| c.chunk.is_none()));
+        let filtered = KeywordSearch::candidates(&idx, q(Some(Filter::eq("lang", "de")))).await.unwrap();
+        assert!(!filtered.is_empty());
+        assert!(filtered.iter().all(|c| c.chunk.as_ref().is_some_and(|ch| ch.metadata["lang"] == "de".into())));
+        let fetched = KeywordSearch::chunks(&idx, fast.iter().map(|c| c.id.clone()).collect()).await.unwrap();
+        assert_eq!(
+            fetched.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            fast.iter().map(|c| c.id.as_str()).collect::<Vec<_>>()
+        );
+    }
+
+    /// Writes an index as versions before the fast field did (chunk ids STRING | STORED).
+    fn write_old_index(dir: &Path, chunks: &[Chunk]) {
+        let mut sb = Schema::builder();
+        sb.add_text_field("chunk_id", STRING | STORED);
+        sb.add_text_field("doc_id", STRING);
+        let indexing =
+            TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions);
+        sb.add_text_field("text", TextOptions::default().set_indexing_options(indexing));
+        sb.add_bytes_field("chunk", STORED);
+        std::fs::create_dir_all(dir).unwrap();
+        let index = Index::create_in_dir(dir, sb.build()).unwrap();
+        index.tokenizers().register(TOKENIZER, analyzer(&KeywordConfig::default()).unwrap());
+        let fields = Fields::of(&index.schema()).unwrap();
+        let mut w: IndexWriter = index.writer(15_000_000).unwrap();
+        for c in chunks {
+            fields.add(&w, c, serde_json::to_vec(c).unwrap()).unwrap();
+        }
+        w.commit().unwrap();
+        w.wait_merging_threads().unwrap();
+    }
+
+    #[test]
+    fn an_index_of_the_old_schema_is_upgraded_in_place_from_its_stored_chunks() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("keyword");
+        let all = corpus();
+        write_old_index(&dir, &all);
+        let idx = KeywordIndex::open(Some(&dir), &KeywordConfig::default()).unwrap();
+        assert_eq!(idx.count(), all.len());
+        let schema = idx.inner.index.schema();
+        assert!(schema.get_field_entry(schema.get_field("chunk_id").unwrap()).is_fast());
+        let mut stored = idx.all_chunks().unwrap();
+        stored.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut expected = all.clone();
+        expected.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(stored, expected, "every chunk, metadata included, survives the upgrade");
+        let full: Vec<String> = idx.search("marathon", 10, None).unwrap().into_iter().map(|h| h.chunk.id).collect();
+        let fast: Vec<String> = idx.search_ids("marathon", 10).unwrap().into_iter().map(|(id, _)| id).collect();
+        assert!(!fast.is_empty());
+        assert_eq!(fast, full);
+        let names: Vec<String> =
+            std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["keyword".to_owned()], "nothing left beside the index");
+        // Writes go on as before.
+        idx.delete_document("d3").unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.count(), all.len() - 1);
+    }
+
+    #[test]
+    fn an_interrupted_upgrade_is_completed_or_rolled_back_at_the_next_open() {
+        let all = corpus();
+        // Crashed between the two renames: the committed new index waits in staging.
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("keyword");
+        let staged = KeywordIndex::open(Some(&sibling(&dir, UPGRADE_STAGING)), &KeywordConfig::default()).unwrap();
+        staged.upsert(&all).unwrap();
+        staged.commit().unwrap();
+        drop(staged);
+        write_old_index(&sibling(&dir, UPGRADE_RETIRED), &all[..3]);
+        let idx = KeywordIndex::open(Some(&dir), &KeywordConfig::default()).unwrap();
+        assert_eq!(idx.count(), all.len(), "the staged index was renamed in");
+        assert!(!sibling(&dir, UPGRADE_STAGING).exists() && !sibling(&dir, UPGRADE_RETIRED).exists());
+        // Crashed while building the copy: the old index is still in place; the partial copy goes.
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("keyword");
+        write_old_index(&dir, &all);
+        std::fs::create_dir_all(sibling(&dir, UPGRADE_STAGING)).unwrap();
+        std::fs::write(sibling(&dir, UPGRADE_STAGING).join("meta.json"), b"{half").unwrap();
+        let idx = KeywordIndex::open(Some(&dir), &KeywordConfig::default()).unwrap();
+        assert_eq!(idx.count(), all.len());
+        assert!(!sibling(&dir, UPGRADE_STAGING).exists());
+        // Only the retired index is left: it is put back (and upgraded) rather than lost.
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("keyword");
+        write_old_index(&sibling(&dir, UPGRADE_RETIRED), &all);
+        let idx = KeywordIndex::open(Some(&dir), &KeywordConfig::default()).unwrap();
+        assert_eq!(idx.count(), all.len());
     }
 }
