@@ -97,6 +97,24 @@ pub struct IngestReport {
     pub peak_rss_mb: Option<f64>,
 }
 
+/// What the reading stage of an ingest saw.
+#[derive(Default)]
+struct ReadStage {
+    /// Items read from the source (documents and skipped inputs), for progress.
+    read: u64,
+    documents: u64,
+    unchanged: u64,
+    skipped: Vec<Skipped>,
+    seen: HashSet<String>,
+}
+
+/// Chunked documents on their way from the reading stage to the writing stage.
+struct ChunkedBatch {
+    docs: Vec<Pending>,
+    /// Items read from the source when the batch was closed.
+    read: u64,
+}
+
 /// A document waiting to be written.
 struct Pending {
     doc_id: String,
@@ -179,49 +197,35 @@ impl RagPipeline {
         let stream = source.open().await?;
         let total = stream.total.unwrap_or(0);
         let origins: BTreeSet<String> = stream.origins.into_iter().collect();
-        let mut items = stream.items;
-        let mut report = IngestReport::default();
-        let mut seen: HashSet<String> = HashSet::new();
-        // Documents wait here until a batch is full, then the ingest record is asked about
-        // all of them at once (one round trip when the record is a shared store).
-        let mut incoming: Vec<SourceDocument> = Vec::new();
-        let mut done = 0u64;
-        while let Some(item) = items.next().await {
-            let d = match item? {
-                SourceItem::Skipped(skip) => {
-                    tracing::warn!(path = %skip.path, reason = %skip.reason, "skipped");
-                    report.skipped.push(skip);
-                    done += 1;
-                    continue;
-                }
-                SourceItem::Document(d) => d,
-            };
-            done += 1;
-            if d.document.id.is_empty() {
-                return Err(RagError::invalid_input(
-                    format!("a document from `{}`", d.origin),
-                    "its id is empty: give every document an id",
-                ));
+        // Two stages overlap: reading, the ingest-record lookup and chunking make the next
+        // batch while the previous one is embedded and written. The channel holds one batch,
+        // so at most three are in memory.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ChunkedBatch>(1);
+        let opts = &options;
+        let read = self.read_stage(stream.items, opts, tx);
+        // `move`: when writing fails, the receiver is dropped at once, which stops the reader.
+        let write = async move {
+            let mut chunks = 0u64;
+            while let Some(batch) = rx.recv().await {
+                chunks += self.write_batch(batch.docs).await?;
+                opts.report(batch.read, total);
             }
-            if !seen.insert(d.document.id.clone()) {
-                // Name the file when the source says where the document came from.
-                let input = match d.document.metadata.get("source").and_then(rag_core::MetadataValue::as_str) {
-                    Some(source) => format!("{source}: document `{}`", d.document.id),
-                    None => format!("document `{}`", d.document.id),
-                };
-                return Err(RagError::invalid_input(input, "the id appears twice in this ingest: ids must be unique"));
-            }
-            report.documents += 1;
-            incoming.push(d);
-            if incoming.len() >= options.batch_documents {
-                self.ingest_batch(std::mem::take(&mut incoming), &options, &mut report).await?;
-                options.report(done, total);
-            }
-        }
-        self.ingest_batch(incoming, &options, &mut report).await?;
-        options.report(done, total.max(done));
+            Ok::<u64, RagError>(chunks)
+        };
+        let (read, written) = tokio::join!(read, write);
+        // Reading stops early only because writing failed: that error is the one to report.
+        let chunks = written?;
+        let read = read?;
+        options.report(read.read, total.max(read.read));
+        let mut report = IngestReport {
+            documents: read.documents,
+            chunks,
+            unchanged: read.unchanged,
+            skipped: read.skipped,
+            ..IngestReport::default()
+        };
         if options.prune {
-            report.removed = self.prune(&origins, &seen).await?;
+            report.removed = self.prune(&origins, &read.seen).await?;
         }
         let after = self.counters();
         report.embedded = after.embedded - before.embedded;
@@ -234,11 +238,66 @@ impl RagPipeline {
         Ok(report)
     }
 
+    /// The first stage of an ingest: reads the source, checks ids, and hands batches of
+    /// changed documents, chunked, to the writing stage through `tx`.
+    async fn read_stage(
+        &self,
+        mut items: futures::stream::BoxStream<'static, Result<SourceItem>>,
+        options: &IngestOptions,
+        tx: tokio::sync::mpsc::Sender<ChunkedBatch>,
+    ) -> Result<ReadStage> {
+        let mut stage = ReadStage::default();
+        // Documents wait here until a batch is full, then the ingest record is asked about
+        // all of them at once (one round trip when the record is a shared store).
+        let mut incoming: Vec<SourceDocument> = Vec::new();
+        while let Some(item) = items.next().await {
+            stage.read += 1;
+            let d = match item? {
+                SourceItem::Skipped(skip) => {
+                    tracing::warn!(path = %skip.path, reason = %skip.reason, "skipped");
+                    stage.skipped.push(skip);
+                    continue;
+                }
+                SourceItem::Document(d) => d,
+            };
+            if d.document.id.is_empty() {
+                return Err(RagError::invalid_input(
+                    format!("a document from `{}`", d.origin),
+                    "its id is empty: give every document an id",
+                ));
+            }
+            if !stage.seen.insert(d.document.id.clone()) {
+                // Name the file when the source says where the document came from.
+                let input = match d.document.metadata.get("source").and_then(rag_core::MetadataValue::as_str) {
+                    Some(source) => format!("{source}: document `{}`", d.document.id),
+                    None => format!("document `{}`", d.document.id),
+                };
+                return Err(RagError::invalid_input(input, "the id appears twice in this ingest: ids must be unique"));
+            }
+            stage.documents += 1;
+            incoming.push(d);
+            if incoming.len() >= options.batch_documents
+                && !self.chunk_batch(std::mem::take(&mut incoming), options, &mut stage, &tx).await?
+            {
+                return Ok(stage);
+            }
+        }
+        self.chunk_batch(incoming, options, &mut stage, &tx).await?;
+        Ok(stage)
+    }
+
     /// Looks a batch of documents up in the ingest record, skips the unchanged, chunks the
-    /// rest and writes them (in slices of at most `batch_chunks` chunks).
-    async fn ingest_batch(&self, docs: Vec<SourceDocument>, options: &IngestOptions, report: &mut IngestReport) -> Result<()> {
+    /// rest and sends them on (in batches of at most `batch_chunks` chunks). False when the
+    /// writing stage has stopped.
+    async fn chunk_batch(
+        &self,
+        docs: Vec<SourceDocument>,
+        options: &IngestOptions,
+        stage: &mut ReadStage,
+        tx: &tokio::sync::mpsc::Sender<ChunkedBatch>,
+    ) -> Result<bool> {
         if docs.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut known = self.ledger.lookup(docs.iter().map(|d| d.document.id.clone()).collect()).await?;
         let mut batch: Vec<Pending> = Vec::new();
@@ -247,7 +306,7 @@ impl RagPipeline {
             let hash = self.doc_hash(&d);
             let old = known.remove(&d.document.id);
             if old.as_ref().is_some_and(|e| e.hash.as_deref() == Some(hash.as_str())) {
-                report.unchanged += 1;
+                stage.unchanged += 1;
                 continue;
             }
             let mut chunks = self.chunk(&d).await?;
@@ -257,12 +316,14 @@ impl RagPipeline {
             batch_chunks += chunks.len();
             batch.push(Pending { doc_id: d.document.id, hash, root: d.origin, chunks, old });
             if batch_chunks >= options.batch_chunks {
-                report.chunks += self.write_batch(std::mem::take(&mut batch)).await?;
+                if tx.send(ChunkedBatch { docs: std::mem::take(&mut batch), read: stage.read }).await.is_err() {
+                    return Ok(false);
+                }
                 batch_chunks = 0;
             }
         }
-        report.chunks += self.write_batch(batch).await?;
-        Ok(())
+        // Progress is reported as batches are written, so even a batch of unchanged documents goes through.
+        Ok(tx.send(ChunkedBatch { docs: batch, read: stage.read }).await.is_ok())
     }
 
     /// Stamps a document's chunks with its record ([`ledger_keys`]), for a store that is the
@@ -298,23 +359,6 @@ impl RagPipeline {
             .collect();
         self.ledger.begin(pending).await?;
         let chunks: Vec<&Chunk> = batch.iter().flat_map(|p| p.chunks.iter()).collect();
-        // Embed and upsert in slices so memory stays bounded by the slice, not the batch.
-        if let (Some(embedder), Some(store)) = (&self.embedder, &self.store) {
-            for slice in chunks.chunks(self.embed_batch) {
-                let texts: Vec<String> = slice.iter().map(|c| c.indexed_text()).collect();
-                let vectors = embedder.embed(texts).await?;
-                if vectors.len() != slice.len() {
-                    return Err(RagError::permanent(
-                        "embedder",
-                        format!("returned {} vectors for {} chunks", vectors.len(), slice.len()),
-                    ));
-                }
-                let embedded =
-                    slice.iter().zip(vectors).map(|(c, v)| EmbeddedChunk { chunk: (*c).clone(), embedding: v }).collect();
-                store.upsert(embedded).await?;
-            }
-        }
-        let owned: Vec<Chunk> = chunks.iter().map(|c| (*c).clone()).collect();
         let stale: Vec<String> = batch
             .iter()
             .flat_map(|p| {
@@ -327,12 +371,12 @@ impl RagPipeline {
                     .collect::<Vec<_>>()
             })
             .collect();
-        if let Some(store) = &self.store
-            && !stale.is_empty()
-        {
-            store.delete(stale.clone()).await?;
-        }
-        self.keyword.write(owned, stale).await?;
+        // The vector side and the keyword side are independent until the record is committed
+        // (the pending entry covers both), so they are written at the same time.
+        let owned: Vec<Chunk> = chunks.iter().map(|c| (*c).clone()).collect();
+        let (vectors, keyword) = tokio::join!(self.write_vectors(&chunks, &stale), self.keyword.write(owned, stale.clone()));
+        vectors?;
+        keyword?;
         let fin: Vec<(String, LedgerEntry)> = batch
             .iter()
             .map(|p| {
@@ -348,6 +392,56 @@ impl RagPipeline {
             .collect();
         self.ledger.commit(fin).await?;
         Ok(chunks.len() as u64)
+    }
+
+    /// The vector side of a batch: embeds and upserts its chunks, then deletes the stale ones.
+    async fn write_vectors(&self, chunks: &[&Chunk], stale: &[String]) -> Result<()> {
+        let Some(store) = &self.store else { return Ok(()) };
+        if let Some(embedder) = &self.embedder {
+            self.embed_and_upsert(embedder.as_ref(), store.as_ref(), chunks).await?;
+        }
+        if !stale.is_empty() {
+            store.delete(stale.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// Embeds and upserts in slices of `embed_batch`. The chunks are taken in order of length,
+    /// so a padded model call wastes little, and slice `i + 1` is embedded while slice `i` is
+    /// upserted.
+    async fn embed_and_upsert(
+        &self,
+        embedder: &dyn rag_core::Embedder,
+        store: &dyn rag_core::VectorStore,
+        chunks: &[&Chunk],
+    ) -> Result<()> {
+        let mut by_length: Vec<(&Chunk, String)> = chunks.iter().map(|c| (*c, c.indexed_text())).collect();
+        by_length.sort_by_key(|(_, text)| text.len());
+        let mut upserting: Option<Vec<EmbeddedChunk>> = None;
+        for slice in by_length.chunks(self.embed_batch) {
+            let texts: Vec<String> = slice.iter().map(|(_, text)| text.clone()).collect();
+            let upsert = async {
+                match upserting.take() {
+                    Some(done) => store.upsert(done).await,
+                    None => Ok(()),
+                }
+            };
+            let (vectors, upserted) = tokio::join!(embedder.embed(texts), upsert);
+            upserted?;
+            let vectors = vectors?;
+            if vectors.len() != slice.len() {
+                return Err(RagError::permanent(
+                    "embedder",
+                    format!("returned {} vectors for {} chunks", vectors.len(), slice.len()),
+                ));
+            }
+            upserting =
+                Some(slice.iter().zip(vectors).map(|((c, _), v)| EmbeddedChunk { chunk: (*c).clone(), embedding: v }).collect());
+        }
+        match upserting {
+            Some(done) => store.upsert(done).await,
+            None => Ok(()),
+        }
     }
 
     /// Removes documents and their chunks from the vector store, the keyword index and the

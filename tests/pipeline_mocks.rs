@@ -368,3 +368,59 @@ async fn a_store_that_is_its_own_index_and_ingest_record() {
     assert_eq!(r.hits[0].chunk.id, "a#0");
     assert!(r.timings.contains_key("engine_hybrid_search"), "{:?}", r.timings);
 }
+
+/// Ingest runs as two overlapping stages (reading and chunking; embedding and writing). A
+/// failing write stops the reader (the source is not read to its end), is the error reported
+/// rather than a hang, and the next run converges on every document exactly once.
+#[tokio::test]
+async fn a_failing_write_stops_the_staged_ingest_and_a_rerun_converges() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let records = Arc::new(Mutex::new(Vec::<EmbeddedChunk>::new()));
+    let upserts = Arc::new(AtomicUsize::new(0));
+    let mut failing = MockVectorStore::new();
+    let (r, u) = (records.clone(), upserts.clone());
+    failing.expect_upsert().returning(move |chunks| {
+        if u.fetch_add(1, Ordering::SeqCst) == 3 {
+            return Err(RagError::transient("mock store", "connection reset"));
+        }
+        r.lock().unwrap().extend(chunks);
+        Ok(())
+    });
+    failing.expect_delete().returning(|_| Ok(()));
+    let pipeline = |store: MockVectorStore| {
+        RagPipeline::builder()
+            .data_dir(dir.path().join("data"))
+            .chunker(Arc::new(SemanticChunker::new(TokenCounter::cl100k().unwrap(), 8, 64).unwrap()))
+            .embedder(Arc::new(embedder(Arc::new(Mutex::new(0)))))
+            .vector_store(Arc::new(store))
+            .build()
+            .unwrap()
+    };
+    let docs: Vec<Document> =
+        (0..200).map(|i| Document::new(format!("d{i}"), format!("Document {i} is about topic {}.", i % 7))).collect();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counted = {
+        let pulled = pulled.clone();
+        docs.clone().into_iter().inspect(move |_| {
+            pulled.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let source = rag::StreamSource::from_documents(counted, "gen");
+    let first = tokio::time::timeout(Duration::from_secs(120), pipeline(failing).ingest(source, IngestOptions::new().batch_size(2)))
+        .await
+        .expect("the staged ingest must end when a write fails, not hang");
+    let err = first.unwrap_err();
+    assert!(err.to_string().contains("connection reset"), "{err}");
+    assert!(pulled.load(Ordering::SeqCst) < docs.len(), "the reader stopped early: {}", pulled.load(Ordering::SeqCst));
+    let written_before = records.lock().unwrap().len();
+    assert!(written_before >= 6, "three batches of two documents were written: {written_before}");
+
+    let again = pipeline(store(records.clone())).ingest(docs.clone(), IngestOptions::new().batch_size(2)).await.unwrap();
+    assert_eq!(again.documents, 200);
+    assert!(again.unchanged >= 6, "the batches committed before the failure are unchanged: {again:?}");
+    let mut ids: Vec<String> = records.lock().unwrap().iter().map(|e| e.chunk.doc_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "every document is stored");
+}
