@@ -7,23 +7,24 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use rag_core::{Chunk, Filter, KeywordCandidate, KeywordSearch, MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
-use tantivy::columnar::StrColumn;
-use tantivy::query::{QueryParser, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
 use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
 mod sparse;
 pub use sparse::{B as BM25_B, Bm25Encoder, K1 as BM25_K1, term_id};
 
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
+use tantivy::index::{SegmentId, SegmentReader};
+use tantivy::tokenizer::TokenStream;
+use tantivy::{DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TERMINATED, TantivyDocument, Term, doc};
 
 /// Text analysis settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +71,11 @@ struct Inner {
     reader: IndexReader,
     writer: Mutex<Option<IndexWriter>>,
     fields: Fields,
-    /// Built once: parsing a query is then only tokenisation.
-    parser: QueryParser,
+    /// The index's own analysis, applied to queries.
+    analyzer: TextAnalyzer,
+    /// Chunk ids by document, per segment: built from the fast field the first time a search
+    /// lands in a segment, so naming a hit is an array lookup.
+    ids: RwLock<HashMap<SegmentId, Arc<Vec<String>>>>,
     path: Option<PathBuf>,
 }
 
@@ -249,9 +253,16 @@ impl KeywordIndex {
         index.tokenizers().register(TOKENIZER, analyzer(cfg)?);
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(kw_err)?;
         let fields = Fields::of(&index.schema())?;
-        let parser = QueryParser::for_index(&index, vec![fields.text]);
         Ok(Self {
-            inner: Arc::new(Inner { index, reader, writer: Mutex::new(None), fields, parser, path: dir.map(Path::to_path_buf) }),
+            inner: Arc::new(Inner {
+                index,
+                reader,
+                writer: Mutex::new(None),
+                fields,
+                analyzer: analyzer(cfg)?,
+                ids: RwLock::new(HashMap::new()),
+                path: dir.map(Path::to_path_buf),
+            }),
         })
     }
 }
@@ -346,7 +357,7 @@ impl Inner {
         }
         let searcher = self.reader.searcher();
         // Lenient: user questions contain quotes, colons and parentheses that are query syntax.
-        let (q, _errors) = self.parser.parse_query_lenient(query);
+        let q = self.query(query);
         let total = searcher.num_docs() as usize;
         let mut limit = if filter.is_some() { (k * 4).max(50) } else { k };
         loop {
@@ -380,38 +391,81 @@ impl Inner {
             return Ok(Vec::new());
         }
         let searcher = self.reader.searcher();
-        let (q, _errors) = self.parser.parse_query_lenient(query);
-        let top = searcher.search(&q, &TopDocs::with_limit(k).order_by_score()).map_err(kw_err)?;
-        // One column per segment, opened the first time a hit lands there.
-        let mut columns: HashMap<u32, StrColumn> = HashMap::new();
+        let top = searcher.search(&self.query(query), &TopDocs::with_limit(k).order_by_score()).map_err(kw_err)?;
+        let mut tables: HashMap<u32, Arc<Vec<String>>> = HashMap::new();
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
-            let column = match columns.entry(addr.segment_ord) {
+            let table = match tables.entry(addr.segment_ord) {
                 Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
-                    e.insert(fast.str("chunk_id").map_err(kw_err)?.ok_or_else(|| kw_err("chunk_id is not a fast field"))?)
-                }
+                Entry::Vacant(e) => e.insert(self.id_table(searcher.segment_reader(addr.segment_ord))?),
             };
-            let ord = column.term_ords(addr.doc_id).next().ok_or_else(|| kw_err("an indexed chunk has no id"))?;
-            let mut id = String::new();
-            column.ord_to_str(ord, &mut id).map_err(kw_err)?;
-            out.push((id, score));
+            let id = table.get(addr.doc_id as usize).ok_or_else(|| kw_err("a hit beyond its segment's id table"))?;
+            out.push((id.clone(), score));
         }
         Ok(out)
     }
 
-    /// The stored chunks with these ids (each looked up by its id term), in the order given;
-    /// ids not in the index are left out.
+    /// The words of a question as one BM25 disjunction over the index's own analysis (every
+    /// character is a word character: nothing in a question is query syntax).
+    fn query(&self, text: &str) -> BooleanQuery {
+        let mut analyzer = self.analyzer.clone();
+        let mut stream = analyzer.token_stream(text);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        while let Some(token) = stream.next() {
+            let term = Term::from_field_text(self.fields.text, &token.text);
+            clauses.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
+        }
+        BooleanQuery::new(clauses)
+    }
+
+    /// The chunk id of every document of `segment`, by document number, from the fast field
+    /// (cached per segment; a segment never changes, only disappears in a merge).
+    fn id_table(&self, segment: &SegmentReader) -> Result<Arc<Vec<String>>> {
+        let id = segment.segment_id();
+        if let Some(table) = self.ids.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(table.clone());
+        }
+        let column =
+            segment.fast_fields().str("chunk_id").map_err(kw_err)?.ok_or_else(|| kw_err("chunk_id is not a fast field"))?;
+        let mut by_ord: Vec<String> = Vec::with_capacity(column.num_terms());
+        let mut terms = column.dictionary().stream().map_err(kw_err)?;
+        while terms.advance() {
+            by_ord.push(String::from_utf8_lossy(terms.key()).into_owned());
+        }
+        let table: Vec<String> = (0..segment.max_doc())
+            .map(|doc| column.term_ords(doc).next().and_then(|ord| by_ord.get(ord as usize)).cloned().unwrap_or_default())
+            .collect();
+        let table = Arc::new(table);
+        let mut cache = self.ids.write().unwrap_or_else(|p| p.into_inner());
+        // Forget segments merged away since.
+        let live: HashSet<SegmentId> = self.reader.searcher().segment_readers().iter().map(SegmentReader::segment_id).collect();
+        cache.retain(|seg, _| live.contains(seg));
+        cache.insert(id, table.clone());
+        Ok(table)
+    }
+
+    /// The stored chunks with these ids (each looked up in the id's postings), in the order
+    /// given; ids not in the index are left out.
     pub fn chunks_by_id(&self, ids: &[String]) -> Result<Vec<Chunk>> {
         let searcher = self.reader.searcher();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let q = TermQuery::new(Term::from_field_text(self.fields.chunk_id, id), IndexRecordOption::Basic);
-            if let Some((_, addr)) = searcher.search(&q, &TopDocs::with_limit(1).order_by_score()).map_err(kw_err)?.first() {
-                let d: TantivyDocument = searcher.doc(*addr).map_err(kw_err)?;
+            let term = Term::from_field_text(self.fields.chunk_id, id);
+            for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+                let index = segment.inverted_index(self.fields.chunk_id).map_err(kw_err)?;
+                let Some(mut postings) = index.read_postings(&term, IndexRecordOption::Basic).map_err(kw_err)? else { continue };
+                let mut doc = postings.doc();
+                // An update leaves the replaced copy behind as deleted until a merge.
+                while doc != TERMINATED && segment.alive_bitset().is_some_and(|alive| !alive.is_alive(doc)) {
+                    doc = postings.advance();
+                }
+                if doc == TERMINATED {
+                    continue;
+                }
+                let d: TantivyDocument = searcher.doc(DocAddress::new(ord as u32, doc)).map_err(kw_err)?;
                 if let Some(bytes) = d.get_first(self.fields.chunk).and_then(|v| v.as_bytes()) {
                     out.push(serde_json::from_slice(bytes).map_err(kw_err)?);
+                    break;
                 }
             }
         }
@@ -601,6 +655,15 @@ mod tests {
         let ids: Vec<String> = vec!["d31#0".into(), "missing#0".into(), "d2#0".into()];
         let got = idx.chunks_by_id(&ids).unwrap();
         assert_eq!(got, vec![all[31].clone(), all[2].clone()], "in the order asked, unknown ids left out");
+        // An update leaves a deleted copy behind in an older segment: neither path sees it.
+        let changed = chunk("d2#0", "d2", "marathon marathon kitchen", "en");
+        idx.upsert(std::slice::from_ref(&changed)).unwrap();
+        idx.commit().unwrap();
+        assert_eq!(idx.chunks_by_id(&["d2#0".to_owned()]).unwrap(), vec![changed]);
+        let full: Vec<(String, f32)> =
+            idx.search("marathon", 40, None).unwrap().into_iter().map(|h| (h.chunk.id, h.score)).collect();
+        assert_eq!(idx.search_ids("marathon", 40).unwrap(), full);
+        assert_eq!(full.iter().filter(|(id, _)| id == "d2#0").count(), 1);
     }
 
     #[tokio::test]
