@@ -8,7 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use rag_core::fusion::{convex_combination, distribution_based_score_fusion, reciprocal_rank_fusion};
 use rag_core::{
-    Chunk, Embedder, EngineFusion, HybridQuery, HybridSearch, KeywordCandidate, KeywordSearch, RagError, Result, RetrievalQuery,
+    Candidate, Chunk, Embedder, EngineFusion, HybridQuery, HybridSearch, KeywordSearch, RagError, Result, RetrievalQuery,
     Retriever, ScoredChunk, StageTimings, VectorQuery, VectorStore,
 };
 
@@ -140,6 +140,22 @@ impl HybridRetriever {
         Ok(hits)
     }
 
+    /// The dense side's candidates for fusion: embeds the question, then asks the store for
+    /// ids and scores (chunks only where the store hands them over anyway).
+    async fn dense_candidates(
+        &self,
+        d: &DenseSide,
+        q: &RetrievalQuery,
+        n: usize,
+        t: &mut StageTimings,
+    ) -> Result<Vec<Candidate>> {
+        let vector = Self::embed_query(d, &q.text, t).await?;
+        let start = Instant::now();
+        let hits = d.store.candidates(VectorQuery { vector, k: n, filter: q.filter.clone() }).await?;
+        t.insert("vector_search".into(), ms(start));
+        Ok(hits)
+    }
+
     /// The keyword side's candidates for fusion: ids and scores, chunks only where the index
     /// read them anyway.
     async fn keyword_candidates(
@@ -148,7 +164,7 @@ impl HybridRetriever {
         q: &RetrievalQuery,
         n: usize,
         t: &mut StageTimings,
-    ) -> Result<Vec<KeywordCandidate>> {
+    ) -> Result<Vec<Candidate>> {
         let start = Instant::now();
         let hits = k.candidates(RetrievalQuery { text: q.text.clone(), k: n, filter: q.filter.clone() }).await?;
         t.insert("keyword_search".into(), ms(start));
@@ -187,23 +203,31 @@ impl HybridRetriever {
         let mut td = StageTimings::new();
         let mut tk = StageTimings::new();
         let (dense, keyword) =
-            tokio::join!(self.dense_hits(d, &query, n, &mut td), self.keyword_candidates(kw, &query, n, &mut tk));
+            tokio::join!(self.dense_candidates(d, &query, n, &mut td), self.keyword_candidates(kw, &query, n, &mut tk));
         t.extend(td);
         t.extend(tk);
         let (dense, keyword) = (dense?, keyword?);
         let start = Instant::now();
         let ranked = fused_ranking(&dense, &keyword, self.fusion);
         t.insert("fusion".into(), ms(start));
-        // Texts are needed only for the fused top k: the dense side brought its own, and the
-        // keyword side hands over those it did not read.
-        let mut by_id: HashMap<String, Chunk> = keyword.into_iter().filter_map(|c| c.chunk.map(|ch| (c.id, ch))).collect();
-        by_id.extend(dense.into_iter().map(|h| (h.chunk.id.clone(), h.chunk)));
+        // Chunks are needed only for the fused top k. Those neither side handed over are read
+        // from the keyword index first (local, no Python), then from the vector store (the index
+        // may hold only this process's share of a shared store).
+        let mut by_id: HashMap<String, Chunk> =
+            keyword.into_iter().chain(dense).filter_map(|c| c.chunk.map(|chunk| (c.id, chunk))).collect();
         let top: Vec<(String, f32)> = ranked.into_iter().take(query.k).collect();
-        let missing: Vec<String> = top.iter().filter(|(id, _)| !by_id.contains_key(id)).map(|(id, _)| id.clone()).collect();
-        if !missing.is_empty() {
+        let missing = |by_id: &HashMap<String, Chunk>| -> Vec<String> {
+            top.iter().filter(|(id, _)| !by_id.contains_key(id)).map(|(id, _)| id.clone()).collect()
+        };
+        let wanted = missing(&by_id);
+        if !wanted.is_empty() {
             let start = Instant::now();
-            by_id.extend(kw.chunks(missing).await?.into_iter().map(|c| (c.id.clone(), c)));
-            t.insert("keyword_fetch".into(), ms(start));
+            by_id.extend(kw.chunks(wanted).await?.into_iter().map(|c| (c.id.clone(), c)));
+            let wanted = missing(&by_id);
+            if !wanted.is_empty() {
+                by_id.extend(d.store.chunks(wanted).await?.into_iter().map(|c| (c.id.clone(), c)));
+            }
+            t.insert("fetch_chunks".into(), ms(start));
         }
         // A chunk deleted between the search and the fetch is left out: it is gone.
         let hits =
@@ -212,10 +236,9 @@ impl HybridRetriever {
     }
 }
 
-/// The fused ranking of the dense hits and the keyword candidates, as (chunk id, score).
-fn fused_ranking(dense: &[ScoredChunk], keyword: &[KeywordCandidate], fusion: Fusion) -> Vec<(String, f32)> {
-    let dense: Vec<(&str, f32)> = dense.iter().map(|h| (h.chunk.id.as_str(), h.score)).collect();
-    let keyword: Vec<(&str, f32)> = keyword.iter().map(|c| (c.id.as_str(), c.score)).collect();
+/// The fused ranking of the two sides' candidates, as (chunk id, score).
+fn fused_ranking(dense: &[Candidate], keyword: &[Candidate], fusion: Fusion) -> Vec<(String, f32)> {
+    let [dense, keyword]: [Vec<(&str, f32)>; 2] = [dense, keyword].map(|l| l.iter().map(|c| (c.id.as_str(), c.score)).collect());
     match fusion {
         Fusion::Rrf { k } => {
             let lists: [Vec<&str>; 2] = [&dense, &keyword].map(|l| l.iter().map(|(id, _)| *id).collect());
@@ -253,9 +276,9 @@ mod tests {
         embedder.expect_embed().times(2).returning(|t| Ok(vec![vec![1.0, 0.0]; t.len()]));
         let mut store = MockVectorStore::new();
         store
-            .expect_query()
+            .expect_candidates()
             .withf(|q| q.k == 10 && q.filter == Some(rag_core::Filter::eq("lang", "en")))
-            .returning(|_| Ok(vec![hit("a", 0.9), hit("b", 0.8)]));
+            .returning(|_| Ok(vec![hit("a", 0.9).into(), hit("b", 0.8).into()]));
         let keyword = rag_keyword::KeywordIndex::open(None, &Default::default()).unwrap();
         let mut c = Chunk::new("b", "d", "b is about rust programming");
         c.metadata.insert("lang".into(), "en".into());
@@ -285,36 +308,39 @@ mod tests {
         }
     }
 
-    /// Without a filter the keyword side names its candidates only; the texts of those that
-    /// make the fused top k and were not found by the dense side are fetched once, afterwards.
+    /// Both sides may name their candidates only; the chunks of those in the fused top k are
+    /// then read once, afterwards: from the keyword index first, and from the vector store for
+    /// what the index lacks (another worker's documents in a shared store).
     #[tokio::test]
-    async fn keyword_candidates_without_texts_get_them_for_the_final_k_only() {
+    async fn candidates_without_chunks_get_them_for_the_final_k_only() {
         use rag_core::mocks::MockKeywordSearch;
+        let bare = |ids: &[&str]| -> Vec<Candidate> {
+            ids.iter().enumerate().map(|(i, id)| Candidate { id: (*id).into(), score: 10.0 - i as f32, chunk: None }).collect()
+        };
+        let texts = |ids: &[String]| -> Vec<Chunk> {
+            ids.iter().map(|id| Chunk::new(id.as_str(), "d", format!("text of {id}"))).collect()
+        };
         let mut embedder = MockEmbedder::new();
         embedder.expect_embed().returning(|t| Ok(vec![vec![1.0, 0.0]; t.len()]));
         let mut store = MockVectorStore::new();
-        store.expect_query().returning(|_| Ok(vec![hit("a", 0.9), hit("b", 0.8)]));
+        store.expect_query().times(0);
+        store.expect_candidates().times(1).returning(move |_| Ok(bare(&["a", "b"])));
+        store.expect_chunks().times(1).withf(|ids| ids == &["a".to_owned()]).returning(move |ids| Ok(texts(&ids)));
         let mut keyword = MockKeywordSearch::new();
         keyword.expect_search().times(0);
-        keyword.expect_candidates().times(1).returning(|_| {
-            Ok(["k1", "b", "k2", "k3"]
-                .iter()
-                .enumerate()
-                .map(|(i, id)| KeywordCandidate { id: (*id).into(), score: 10.0 - i as f32, chunk: None })
-                .collect())
-        });
-        // k = 3 under RRF: b (both lists), then a and k1 (first of one list each); k2, k3 never read.
+        keyword.expect_candidates().times(1).returning(move |_| Ok(bare(&["k1", "b", "k2", "k3"])));
+        // k = 3 under RRF: b (both lists), then a and k1 (first of one list each); k2, k3 are
+        // never read. The index lacks "a".
         keyword
             .expect_chunks()
             .times(1)
-            .withf(|ids| ids == &["k1".to_owned()])
-            .returning(|ids| Ok(ids.iter().map(|id| Chunk::new(id.as_str(), "d", format!("text of {id}"))).collect()));
+            .withf(|ids| ids == &["b".to_owned(), "a".to_owned(), "k1".to_owned()])
+            .returning(move |ids| Ok(texts(&ids).into_iter().filter(|c| c.id != "a").collect()));
         let dense = DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) };
         let r = HybridRetriever::hybrid(dense, Arc::new(keyword), Fusion::Rrf { k: 60.0 }).candidates(10);
         let (hits, timings) = r.retrieve_timed(RetrievalQuery::new("rust", 3)).await.unwrap();
-        let ids: Vec<&str> = hits.iter().map(|h| h.chunk.id.as_str()).collect();
-        assert_eq!(ids, ["b", "a", "k1"]);
-        assert_eq!(hits[2].chunk.text, "text of k1");
-        assert!(timings.contains_key("keyword_fetch"), "{timings:?}");
+        let got: Vec<(&str, &str)> = hits.iter().map(|h| (h.chunk.id.as_str(), h.chunk.text.as_str())).collect();
+        assert_eq!(got, [("b", "text of b"), ("a", "text of a"), ("k1", "text of k1")]);
+        assert!(timings.contains_key("fetch_chunks"), "{timings:?}");
     }
 }

@@ -21,17 +21,20 @@ fn store(records: Arc<Mutex<Vec<EmbeddedChunk>>>) -> MockVectorStore {
         }
         Ok(())
     });
-    let r = records.clone();
-    s.expect_query().returning(move |q: VectorQuery| {
-        let v = r.lock().unwrap();
-        let mut hits: Vec<ScoredChunk> = v
+    let nearest = |records: &[EmbeddedChunk], q: &VectorQuery| -> Vec<ScoredChunk> {
+        let mut hits: Vec<ScoredChunk> = records
             .iter()
             .map(|e| ScoredChunk { chunk: e.chunk.clone(), score: e.embedding.iter().zip(&q.vector).map(|(a, b)| a * b).sum() })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         hits.truncate(q.k);
-        Ok(hits)
-    });
+        hits
+    };
+    let r = records.clone();
+    s.expect_query().returning(move |q: VectorQuery| Ok(nearest(&r.lock().unwrap(), &q)));
+    let r = records.clone();
+    s.expect_candidates()
+        .returning(move |q: VectorQuery| Ok(nearest(&r.lock().unwrap(), &q).into_iter().map(Into::into).collect()));
     let r = records.clone();
     s.expect_delete().returning(move |ids| {
         r.lock().unwrap().retain(|x| !ids.contains(&x.chunk.id));
@@ -407,9 +410,10 @@ async fn a_failing_write_stops_the_staged_ingest_and_a_rerun_converges() {
         })
     };
     let source = rag::StreamSource::from_documents(counted, "gen");
-    let first = tokio::time::timeout(Duration::from_secs(120), pipeline(failing).ingest(source, IngestOptions::new().batch_size(2)))
-        .await
-        .expect("the staged ingest must end when a write fails, not hang");
+    let first =
+        tokio::time::timeout(Duration::from_secs(120), pipeline(failing).ingest(source, IngestOptions::new().batch_size(2)))
+            .await
+            .expect("the staged ingest must end when a write fails, not hang");
     let err = first.unwrap_err();
     assert!(err.to_string().contains("connection reset"), "{err}");
     assert!(pulled.load(Ordering::SeqCst) < docs.len(), "the reader stopped early: {}", pulled.load(Ordering::SeqCst));

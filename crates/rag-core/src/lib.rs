@@ -29,8 +29,8 @@ pub use traits::{Chunker, Embedder, Generator, KeywordSearch, Reranker, Retrieve
 /// Per-stage wall time of one operation, in milliseconds, by stage name.
 pub type StageTimings = std::collections::BTreeMap<String, f64>;
 pub use types::{
-    BatchCounters, Chunk, ContextPassage, Distance, Document, EmbeddedChunk, Generation, GenerationEvent, GenerationRequest,
-    KeywordCandidate, Metadata, MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreDescription, VectorQuery, content_hash,
+    BatchCounters, Candidate, Chunk, ContextPassage, Distance, Document, EmbeddedChunk, Generation, GenerationEvent,
+    GenerationRequest, Metadata, MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreDescription, VectorQuery, content_hash,
 };
 
 /// mockall mocks of every core trait, for tests that assemble pipelines without Python.

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::{
-    Chunk, Document, EmbeddedChunk, Filter, Generation, GenerationEvent, GenerationRequest, KeywordCandidate, Result,
-    RetrievalQuery, ScoredChunk, StoreDescription, VectorQuery,
+    Candidate, Chunk, Document, EmbeddedChunk, Filter, Generation, GenerationEvent, GenerationRequest, Result, RetrievalQuery,
+    ScoredChunk, StoreDescription, VectorQuery,
 };
 
 /// A store of embedded chunks that answers nearest-neighbour queries.
@@ -30,6 +30,19 @@ pub trait VectorStore: Send + Sync {
     async fn count(&self) -> Result<usize>;
     /// Backend, collection, dimension, distance, count and backend-specific details.
     async fn describe(&self) -> Result<StoreDescription>;
+    /// Candidates for hybrid fusion: the `k` nearest chunk ids to `query.vector` that pass
+    /// `query.filter`, with their scores, best first. Fusion needs only ids and scores, so a
+    /// store may leave the chunks out (then it must answer [`VectorStore::chunks`]). The
+    /// default runs [`VectorStore::query`] and keeps the chunks.
+    async fn candidates(&self, query: VectorQuery) -> Result<Vec<Candidate>> {
+        Ok(self.query(query).await?.into_iter().map(Candidate::from).collect())
+    }
+    /// The stored chunks with these ids, in any order; unknown ids are left out. Needed only
+    /// by a store whose [`VectorStore::candidates`] leaves chunks out; the default says so.
+    async fn chunks(&self, ids: Vec<String>) -> Result<Vec<Chunk>> {
+        let _ = ids;
+        Err(crate::RagError::Other("this vector store does not fetch chunks by id: its `candidates` must return them".into()))
+    }
 }
 
 /// Turns texts into vectors.
@@ -114,8 +127,8 @@ pub trait KeywordSearch: Send + Sync {
     /// that pass `query.filter`, best first. Fusion needs only ids and scores, so an index may
     /// leave the chunks out (then it must answer [`KeywordSearch::chunks`] for the fused top
     /// `k`). The default runs [`KeywordSearch::search`] and keeps the chunks.
-    async fn candidates(&self, query: RetrievalQuery) -> Result<Vec<KeywordCandidate>> {
-        Ok(self.search(query).await?.into_iter().map(KeywordCandidate::from).collect())
+    async fn candidates(&self, query: RetrievalQuery) -> Result<Vec<Candidate>> {
+        Ok(self.search(query).await?.into_iter().map(Candidate::from).collect())
     }
     /// The indexed chunks with these ids, in any order; ids not in the index are left out. The
     /// default reads the whole index ([`KeywordSearch::scan`]): an index whose
@@ -144,6 +157,8 @@ macro_rules! forward_smart_pointers {
             async fn delete_by_filter(&self, filter: Filter) -> Result<()> { (**self).delete_by_filter(filter).await }
             async fn count(&self) -> Result<usize> { (**self).count().await }
             async fn describe(&self) -> Result<StoreDescription> { (**self).describe().await }
+            async fn candidates(&self, query: VectorQuery) -> Result<Vec<Candidate>> { (**self).candidates(query).await }
+            async fn chunks(&self, ids: Vec<String>) -> Result<Vec<Chunk>> { (**self).chunks(ids).await }
         }
 
         #[async_trait]
@@ -160,7 +175,7 @@ macro_rules! forward_smart_pointers {
             async fn search(&self, query: RetrievalQuery) -> Result<Vec<ScoredChunk>> { (**self).search(query).await }
             async fn count(&self) -> Result<usize> { (**self).count().await }
             async fn scan(&self) -> Result<Vec<Chunk>> { (**self).scan().await }
-            async fn candidates(&self, query: RetrievalQuery) -> Result<Vec<KeywordCandidate>> { (**self).candidates(query).await }
+            async fn candidates(&self, query: RetrievalQuery) -> Result<Vec<Candidate>> { (**self).candidates(query).await }
             async fn chunks(&self, ids: Vec<String>) -> Result<Vec<Chunk>> { (**self).chunks(ids).await }
         }
 

@@ -200,20 +200,21 @@ pub struct ScoredChunk {
     pub score: f32,
 }
 
-/// A keyword candidate for fusion: the chunk id and score are what fusion needs; the chunk comes
-/// along only when the index had it at hand. An index with a fast path leaves it out and hands
-/// over the texts of the fused top `k` alone ([`KeywordSearch::chunks`](crate::KeywordSearch::chunks)).
+/// A candidate for hybrid fusion from one side (vector store or keyword index): the chunk id
+/// and score are what fusion needs; the chunk comes along only when the side had it at hand. A
+/// side with a fast path leaves it out and hands over the chunks of the fused top `k` alone
+/// ([`VectorStore::chunks`](crate::VectorStore::chunks), [`KeywordSearch::chunks`](crate::KeywordSearch::chunks)).
 #[derive(Debug, Clone, PartialEq)]
-pub struct KeywordCandidate {
+pub struct Candidate {
     /// The chunk's id.
     pub id: String,
-    /// The index's score (higher is better).
+    /// The side's score (higher is better).
     pub score: f32,
-    /// The chunk, when the search read it anyway (a filtered search does, to check metadata).
+    /// The chunk, when the side read it anyway (a filtered keyword search does, to check metadata).
     pub chunk: Option<Chunk>,
 }
 
-impl From<ScoredChunk> for KeywordCandidate {
+impl From<ScoredChunk> for Candidate {
     fn from(hit: ScoredChunk) -> Self {
         Self { id: hit.chunk.id.clone(), score: hit.score, chunk: Some(hit.chunk) }
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use rag_core::{Chunk, Filter, KeywordCandidate, KeywordSearch, MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk};
+use rag_core::{Candidate, Chunk, Filter, KeywordSearch, MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
@@ -552,15 +552,12 @@ impl KeywordSearch for KeywordIndex {
 
     /// Without a filter, ids and scores from the fast field alone; a filter needs each
     /// candidate's metadata, so a filtered search reads the chunks (and hands them over).
-    async fn candidates(&self, query: RetrievalQuery) -> Result<Vec<KeywordCandidate>> {
+    async fn candidates(&self, query: RetrievalQuery) -> Result<Vec<Candidate>> {
         if query.filter.is_some() {
-            return Ok(KeywordSearch::search(self, query).await?.into_iter().map(KeywordCandidate::from).collect());
+            return Ok(KeywordSearch::search(self, query).await?.into_iter().map(Candidate::from).collect());
         }
         self.blocking(move |k| {
-            Ok(k.search_ids(&query.text, query.k)?
-                .into_iter()
-                .map(|(id, score)| KeywordCandidate { id, score, chunk: None })
-                .collect())
+            Ok(k.search_ids(&query.text, query.k)?.into_iter().map(|(id, score)| Candidate { id, score, chunk: None }).collect())
         })
         .await
     }

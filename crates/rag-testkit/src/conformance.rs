@@ -94,6 +94,39 @@ pub async fn run_conformance(name: &str, factory: Factory, persists: bool) {
         assert_eq!(c.metadata.get("year").and_then(MetadataValue::as_f64), Some((2015 + probe % 8) as f64));
     }
 
+    // Candidates name the same hits with the same scores as a query, with or without their
+    // chunks; chunks a store leaves out it hands over by id (unknown ids left out).
+    for filter in [None, Some(Filter::eq("lang", "de"))] {
+        let q = VectorQuery { vector: vector(7), k: 12, filter };
+        let hits = store.query(q.clone()).await.unwrap();
+        let candidates = store.candidates(q).await.unwrap();
+        assert_eq!(
+            candidates.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+            hits.iter().map(|h| h.chunk.id.clone()).collect::<Vec<_>>(),
+            "{name}: candidates rank as the query does"
+        );
+        for (c, h) in candidates.iter().zip(&hits) {
+            assert!(
+                (c.score - h.score).abs() < 1e-5,
+                "{name}: {} scores {} as a candidate, {} in a query",
+                c.id,
+                c.score,
+                h.score
+            );
+            assert!(c.chunk.as_ref().is_none_or(|chunk| chunk == &h.chunk), "{name}: {}", c.id);
+        }
+        let bare: Vec<String> = candidates.iter().filter(|c| c.chunk.is_none()).map(|c| c.id.clone()).collect();
+        if !bare.is_empty() {
+            let mut asked = bare.clone();
+            asked.push("no-such-chunk".into());
+            let mut got = store.chunks(asked).await.unwrap();
+            got.sort_by(|a, b| a.id.cmp(&b.id));
+            let mut expected: Vec<Chunk> = hits.iter().filter(|h| bare.contains(&h.chunk.id)).map(|h| h.chunk.clone()).collect();
+            expected.sort_by(|a, b| a.id.cmp(&b.id));
+            assert_eq!(got, expected, "{name}: chunks by id");
+        }
+    }
+
     // Every filter operator agrees with the reference semantics.
     let filters = vec![
         Filter::eq("lang", "de"),
