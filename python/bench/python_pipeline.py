@@ -6,6 +6,11 @@ over 100 candidates a side, the top 5 packed, an extractive answer. No embedding
   .venv/bin/python python/bench/python_pipeline.py --dataset ../shared/datasets/scifact --docs 1000 --queries 200 --concurrency 4
 
 Prints one JSON object with the keys `rag bench --json` prints.
+
+`--chunks-from DIR` (a rag collection's `chroma` directory, e.g. the one `rag bench` just built)
+embeds and indexes exactly rag's chunks instead (each with its document's title in front, as
+rag embeds them), so the two pipelines do the same model work and the difference in ingest
+time is the pipelines' own overhead.
 """
 import argparse
 import json
@@ -49,6 +54,18 @@ def chunk(doc_id, text, max_tokens=256):
     return [(f"{doc_id}#{i}", doc_id, c) for i, c in enumerate(chunks) if c.strip()]
 
 
+def rag_chunks(path):
+    """rag's chunks from its Chroma collection: (id, doc id, text) and the texts rag embeds."""
+    client = chromadb.PersistentClient(path=path)
+    got = client.get_collection(client.list_collections()[0].name).get(include=["documents", "metadatas"])
+    chunks, texts = [], []
+    for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+        title = (meta or {}).get("title") or ""
+        chunks.append((cid, (meta or {}).get("doc_id", cid), doc))
+        texts.append(f"{title}\n{doc}" if title and not doc.startswith(title) else doc)
+    return chunks, texts
+
+
 def extractive(question, passages, n=3):
     q = set(w.lower() for w in WORD.findall(question))
     scored = []
@@ -67,6 +84,7 @@ def main():
     ap.add_argument("--docs", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--chunks-from", help="a rag collection's chroma directory: use its chunks instead of this script's chunking")
     args = ap.parse_args()
 
     docs = []
@@ -83,9 +101,13 @@ def main():
     workdir = tempfile.mkdtemp(prefix="py-pipeline-")
     stem = Stemmer.Stemmer("english")
     try:
+        given = rag_chunks(args.chunks_from) if args.chunks_from else None
         t0 = time.perf_counter()
-        chunks = [c for doc_id, text in docs for c in chunk(doc_id, text)]
-        texts = [c[2] for c in chunks]
+        if given:
+            chunks, texts = given
+        else:
+            chunks = [c for doc_id, text in docs for c in chunk(doc_id, text)]
+            texts = [c[2] for c in chunks]
         vectors = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         coll = chromadb.PersistentClient(path=workdir).get_or_create_collection("bench", metadata={"hnsw:space": "cosine"}, embedding_function=None)
         for s in range(0, len(chunks), 5000):
