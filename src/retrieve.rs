@@ -118,57 +118,17 @@ impl HybridRetriever {
         v.pop().ok_or_else(|| RagError::Other("the embedder returned no vector for the query".into()))
     }
 
-    /// Embeds the question once per call, then asks the vector store.
-    async fn dense_hits(&self, d: &DenseSide, q: &RetrievalQuery, n: usize, t: &mut StageTimings) -> Result<Vec<ScoredChunk>> {
-        let vector = Self::embed_query(d, &q.text, t).await?;
-        let start = Instant::now();
-        let hits = d.store.query(VectorQuery { vector, k: n, filter: q.filter.clone() }).await?;
-        t.insert("vector_search".into(), ms(start));
-        Ok(hits)
-    }
-
-    async fn keyword_hits(
-        &self,
-        k: &Arc<dyn KeywordSearch>,
-        q: &RetrievalQuery,
-        n: usize,
-        t: &mut StageTimings,
-    ) -> Result<Vec<ScoredChunk>> {
-        let start = Instant::now();
-        let hits = k.search(RetrievalQuery { text: q.text.clone(), k: n, filter: q.filter.clone() }).await?;
-        t.insert("keyword_search".into(), ms(start));
-        Ok(hits)
-    }
-
-    /// The dense side's candidates for fusion: embeds the question, then asks the store for
-    /// ids and scores (chunks only where the store hands them over anyway).
-    async fn dense_candidates(
-        &self,
+    /// Embeds the question once per call, then asks the vector store for its nearest `n`:
+    /// whole chunks, or (with `candidates`) ids and scores for fusion.
+    async fn dense_side<T>(
         d: &DenseSide,
         q: &RetrievalQuery,
         n: usize,
         t: &mut StageTimings,
-    ) -> Result<Vec<Candidate>> {
+        ask: impl AsyncFnOnce(VectorQuery) -> Result<T>,
+    ) -> Result<T> {
         let vector = Self::embed_query(d, &q.text, t).await?;
-        let start = Instant::now();
-        let hits = d.store.candidates(VectorQuery { vector, k: n, filter: q.filter.clone() }).await?;
-        t.insert("vector_search".into(), ms(start));
-        Ok(hits)
-    }
-
-    /// The keyword side's candidates for fusion: ids and scores, chunks only where the index
-    /// read them anyway.
-    async fn keyword_candidates(
-        &self,
-        k: &Arc<dyn KeywordSearch>,
-        q: &RetrievalQuery,
-        n: usize,
-        t: &mut StageTimings,
-    ) -> Result<Vec<Candidate>> {
-        let start = Instant::now();
-        let hits = k.candidates(RetrievalQuery { text: q.text.clone(), k: n, filter: q.filter.clone() }).await?;
-        t.insert("keyword_search".into(), ms(start));
-        Ok(hits)
+        timed("vector_search", t, ask(VectorQuery { vector, k: n, filter: q.filter.clone() })).await
     }
 
     /// Retrieves with per-stage timings.
@@ -189,12 +149,12 @@ impl HybridRetriever {
         let (d, kw) = match (&self.dense, &self.keyword) {
             (Some(d), Some(kw)) => (d, kw),
             (Some(d), None) => {
-                let mut hits = self.dense_hits(d, &query, query.k, &mut t).await?;
+                let mut hits = Self::dense_side(d, &query, query.k, &mut t, async |q| d.store.query(q).await).await?;
                 hits.truncate(query.k);
                 return Ok((hits, t));
             }
             (None, Some(kw)) => {
-                let mut hits = self.keyword_hits(kw, &query, query.k, &mut t).await?;
+                let mut hits = timed("keyword_search", &mut t, kw.search(keyword_query(&query, query.k))).await?;
                 hits.truncate(query.k);
                 return Ok((hits, t));
             }
@@ -202,8 +162,10 @@ impl HybridRetriever {
         };
         let mut td = StageTimings::new();
         let mut tk = StageTimings::new();
-        let (dense, keyword) =
-            tokio::join!(self.dense_candidates(d, &query, n, &mut td), self.keyword_candidates(kw, &query, n, &mut tk));
+        let (dense, keyword) = tokio::join!(
+            Self::dense_side(d, &query, n, &mut td, async |q| d.store.candidates(q).await),
+            timed("keyword_search", &mut tk, kw.candidates(keyword_query(&query, n)))
+        );
         t.extend(td);
         t.extend(tk);
         let (dense, keyword) = (dense?, keyword?);
@@ -247,6 +209,19 @@ fn fused_ranking(dense: &[Candidate], keyword: &[Candidate], fusion: Fusion) -> 
         Fusion::Convex { alpha } => convex_combination(&dense, &keyword, alpha),
         Fusion::Dbsf => distribution_based_score_fusion(&[dense, keyword]),
     }
+}
+
+/// Awaits `work`, recording its wall time under `stage`.
+async fn timed<T>(stage: &str, t: &mut StageTimings, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let start = Instant::now();
+    let out = work.await?;
+    t.insert(stage.into(), ms(start));
+    Ok(out)
+}
+
+/// The question as the keyword side's query for `n` results.
+fn keyword_query(q: &RetrievalQuery, n: usize) -> RetrievalQuery {
+    RetrievalQuery { text: q.text.clone(), k: n, filter: q.filter.clone() }
 }
 
 fn ms(start: Instant) -> f64 {
