@@ -201,13 +201,18 @@ impl OnnxEmbedderBuilder {
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| RagError::invalid_input(tokenizer_file.display().to_string(), e.to_string()))?;
-        let model_id = format!(
-            "sentence-transformers/all-MiniLM-L6-v2 (onnx {})",
-            match self.precision {
-                OnnxPrecision::Fp32 => "fp32",
-                OnnxPrecision::Int8 => "int8",
-            }
-        );
+        let precision = match self.precision {
+            OnnxPrecision::Fp32 => "fp32",
+            OnnxPrecision::Int8 => "int8",
+        };
+        // The id keys the embedding cache and each document's hash: `make setup`'s export of
+        // the bundled MiniLM has a name; any other export is named by its directory, so its
+        // vectors can never be served for MiniLM's (or the other way round).
+        let model_id = if default_model_dir().is_some_and(|d| d == dir) {
+            format!("sentence-transformers/all-MiniLM-L6-v2 (onnx {precision})")
+        } else {
+            format!("onnx export {} ({precision})", dir.display())
+        };
         Ok(OnnxEmbedder {
             inner: Arc::new(Inner {
                 sessions,

@@ -44,6 +44,23 @@ async fn onnx_vectors_match_torch() {
     println!("fp32 min cosine {worst:.5}; int8 min {worst8:.4}, mean {mean8:.4}");
 }
 
+/// The model id keys the embedding cache: an export in another directory (another model, as
+/// far as the embedder can tell) must not share MiniLM's id.
+#[tokio::test]
+async fn an_export_elsewhere_gets_its_own_model_id() {
+    let default = OnnxEmbedder::builder().build().await.unwrap();
+    assert_eq!(default.model_id(), "sentence-transformers/all-MiniLM-L6-v2 (onnx fp32)");
+    let source = rag_embed::default_model_dir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        std::os::unix::fs::symlink(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    let other = OnnxEmbedder::builder().model_dir(copy.path()).build().await.unwrap();
+    assert_ne!(other.model_id(), default.model_id());
+    assert!(other.model_id().contains(&copy.path().display().to_string()), "{}", other.model_id());
+}
+
 #[tokio::test]
 async fn a_missing_export_is_named() {
     let err = OnnxEmbedder::builder().model_dir("/nonexistent/onnx").build().await.unwrap_err().to_string();
