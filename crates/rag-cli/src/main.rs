@@ -519,6 +519,9 @@ async fn run(cli: Cli) -> Result<()> {
             if g.json {
                 return print_json(&report);
             }
+            if let Some(load) = report.model_load_seconds {
+                println!("embedding model loaded in {load:.1} s (before the ingest clock starts)");
+            }
             println!(
                 "ingest: {} docs at {:.1} docs/s ({} embedded, {} cached)",
                 report.documents, report.ingest_docs_per_s, report.ingest.embedded, report.ingest.cache_hits,

@@ -191,6 +191,8 @@ fn eval_and_bench_print_their_json() {
     assert_eq!(levels[0]["mean_embed_batch"].as_f64().unwrap(), 1.0, "{b}");
     // The model's own batched throughput is measured in the same run, as the ceiling.
     assert!(b["model_ceiling_qps"].as_f64().unwrap() > 0.0, "{b}");
+    // The model loads before the ingest is timed, and the load is reported apart.
+    assert!(b["model_load_seconds"].as_f64().unwrap() > 0.0, "{b}");
 }
 
 #[test]
