@@ -93,7 +93,10 @@ pub struct OnnxEmbedder {
 }
 
 struct Inner {
-    sessions: Vec<Mutex<Session>>,
+    /// Loaded on the first text to embed: work that embeds nothing (an unchanged re-ingest)
+    /// never loads ONNX Runtime or the model.
+    sessions: tokio::sync::OnceCell<Vec<Mutex<Session>>>,
+    loader: SessionLoader,
     /// Round-robin start, so concurrent single-text calls land on different sessions.
     next: std::sync::atomic::AtomicUsize,
     tokenizer: tokenizers::Tokenizer,
@@ -103,11 +106,43 @@ struct Inner {
     tokenizer_file: PathBuf,
 }
 
+/// What loading the sessions needs: the runtime library, the model file, how many.
+#[derive(Debug, Clone)]
+struct SessionLoader {
+    library: PathBuf,
+    model: PathBuf,
+    count: usize,
+}
+
+impl SessionLoader {
+    fn load(&self) -> Result<Vec<Mutex<Session>>> {
+        let env = environment(&self.library)?;
+        let ort_err = |what: &str| {
+            let what = what.to_owned();
+            move |e: ort::Error| RagError::Permanent {
+                backend: "onnxruntime".into(),
+                message: format!("{what}: {e}"),
+                source: None,
+            }
+        };
+        let mut sessions = Vec::with_capacity(self.count);
+        for _ in 0..self.count {
+            let mut builder = Session::builder(&env).map_err(ort_err("session builder"))?;
+            builder = builder.with_intra_threads(1).map_err(|e| ort_err("intra-op threads")(e.into()))?;
+            let session = builder.commit_from_file(&self.model).map_err(ort_err(&format!("loading {}", self.model.display())))?;
+            sessions.push(Mutex::new(session));
+        }
+        crate::note_model_loaded();
+        Ok(sessions)
+    }
+}
+
 impl std::fmt::Debug for OnnxEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnnxEmbedder")
             .field("model_id", &self.inner.model_id)
-            .field("sessions", &self.inner.sessions.len())
+            .field("sessions", &self.inner.loader.count)
+            .field("loaded", &self.inner.sessions.initialized())
             .finish_non_exhaustive()
     }
 }
@@ -140,7 +175,9 @@ impl OnnxEmbedderBuilder {
         self
     }
 
-    /// Loads the tokenizer and the sessions (blocking work, done off the async threads).
+    /// Checks the export and the runtime library are there and loads the tokenizer and the
+    /// model's description (blocking work, done off the async threads). The sessions load on
+    /// the first text to embed ([`OnnxEmbedder::load`] loads them now).
     pub async fn build(self) -> Result<OnnxEmbedder> {
         tokio::task::spawn_blocking(move || self.build_blocking())
             .await
@@ -167,22 +204,6 @@ impl OnnxEmbedderBuilder {
             Some(l) => l,
             None => venv_runtime_library()?,
         };
-        let env = environment(&library)?;
-        let ort_err = |what: &str| {
-            let what = what.to_owned();
-            move |e: ort::Error| RagError::Permanent {
-                backend: "onnxruntime".into(),
-                message: format!("{what}: {e}"),
-                source: None,
-            }
-        };
-        let mut sessions = Vec::with_capacity(self.sessions);
-        for _ in 0..self.sessions {
-            let mut builder = Session::builder(&env).map_err(ort_err("session builder"))?;
-            builder = builder.with_intra_threads(1).map_err(|e| ort_err("intra-op threads")(e.into()))?;
-            let session = builder.commit_from_file(&model).map_err(ort_err(&format!("loading {}", model.display())))?;
-            sessions.push(Mutex::new(session));
-        }
         let tokenizer_file = dir.join("tokenizer.json");
         let mut tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_file)
             .map_err(|e| RagError::invalid_input(tokenizer_file.display().to_string(), e.to_string()))?;
@@ -215,7 +236,8 @@ impl OnnxEmbedderBuilder {
         };
         Ok(OnnxEmbedder {
             inner: Arc::new(Inner {
-                sessions,
+                sessions: tokio::sync::OnceCell::new(),
+                loader: SessionLoader { library, model, count: self.sessions },
                 next: Default::default(),
                 tokenizer,
                 dimension,
@@ -241,6 +263,29 @@ impl OnnxEmbedder {
     /// The model's `tokenizer.json` (what chunk fitting counts with).
     pub fn tokenizer_file(&self) -> &Path {
         &self.inner.tokenizer_file
+    }
+
+    /// Loads ONNX Runtime and the sessions now, if the first `embed` has not yet (a server
+    /// warming up before it says it is ready).
+    pub async fn load(&self) -> Result<()> {
+        self.sessions().await.map(|_| ())
+    }
+
+    /// Whether the sessions are loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.inner.sessions.initialized()
+    }
+
+    async fn sessions(&self) -> Result<&Vec<Mutex<Session>>> {
+        self.inner
+            .sessions
+            .get_or_try_init(|| async {
+                let loader = self.inner.loader.clone();
+                tokio::task::spawn_blocking(move || loader.load())
+                    .await
+                    .map_err(|e| RagError::Other(format!("loading the ONNX sessions panicked: {e}")))?
+            })
+            .await
     }
 }
 
@@ -288,9 +333,9 @@ impl Embedder for OnnxEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let sessions = self.sessions().await?.len();
         let this = self.inner.clone();
         let texts = Arc::new(texts);
-        let sessions = this.sessions.len();
         let workers = sessions.min(texts.len());
         let start = this.next.fetch_add(workers, std::sync::atomic::Ordering::Relaxed);
         // Worker k embeds texts k, k + workers, ... on its own session: every core busy, no
@@ -300,7 +345,11 @@ impl Embedder for OnnxEmbedder {
                 let this = this.clone();
                 let texts = texts.clone();
                 tokio::task::spawn_blocking(move || {
-                    let session = &this.sessions[(start + k) % sessions];
+                    let session = this
+                        .sessions
+                        .get()
+                        .and_then(|all| all.get((start + k) % sessions))
+                        .ok_or_else(|| RagError::Other("ONNX sessions missing after loading".into()))?;
                     (k..texts.len())
                         .step_by(workers)
                         .map(|i| this.embed_one(session, &texts[i]).map(|v| (i, v)))

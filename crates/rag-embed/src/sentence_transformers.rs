@@ -143,7 +143,7 @@ impl SentenceTransformerEmbedderBuilder {
                 Ok((model.unbind(), dim, max))
             })
             .await?;
-        MODELS_LOADED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::note_model_loaded();
         Ok(SentenceTransformerEmbedder {
             model: Arc::new(obj),
             dimension,
@@ -154,15 +154,6 @@ impl SentenceTransformerEmbedderBuilder {
             tokenizer_file: Some(path.join("tokenizer.json")).filter(|p| p.is_file()),
         })
     }
-}
-
-/// Models loaded into this process so far (each [`SentenceTransformerEmbedderBuilder::build`]).
-static MODELS_LOADED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// How many sentence-transformers models this process has loaded: lets a test check that a
-/// lazy embedder never loaded one.
-pub fn models_loaded() -> usize {
-    MODELS_LOADED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The id that changes whenever the vectors would: model name, its files' fingerprint, and
