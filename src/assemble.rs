@@ -436,7 +436,7 @@ impl PipelineFactory {
                     }
                     #[cfg(not(any(feature = "sentence-transformers", feature = "openai", feature = "onnx")))]
                     return Err(RagError::config(
-                        "dense and hybrid retrieval need an embedder feature (sentence-transformers or openai); this build has none: use --retriever bm25",
+                        "dense and hybrid retrieval need an embedder feature (onnx, sentence-transformers or openai); this build has none: use --retriever bm25",
                     ));
                 }
                 if self.needs == Needs::All {

@@ -38,7 +38,7 @@ pub use rag_keyword::{KeywordConfig, KeywordIndex};
 /// DSPy generators, the Rust retriever for DSPy, BasicRag, MultiHopRag (feature `dspy`).
 #[cfg(feature = "dspy")]
 pub use rag_dspy as dspy;
-/// Embedders and the embedding cache (features `sentence-transformers`, `openai`, `redis-cache`).
+/// Embedders and the embedding cache (features `onnx`, `sentence-transformers`, `openai`, `redis-cache`).
 #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx", feature = "redis-cache"))]
 pub use rag_embed as embed;
 /// The embedded Python runtime.

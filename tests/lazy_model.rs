@@ -12,7 +12,8 @@ use rag::{Document, IngestOptions, QueryOptions};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_reingest_never_constructs_the_model() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = RagConfig { data_dir: dir.path().to_owned(), ..RagConfig::default() };
+    let mut cfg = RagConfig { data_dir: dir.path().to_owned(), ..RagConfig::default() };
+    cfg.set("embedder.backend", "sentence-transformers").unwrap();
     let docs = || {
         vec![
             Document::new("a", "Vitamin D supports bone health and calcium absorption."),
