@@ -201,6 +201,18 @@ fn open_collection(py: Python<'_>, cfg: &ChromaStoreBuilder, client: Bound<'_, P
 }
 
 /// Chroma's exceptions by class (see [`ERRORS`]), naming the collection.
+/// Chroma's parallel `ids` / `documents` / `metadatas` lists (of one query, or of a `get`) as
+/// records; without metadatas (a query for distances only) the payloads stay empty.
+fn records(ids: Vec<String>, docs: Vec<Option<String>>, metas: Option<&Bound<'_, PyAny>>) -> Vec<StoredRecord> {
+    ids.into_iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let payload = metas.and_then(|m| m.get_item(i).ok()).map(|m| metadata_from_py(&m, &[])).unwrap_or_default();
+            StoredRecord { id: Some(id), text: docs.get(i).cloned().flatten(), payload }
+        })
+        .collect()
+}
+
 fn classify(e: RagError, collection: &str) -> RagError {
     ERRORS.classify(e, &format!("collection `{collection}`"))
 }
@@ -296,14 +308,15 @@ impl ChromaStore {
                 } else {
                     (Vec::new(), None)
                 };
-                let mut out = Vec::with_capacity(ids.len());
-                for (i, id) in ids.into_iter().enumerate() {
-                    let payload =
-                        metas.as_ref().and_then(|m| m.get_item(i).ok()).map(|m| metadata_from_py(&m, &[])).unwrap_or_default();
-                    let distance = dists.get(i).copied().ok_or_else(|| LAYOUT.missing_score(&inner.name, &id))?;
-                    out.push((StoredRecord { id: Some(id), text: docs.get(i).cloned().flatten(), payload }, distance));
-                }
-                Ok(out)
+                records(ids, docs, metas.as_ref())
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, record)| {
+                        let id = record.id.as_deref().unwrap_or_default();
+                        let distance = dists.get(i).copied().ok_or_else(|| LAYOUT.missing_score(&inner.name, id))?;
+                        Ok((record, distance))
+                    })
+                    .collect()
             })
             .await
             .map_err(|e| classify(e, &self.inner.name))
@@ -386,15 +399,7 @@ impl VectorStore for ChromaStore {
                 let ids: Vec<String> = res.get_item("ids").and_then(|v| v.extract()).py_context(py)?;
                 let docs: Vec<Option<String>> = res.get_item("documents").and_then(|v| v.extract()).py_context(py)?;
                 let metas = res.get_item("metadatas").py_context(py)?;
-                let records: Vec<StoredRecord> = ids
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, id)| {
-                        let payload = metas.get_item(i).map(|m| metadata_from_py(&m, &[])).unwrap_or_default();
-                        StoredRecord { id: Some(id), text: docs.get(i).cloned().flatten(), payload }
-                    })
-                    .collect();
-                Ok(records)
+                Ok(records(ids, docs, Some(&metas)))
             })
             .await
             .map_err(|e| classify(e, &self.inner.name))?;
