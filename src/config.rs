@@ -656,6 +656,21 @@ pub struct ServerConfig {
     pub max_documents_per_request: usize,
     /// On SIGTERM/SIGINT, seconds in-flight requests get to finish.
     pub shutdown_grace_secs: u64,
+    /// Seconds a connection has to deliver a whole request head, counted from when it opens or
+    /// from its previous response: a client that trickles its headers, and an idle keep-alive
+    /// connection, are closed after it.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a response write may make no progress (a client that stopped reading) before
+    /// the connection is closed.
+    pub write_timeout_secs: u64,
+    /// Connections open at once; past it the server accepts no more until one closes. Lowered
+    /// at start to fit the process's open-file limit (`ulimit -n`), with a warning.
+    pub max_connections: usize,
+    /// Long-lived streams open at once (MCP's `GET /mcp` event stream), counted apart from
+    /// `max_concurrent_requests` so they never take a request's place; past it, 503.
+    pub max_streams: usize,
+    /// Seconds an MCP session may go without a message before it is closed (with its stream).
+    pub mcp_session_idle_secs: u64,
     /// API keys; with none, every request is allowed (and the address must be loopback).
     pub keys: Vec<ApiKeyConfig>,
 }
@@ -672,6 +687,11 @@ impl Default for ServerConfig {
             max_question_chars: 2000,
             max_documents_per_request: 1000,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 15,
+            write_timeout_secs: 60,
+            max_connections: 1024,
+            max_streams: 32,
+            mcp_session_idle_secs: 300,
             keys: Vec::new(),
         }
     }
@@ -843,8 +863,30 @@ impl RagConfig {
         check_range("server.max_question_chars", srv.max_question_chars, 1, 1_000_000)?;
         check_range("server.max_documents_per_request", srv.max_documents_per_request, 1, 1_000_000)?;
         check_range("server.shutdown_grace_secs", srv.shutdown_grace_secs, 0, 3600)?;
+        check_range("server.header_read_timeout_secs", srv.header_read_timeout_secs, 1, 3600)?;
+        check_range("server.write_timeout_secs", srv.write_timeout_secs, 1, 3600)?;
+        check_range("server.max_connections", srv.max_connections, 1, 1_000_000)?;
+        check_range("server.max_streams", srv.max_streams, 1, 100_000)?;
+        check_range("server.mcp_session_idle_secs", srv.mcp_session_idle_secs, 1, 86_400)?;
         for (i, k) in srv.keys.iter().enumerate() {
             let at = format!("server.keys[{i}] ({})", k.name);
+            for (field, value) in &k.tenant {
+                let tenant_at = format!("{at}.tenant");
+                rag_core::rules::check_key(&tenant_at, field)?;
+                if rag_core::rules::is_reserved_key(field) {
+                    return Err(RagError::invalid_input(
+                        tenant_at,
+                        format!("`{field}` is a reserved metadata key: name the tenant field otherwise (e.g. `tenant`)"),
+                    ));
+                }
+                if matches!(value, rag_core::MetadataValue::StrList(_)) {
+                    return Err(RagError::invalid_input(
+                        tenant_at,
+                        format!("`{field}` is a list: a tenant field holds one string, number or boolean"),
+                    ));
+                }
+                rag_core::rules::check_value(&tenant_at, field, value)?;
+            }
             if k.key_env.is_some() == k.key.is_some() {
                 return Err(RagError::invalid_input(at, "give exactly one of key_env (preferred) and key"));
             }

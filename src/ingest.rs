@@ -24,11 +24,12 @@ pub struct IngestOptions {
     progress: Option<Progress>,
     batch_documents: usize,
     batch_chunks: usize,
+    cache_namespace: Option<String>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { prune: false, progress: None, batch_documents: 64, batch_chunks: 512 }
+        Self { prune: false, progress: None, batch_documents: 64, batch_chunks: 512, cache_namespace: None }
     }
 }
 
@@ -38,6 +39,7 @@ impl std::fmt::Debug for IngestOptions {
             .field("prune", &self.prune)
             .field("batch_documents", &self.batch_documents)
             .field("batch_chunks", &self.batch_chunks)
+            .field("cache_namespace", &self.cache_namespace)
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +66,15 @@ impl IngestOptions {
     pub fn batch_size(mut self, documents: usize) -> Self {
         self.batch_documents = documents.max(1);
         self.batch_chunks = documents.max(1) * 8;
+        self
+    }
+
+    /// Embeds through the cache entries of `namespace` only ([`rag_core::Embedder::embed_in`]):
+    /// for an ingest on behalf of a tenant, whose report (and speed) must not tell whether
+    /// another tenant stored the same text. The report's `cache_hits` are then exactly this
+    /// ingest's, from the namespace's own entries.
+    pub fn cache_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.cache_namespace = Some(namespace.into());
         self
     }
 
@@ -113,6 +124,24 @@ struct ChunkedBatch {
     docs: Vec<Pending>,
     /// Items read from the source when the batch was closed.
     read: u64,
+}
+
+/// What the writing stage did, summed over batches.
+#[derive(Debug, Clone, Copy, Default)]
+struct Written {
+    chunks: u64,
+    /// Texts handed to the embedder.
+    texts: u64,
+    /// Of those, the ones a namespaced cache served.
+    cache_hits: u64,
+}
+
+impl Written {
+    fn add(&mut self, other: Written) {
+        self.chunks += other.chunks;
+        self.texts += other.texts;
+        self.cache_hits += other.cache_hits;
+    }
 }
 
 /// A document waiting to be written.
@@ -204,17 +233,19 @@ impl RagPipeline {
         let opts = &options;
         let read = self.read_stage(stream.items, opts, tx);
         // `move`: when writing fails, the receiver is dropped at once, which stops the reader.
+        let namespace = options.cache_namespace.as_deref();
         let write = async move {
-            let mut chunks = 0u64;
+            let mut written = Written::default();
             while let Some(batch) = rx.recv().await {
-                chunks += self.write_batch(batch.docs).await?;
+                written.add(self.write_batch(batch.docs, namespace).await?);
                 opts.report(batch.read, total);
             }
-            Ok::<u64, RagError>(chunks)
+            Ok::<Written, RagError>(written)
         };
         let (read, written) = tokio::join!(read, write);
         // Reading stops early only because writing failed: that error is the one to report.
-        let chunks = written?;
+        let written = written?;
+        let chunks = written.chunks;
         let read = read?;
         options.report(read.read, total.max(read.read));
         let mut report = IngestReport {
@@ -230,7 +261,11 @@ impl RagPipeline {
         let after = self.counters();
         report.embedded = after.embedded - before.embedded;
         report.cache_hits = after.hits - before.hits;
-        if self.cache_probe.is_none() {
+        if namespace.is_some() {
+            // Counted per call, so nobody else's concurrent work shows up in this report.
+            report.embedded = written.texts - written.cache_hits;
+            report.cache_hits = written.cache_hits;
+        } else if self.cache_probe.is_none() {
             report.embedded = report.chunks * u64::from(self.embedder.is_some());
         }
         report.seconds = start.elapsed().as_secs_f64();
@@ -266,6 +301,9 @@ impl RagPipeline {
                     "its id is empty: give every document an id",
                 ));
             }
+            // Checked as each document is read, before its batch can be written, so a refused
+            // document writes nothing of its batch on any side.
+            rag_core::rules::check_document_metadata(&format!("document `{}`", d.document.id), &d.document.metadata)?;
             if !stage.seen.insert(d.document.id.clone()) {
                 // Name the file when the source says where the document came from.
                 let input = match d.document.metadata.get("source").and_then(rag_core::MetadataValue::as_str) {
@@ -342,10 +380,10 @@ impl RagPipeline {
     }
 
     /// Writes documents: pending manifest entries, then vectors and keyword entries, then stale
-    /// deletions, then final manifest entries. Returns chunks written.
-    async fn write_batch(&self, batch: Vec<Pending>) -> Result<u64> {
+    /// deletions, then final manifest entries. Returns what was written.
+    async fn write_batch(&self, batch: Vec<Pending>, namespace: Option<&str>) -> Result<Written> {
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(Written::default());
         }
         let pending: Vec<(String, LedgerEntry)> = batch
             .iter()
@@ -374,8 +412,9 @@ impl RagPipeline {
         // The vector side and the keyword side are independent until the record is committed
         // (the pending entry covers both), so they are written at the same time.
         let owned: Vec<Chunk> = chunks.iter().map(|c| (*c).clone()).collect();
-        let (vectors, keyword) = tokio::join!(self.write_vectors(&chunks, &stale), self.keyword.write(owned, stale.clone()));
-        vectors?;
+        let (vectors, keyword) =
+            tokio::join!(self.write_vectors(&chunks, &stale, namespace), self.keyword.write(owned, stale.clone()));
+        let embedded = vectors?;
         keyword?;
         let fin: Vec<(String, LedgerEntry)> = batch
             .iter()
@@ -391,30 +430,35 @@ impl RagPipeline {
             })
             .collect();
         self.ledger.commit(fin).await?;
-        Ok(chunks.len() as u64)
+        Ok(Written { chunks: chunks.len() as u64, ..embedded })
     }
 
     /// The vector side of a batch: embeds and upserts its chunks, then deletes the stale ones.
-    async fn write_vectors(&self, chunks: &[&Chunk], stale: &[String]) -> Result<()> {
-        let Some(store) = &self.store else { return Ok(()) };
+    /// Returns the texts embedded and the namespace's cache hits among them.
+    async fn write_vectors(&self, chunks: &[&Chunk], stale: &[String], namespace: Option<&str>) -> Result<Written> {
+        let Some(store) = &self.store else { return Ok(Written::default()) };
+        let mut written = Written::default();
         if let Some(embedder) = &self.embedder {
-            self.embed_and_upsert(embedder.as_ref(), store.as_ref(), chunks).await?;
+            written = self.embed_and_upsert(embedder.as_ref(), store.as_ref(), chunks, namespace).await?;
         }
         if !stale.is_empty() {
             store.delete(stale.to_vec()).await?;
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Embeds and upserts in slices of `embed_batch`. The chunks are taken in order of length,
     /// so a padded model call wastes little, and slice `i + 1` is embedded while slice `i` is
-    /// upserted.
+    /// upserted. With a namespace, the embedder's cache is asked only for that namespace's
+    /// entries ([`rag_core::Embedder::embed_in`]).
     async fn embed_and_upsert(
         &self,
         embedder: &dyn rag_core::Embedder,
         store: &dyn rag_core::VectorStore,
         chunks: &[&Chunk],
-    ) -> Result<()> {
+        namespace: Option<&str>,
+    ) -> Result<Written> {
+        let mut written = Written::default();
         let mut by_length: Vec<(&Chunk, String)> = chunks.iter().map(|c| (*c, c.indexed_text())).collect();
         by_length.sort_by_key(|(_, text)| text.len());
         let mut upserting: Option<Vec<EmbeddedChunk>> = None;
@@ -426,9 +470,17 @@ impl RagPipeline {
                     None => Ok(()),
                 }
             };
-            let (vectors, upserted) = tokio::join!(embedder.embed(texts), upsert);
+            written.texts += texts.len() as u64;
+            let embed = async {
+                match namespace {
+                    Some(ns) => embedder.embed_in(ns, texts).await.map(|e| (e.vectors, e.cache_hits as u64)),
+                    None => embedder.embed(texts).await.map(|v| (v, 0)),
+                }
+            };
+            let (vectors, upserted) = tokio::join!(embed, upsert);
             upserted?;
-            let vectors = vectors?;
+            let (vectors, hits) = vectors?;
+            written.cache_hits += hits;
             if vectors.len() != slice.len() {
                 return Err(RagError::permanent(
                     "embedder",
@@ -438,10 +490,10 @@ impl RagPipeline {
             upserting =
                 Some(slice.iter().zip(vectors).map(|((c, _), v)| EmbeddedChunk { chunk: (*c).clone(), embedding: v }).collect());
         }
-        match upserting {
-            Some(done) => store.upsert(done).await,
-            None => Ok(()),
+        if let Some(done) = upserting {
+            store.upsert(done).await?;
         }
+        Ok(written)
     }
 
     /// Removes documents and their chunks from the vector store, the keyword index and the

@@ -18,7 +18,7 @@ pub mod sys;
 pub use config::{RagConfig, RetrievalMode};
 pub use generate::ExtractiveGenerator;
 pub use ingest::{IngestOptions, IngestReport};
-pub use pipeline::{RagPipeline, RagPipelineBuilder, Stats};
+pub use pipeline::{OriginCounts, RagPipeline, RagPipelineBuilder, Stats};
 pub use query::{Citation, Hit, Pages, PipelineRetriever, QueryOptions, QueryResult, Rerank, Retrieval};
 pub use retrieve::{DenseSide, Fusion, HybridRetriever};
 pub use sources::FileSource;

@@ -57,6 +57,19 @@ pub struct Stats {
     pub store: Option<rag_core::StoreDescription>,
 }
 
+/// The file of a collection's local ingest record (the manifest), under its directory: a
+/// directory holding it is a collection.
+pub const MANIFEST_FILE: &str = "manifest.redb";
+
+/// The documents and chunks that came from some origins (a tenant's, a folder's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OriginCounts {
+    /// Documents with a final ingest record.
+    pub documents: usize,
+    /// Their chunks.
+    pub chunks: usize,
+}
+
 /// Builder for [`RagPipeline`]. Every default comes from [`crate::config::defaults`], the
 /// same source the configuration file uses.
 pub struct RagPipelineBuilder {
@@ -213,7 +226,7 @@ impl RagPipelineBuilder {
         };
         let ledger: Arc<dyn IngestLedger> = match self.ledger {
             Some(l) => l,
-            None => Arc::new(Manifest::open(&data_dir.join("manifest.redb"))?),
+            None => Arc::new(Manifest::open(&data_dir.join(MANIFEST_FILE))?),
         };
         if self.retriever.is_none() && self.mode != RetrievalMode::Bm25 && (self.embedder.is_none() || self.store.is_none()) {
             return Err(RagError::config(
@@ -352,6 +365,18 @@ impl RagPipeline {
     /// The embedder, if any.
     pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
         self.embedder.as_ref()
+    }
+
+    /// How many documents and chunks came from `origins` ([`rag_core::SourceDocument::origin`]:
+    /// a folder, a feed, a tenant), from the ingest record alone: nothing of other origins is
+    /// read into the answer.
+    pub async fn origin_counts(&self, origins: Vec<String>) -> Result<OriginCounts> {
+        let entries = self.ledger.under_roots(origins).await?;
+        let done = entries.iter().filter(|(_, e)| e.hash.is_some());
+        Ok(done.fold(OriginCounts::default(), |acc, (_, e)| OriginCounts {
+            documents: acc.documents + 1,
+            chunks: acc.chunks + e.chunk_ids.len(),
+        }))
     }
 
     /// Counts, backends and models, and how many stored chunks exceed the embedder's window.

@@ -85,10 +85,28 @@ pub struct Hit {
     pub span: [usize; 2],
     /// The chunk text.
     pub text: String,
-    /// Source file, when known.
+    /// Source file as named under its ingest root, when known.
     pub source: Option<String>,
+    /// The document's title, when it has one.
+    pub title: Option<String>,
     /// The pages the chunk covers, for a paged document (PDF).
     pub pages: Option<Pages>,
+}
+
+impl Hit {
+    /// How a reader names the passage: its document's title (and pages), else its id.
+    pub fn label(&self) -> String {
+        label(&self.doc_id, self.title.as_deref(), self.pages)
+    }
+}
+
+/// A passage's name for readers: `title p. 4`, `title`, or the document id (with its pages).
+fn label(doc_id: &str, title: Option<&str>, pages: Option<Pages>) -> String {
+    let name = title.filter(|t| !t.trim().is_empty()).unwrap_or(doc_id);
+    match pages {
+        Some(p) => format!("{name} {p}"),
+        None => name.to_owned(),
+    }
 }
 
 /// The pages (from 1) a chunk of a paged document covers; displays as `p. 4` or `pp. 4-5`.
@@ -129,6 +147,7 @@ impl Hit {
             span: [h.chunk.span.start, h.chunk.span.end],
             text: h.chunk.text.clone(),
             source: source(&h.chunk),
+            title: title(&h.chunk),
             pages: Pages::of(&h.chunk),
         }
     }
@@ -141,6 +160,10 @@ fn ranked(hits: &[ScoredChunk]) -> Vec<Hit> {
 
 fn source(c: &rag_core::Chunk) -> Option<String> {
     c.metadata.get("source").and_then(MetadataValue::as_str).map(str::to_owned)
+}
+
+fn title(c: &rag_core::Chunk) -> Option<String> {
+    c.metadata.get("title").and_then(MetadataValue::as_str).map(str::to_owned)
 }
 
 /// What retrieval returns: ranked chunks, per-stage timings, and what degraded.
@@ -176,10 +199,19 @@ pub struct Citation {
     pub text: String,
     /// Byte span of the text in the parent document.
     pub span: [usize; 2],
-    /// Source file, when known.
+    /// Source file as named under its ingest root, when known.
     pub source: Option<String>,
+    /// The document's title, when it has one.
+    pub title: Option<String>,
     /// The pages the passage covers, for a paged document (PDF).
     pub pages: Option<Pages>,
+}
+
+impl Citation {
+    /// How a reader names the passage: its document's title (and pages), else its id.
+    pub fn label(&self) -> String {
+        label(&self.doc_id, self.title.as_deref(), self.pages)
+    }
 }
 
 /// What a query returns.
@@ -335,6 +367,7 @@ impl RagPipeline {
             text: p.chunk.chunk.text.clone(),
             span: [p.chunk.chunk.span.start, p.chunk.chunk.span.end],
             source: source(&p.chunk.chunk),
+            title: title(&p.chunk.chunk),
             pages: Pages::of(&p.chunk.chunk),
         };
         let all = packed.chunks.iter().enumerate();

@@ -53,7 +53,7 @@ impl DocumentSource for FileSource {
 /// The items one file yields: its document, each JSONL line's, or why it was skipped.
 fn file_items(file: SourceFile) -> Box<dyn Iterator<Item = Result<SourceItem>> + Send> {
     if file.is_jsonl() {
-        return match JsonlReader::open(&file.path) {
+        return match JsonlReader::open(&file.path).map(|r| r.source(file.doc_id.clone())) {
             Ok(reader) => Box::new(reader.map(move |d| {
                 d.map(|d| SourceItem::Document(SourceDocument::new(d, rag_core::TextFormat::Plain, file.root.clone())))
             })),
@@ -138,7 +138,8 @@ pub fn read_file(file: &SourceFile) -> Result<std::result::Result<SourceDocument
         Err(e) => return skip(e.to_string()),
     };
     let mut metadata = Metadata::new();
-    metadata.insert("source".into(), MetadataValue::Str(file.path.display().to_string()));
+    // The file as named under its ingest root, never the server's absolute path: citations show it.
+    metadata.insert("source".into(), MetadataValue::Str(file.doc_id.clone()));
     if !matches!(format, FileFormat::Text | FileFormat::Markdown) {
         metadata.insert("format".into(), MetadataValue::Str(format.name().into()));
     }
@@ -166,8 +167,9 @@ fn json_metadata(v: &serde_json::Value) -> Option<MetadataValue> {
     }
 }
 
-/// Parses one JSONL line into a document; the error names the file and line.
-fn parse_line(path: &Path, lineno: usize, line: &str) -> Result<Document> {
+/// Parses one JSONL line into a document (its `source` metadata is `source`); the error names
+/// the file and line.
+fn parse_line(path: &Path, source: &str, lineno: usize, line: &str) -> Result<Document> {
     let at = || format!("{}:{lineno}", path.display());
     let v: serde_json::Value = serde_json::from_str(line)
         .map_err(|e| RagError::invalid_input(at(), format!("malformed JSON ({e}); fix or remove the line")))?;
@@ -185,14 +187,25 @@ fn parse_line(path: &Path, lineno: usize, line: &str) -> Result<Document> {
     if !title.is_empty() {
         metadata.insert("title".into(), MetadataValue::Str(title.to_owned()));
     }
-    metadata.insert("source".into(), MetadataValue::Str(path.display().to_string()));
-    if let Some(serde_json::Value::Object(m)) = obj.get("metadata") {
-        for (k, v) in m {
-            if let Some(v) = json_metadata(v) {
+    metadata.insert("source".into(), MetadataValue::Str(source.to_owned()));
+    match obj.get("metadata") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(m)) => {
+            for (k, v) in m {
+                let v = json_metadata(v).ok_or_else(|| {
+                    RagError::invalid_input(
+                        at(),
+                        format!("metadata `{k}` is {v}: use a boolean, a number, a string or a list of strings"),
+                    )
+                })?;
                 metadata.insert(k.clone(), v);
             }
         }
+        Some(other) => {
+            return Err(RagError::invalid_input(at(), format!("`metadata` is {other}: use a JSON object")));
+        }
     }
+    rag_core::rules::check_document_metadata(&at(), &metadata)?;
     Ok(Document { id, text, metadata })
 }
 
@@ -210,15 +223,25 @@ pub fn validate_jsonl(path: &Path) -> Result<usize> {
 /// Streams the documents of a JSONL file.
 pub struct JsonlReader {
     path: PathBuf,
+    source: String,
     lines: std::io::Lines<BufReader<std::fs::File>>,
     lineno: usize,
 }
 
 impl JsonlReader {
-    /// Opens `path`.
+    /// Opens `path`. Each document's `source` metadata is the file's name, until
+    /// [`JsonlReader::source`] says otherwise.
     pub fn open(path: &Path) -> Result<Self> {
         let f = std::fs::File::open(path).map_err(|e| RagError::io(path, e))?;
-        Ok(Self { path: path.to_owned(), lines: BufReader::new(f).lines(), lineno: 0 })
+        let source = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(Self { path: path.to_owned(), source, lines: BufReader::new(f).lines(), lineno: 0 })
+    }
+
+    /// The `source` every document of this file carries (the file as named under its ingest
+    /// root: what citations show).
+    pub fn source(mut self, source: String) -> Self {
+        self.source = source;
+        self
     }
 }
 
@@ -239,7 +262,7 @@ impl Iterator for JsonlReader {
             if line.trim().is_empty() {
                 continue;
             }
-            return Some(parse_line(&self.path, self.lineno, &line));
+            return Some(parse_line(&self.path, &self.source, self.lineno, &line));
         }
     }
 }
@@ -261,6 +284,50 @@ mod tests {
         assert_eq!(first.metadata.get("tags"), Some(&MetadataValue::StrList(vec!["a".into()])));
         std::fs::write(&p, "{\"title\":\"no id\",\"text\":\"x\"}\n").unwrap();
         assert!(validate_jsonl(&p).unwrap_err().to_string().contains("missing `_id`"));
+    }
+
+    #[test]
+    fn jsonl_metadata_the_stores_would_refuse_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.jsonl");
+        for (meta, needle) in [
+            (r#"{"$and": "x"}"#, "`$`"),
+            (r#"{"": "x"}"#, "empty"),
+            (r#"{"chroma:document": "x"}"#, "chroma:"),
+            (r#"{"doc_id": "x"}"#, "reserved"),
+            (r#"{"nested": {"a": 1}}"#, "nested"),
+            (r#"{"nums": [1, 2]}"#, "nums"),
+            (r#"["not", "an", "object"]"#, "JSON object"),
+        ] {
+            std::fs::write(
+                &p,
+                format!("{{\"_id\":\"ok\",\"text\":\"x\"}}\n{{\"_id\":\"2\",\"text\":\"y\",\"metadata\":{meta}}}\n"),
+            )
+            .unwrap();
+            let err = validate_jsonl(&p).unwrap_err().to_string();
+            assert!(err.contains("m.jsonl:2") && err.contains(needle), "{meta}: {err}");
+        }
+    }
+
+    #[test]
+    fn source_is_the_file_under_its_root_never_an_absolute_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("corpus");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/a.md"), "# A\n\nbody").unwrap();
+        std::fs::write(root.join("c.jsonl"), "{\"_id\":\"1\",\"text\":\"x\"}\n").unwrap();
+        let files = scan(std::slice::from_ref(&root)).unwrap();
+        let md = read_file(&files[1]).unwrap().unwrap();
+        assert_eq!(md.document.metadata.get("source"), Some(&MetadataValue::Str("corpus/sub/a.md".into())));
+        let line: Vec<SourceItem> = file_items(files[0].clone()).collect::<Result<_>>().unwrap();
+        assert!(
+            matches!(&line[0], SourceItem::Document(d) if d.document.metadata.get("source") == Some(&MetadataValue::Str("corpus/c.jsonl".into()))),
+        );
+        let single = scan(&[root.join("c.jsonl")]).unwrap();
+        let line: Vec<SourceItem> = file_items(single[0].clone()).collect::<Result<_>>().unwrap();
+        let SourceItem::Document(d) = &line[0] else { panic!("a document") };
+        assert_eq!(d.document.metadata.get("source"), Some(&MetadataValue::Str("c.jsonl".into())));
+        assert!(!format!("{:?}", d.document.metadata).contains(&dir.path().display().to_string()));
     }
 
     #[tokio::test]

@@ -607,24 +607,13 @@ fn print_level(level: &rag::bench::QueryLevel) {
     }
 }
 
-/// Where a passage is, as a reader would cite it: `report.pdf p. 4`, else the document id.
-fn location(doc_id: &str, source: Option<&str>, pages: Option<rag::Pages>) -> String {
-    match (source, pages) {
-        (Some(src), Some(p)) => {
-            let name = std::path::Path::new(src).file_name().map_or_else(|| src.to_owned(), |n| n.to_string_lossy().into_owned());
-            format!("{name} {p}")
-        }
-        _ => doc_id.to_owned(),
-    }
-}
-
 fn print_hits(hits: &[Hit]) {
     for h in hits {
         let snippet: String = h.text.chars().take(120).collect();
         println!(
             "#{} {} ({}, bytes {}..{}, score {:.3})\n    {}",
             h.rank,
-            location(&h.doc_id, h.source.as_deref(), h.pages),
+            h.label(),
             h.chunk_id,
             h.span[0],
             h.span[1],
@@ -640,7 +629,7 @@ fn print_citations(citations: &[rag::Citation]) {
         println!(
             "[{}] {} ({}, bytes {}..{}, score {:.3})\n    {}",
             c.number,
-            location(&c.doc_id, c.source.as_deref(), c.pages),
+            c.label(),
             c.chunk_id,
             c.span[0],
             c.span[1],

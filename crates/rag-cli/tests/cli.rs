@@ -397,10 +397,16 @@ fn a_mixed_folder_ingests_end_to_end_with_page_citations() {
     }
     let q = json(&rag(&data, &["query", "Which volcano erupts most often in Europe?", "--json"]));
     assert_eq!(q["citations"][0]["pages"], serde_json::json!({"first": 2, "last": 2}), "{q}");
+    // The source is the file under its ingest root, never the absolute path it was read from.
+    assert_eq!(q["citations"][0]["source"], "library/volcanoes.pdf", "{q}");
+    assert_eq!(q["citations"][0]["title"], "Volcanoes", "{q}");
     assert!(q["answer"].as_str().unwrap().contains("Etna"), "{q}");
     let plain = rag(&data, &["query", "Which volcano erupts most often in Europe?"]);
     let out = String::from_utf8_lossy(&plain.stdout);
-    assert!(out.contains("volcanoes.pdf p. 2"), "{out}");
+    assert!(
+        out.contains("[1] Volcanoes p. 2 (library/volcanoes.pdf"),
+        "a citation is labelled by its title and page, then its id: {out}"
+    );
     assert!(!out.contains("Field Notes on Volcanology"), "the running header is not content: {out}");
 }
 

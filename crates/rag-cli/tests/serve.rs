@@ -147,7 +147,7 @@ fn rag_mcp_serves_search_and_answer_over_stdio() {
     );
     let answer = rpc_response(&mut stdout, 4);
     let text = answer["result"]["content"][0]["text"].as_str().unwrap();
-    assert!(text.contains("Vitamin D") && text.contains("[1] docs/vitd.txt"), "{text}");
+    assert!(text.contains("Vitamin D") && text.contains("[1] vitd (docs/vitd.txt)"), "title, then id: {text}");
     send(
         json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "search", "arguments": { "query": "x", "collection": "../etc" } } }),
     );
@@ -199,7 +199,9 @@ async fn the_web_page_streams_an_answer_with_citations_in_a_real_browser() {
     let lm = spawn_python_server("fake_openai.py", &["--max-seconds", "300"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let served = serve(dir.path(), &keyword_only_with_lm(&lm));
-    assert_eq!(post(&format!("{}/v1/collections/rag/documents", served.url), docs()).await.0, 200);
+    let mut titled = docs();
+    titled["documents"][0]["title"] = json!("Vitamin D and fractures trial");
+    assert_eq!(post(&format!("{}/v1/collections/rag/documents", served.url), titled).await.0, 200);
     let browser = rag_testkit::browser::Browser::launch();
     let mut page = browser.open(&format!("{}/", served.url)).await;
     page.wait_for("document.querySelector('#collection option[value=\"rag\"]')", Duration::from_secs(20)).await;
@@ -215,7 +217,7 @@ async fn the_web_page_streams_an_answer_with_citations_in_a_real_browser() {
     let updates = page.eval("window.answerUpdates").await.as_u64().unwrap();
     assert!(updates >= 3, "the answer arrived in pieces ({updates} updates)");
     let first = page.eval("document.querySelector('#citations li .meta').textContent").await;
-    assert!(first.as_str().unwrap().starts_with("[1] vitd"), "{first}");
+    assert!(first.as_str().unwrap().starts_with("[1] Vitamin D and fractures trial (vitd,"), "title, then id: {first}");
     let mark = page.eval("(document.querySelector('#citations li mark') || {}).textContent || ''").await;
     assert!(mark.as_str().unwrap().contains("Vitamin D"), "the cited sentence is highlighted: {mark}");
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Metadata, MetadataValue, RagError, Result};
+use crate::{Metadata, MetadataValue};
 
 /// A filter over chunk metadata.
 ///
@@ -98,24 +98,6 @@ impl Filter {
                 Self::Or(a)
             }
             (a, b) => Self::Or(vec![a, b]),
-        }
-    }
-
-    /// Checks the filter is well formed: no empty AND/OR, no empty IN list, finite bounds.
-    /// Stores call this before translating, so a bad filter is an [`RagError::InvalidInput`].
-    pub fn validate(&self) -> Result<()> {
-        match self {
-            Self::And(v) | Self::Or(v) if v.is_empty() => {
-                Err(RagError::invalid_input("filter", "an AND/OR filter needs at least one condition"))
-            }
-            Self::And(v) | Self::Or(v) => v.iter().try_for_each(Filter::validate),
-            Self::In(f, v) | Self::Nin(f, v) if v.is_empty() => {
-                Err(RagError::invalid_input("filter", format!("the IN/NOT IN list for field `{f}` is empty")))
-            }
-            Self::Gt(f, x) | Self::Gte(f, x) | Self::Lt(f, x) | Self::Lte(f, x) if !x.is_finite() => {
-                Err(RagError::invalid_input("filter", format!("the bound for field `{f}` is not a finite number")))
-            }
-            _ => Ok(()),
         }
     }
 
@@ -216,14 +198,6 @@ mod tests {
         let f = Filter::eq("lang", "en").and(Filter::lt("year", 2000).or(Filter::eq("tags", "a")));
         assert!(f.matches(&m));
         assert!(!Filter::eq("lang", "en").and(Filter::lt("year", 2000)).matches(&m));
-    }
-
-    #[test]
-    fn validate_rejects_empty_and_non_finite() {
-        assert!(Filter::And(vec![]).validate().is_err());
-        assert!(Filter::In("x".into(), vec![]).validate().is_err());
-        assert!(Filter::gt("x", f64::NAN).validate().is_err());
-        assert!(Filter::eq("a", 1).and(Filter::gt("b", 2)).validate().is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod filter;
 pub mod fusion;
 pub mod metrics;
 pub mod qa;
+pub mod rules;
 mod source;
 mod traits;
 mod types;
@@ -24,7 +25,7 @@ pub use source::{
     DocumentSource, DocumentStream, InMemorySource, MEMORY_ORIGIN, PAGE_END_KEY, PAGE_KEY, Skipped, SourceDocument, SourceItem,
     StreamSource, TextFormat,
 };
-pub use traits::{Chunker, Embedder, Generator, KeywordSearch, Reranker, Retriever, VectorStore};
+pub use traits::{Chunker, Embedder, Generator, KeywordSearch, NamespacedEmbedding, Reranker, Retriever, VectorStore};
 
 /// Per-stage wall time of one operation, in milliseconds, by stage name.
 pub type StageTimings = std::collections::BTreeMap<String, f64>;

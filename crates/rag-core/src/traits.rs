@@ -60,6 +60,23 @@ pub trait Embedder: Send + Sync {
     fn max_input_tokens(&self) -> Option<usize> {
         None
     }
+    /// Embeds a batch on behalf of `namespace` (a tenant), and says how many vectors came from
+    /// a cache. An embedder with a cache keeps each namespace's entries apart, so one tenant
+    /// can never learn from a hit, or from how fast an ingest was, that another stored a text.
+    /// The default embeds with [`Embedder::embed`] and reports no cache hits.
+    async fn embed_in(&self, namespace: &str, texts: Vec<String>) -> Result<NamespacedEmbedding> {
+        let _ = namespace;
+        Ok(NamespacedEmbedding { vectors: self.embed(texts).await?, cache_hits: 0 })
+    }
+}
+
+/// What [`Embedder::embed_in`] returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamespacedEmbedding {
+    /// One vector per input, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// How many of them came from the namespace's cache entries.
+    pub cache_hits: usize,
 }
 
 /// Re-orders candidates by relevance to a query.
@@ -167,6 +184,9 @@ macro_rules! forward_smart_pointers {
             fn dimension(&self) -> usize { (**self).dimension() }
             fn model_id(&self) -> String { (**self).model_id() }
             fn max_input_tokens(&self) -> Option<usize> { (**self).max_input_tokens() }
+            async fn embed_in(&self, namespace: &str, texts: Vec<String>) -> Result<NamespacedEmbedding> {
+                (**self).embed_in(namespace, texts).await
+            }
         }
 
         #[async_trait]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use rag_core::{Embedder, RagError, Result};
+use rag_core::{Embedder, NamespacedEmbedding, RagError, Result};
 use redb::ReadableDatabase;
 use sha2::{Digest, Sha256};
 
@@ -25,6 +25,19 @@ pub trait EmbeddingCache: Send + Sync {
 /// (unlike `DefaultHasher`).
 pub fn cache_key(model_id: &str, text: &str) -> String {
     let mut h = Sha256::new();
+    h.update(model_id.as_bytes());
+    h.update([0u8]);
+    h.update(text.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The cache key of a text embedded for `namespace` (a tenant): apart from every other
+/// namespace's and from the shared keys of [`cache_key`].
+pub fn namespaced_cache_key(namespace: &str, model_id: &str, text: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"namespace\0");
+    h.update((namespace.len() as u64).to_le_bytes());
+    h.update(namespace.as_bytes());
     h.update(model_id.as_bytes());
     h.update([0u8]);
     h.update(text.as_bytes());
@@ -121,12 +134,12 @@ impl<E: Embedder> CachedEmbedder<E> {
     }
 }
 
-#[async_trait]
-impl<E: Embedder> Embedder for CachedEmbedder<E> {
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
-        let model_id = self.inner.model_id();
+impl<E: Embedder> CachedEmbedder<E> {
+    /// Embeds `texts` through the cache under `key_of(text)`; returns the vectors and how many
+    /// were cache hits.
+    async fn embed_keyed(&self, texts: Vec<String>, key_of: impl Fn(&str) -> String) -> Result<(Vec<Vec<f32>>, usize)> {
         let dim = self.inner.dimension();
-        let keys: Vec<String> = texts.iter().map(|t| cache_key(&model_id, t)).collect();
+        let keys: Vec<String> = texts.iter().map(|t| key_of(t)).collect();
         let cached = match self.cache.get_many(&keys).await {
             Ok(c) if c.len() == keys.len() => {
                 self.cache_ok();
@@ -142,9 +155,9 @@ impl<E: Embedder> Embedder for CachedEmbedder<E> {
             }
         };
         let mut out: Vec<Option<Vec<f32>>> = cached.into_iter().map(|v| v.filter(|v| v.len() == dim)).collect();
-        let hits = out.iter().filter(|v| v.is_some()).count() as u64;
-        self.hits.fetch_add(hits, Ordering::Relaxed);
-        self.misses.fetch_add(texts.len() as u64 - hits, Ordering::Relaxed);
+        let hits = out.iter().filter(|v| v.is_some()).count();
+        self.hits.fetch_add(hits as u64, Ordering::Relaxed);
+        self.misses.fetch_add((texts.len() - hits) as u64, Ordering::Relaxed);
         // Distinct missing texts, in first-seen order.
         let mut first_index: HashMap<&str, usize> = HashMap::new();
         let mut to_embed: Vec<String> = Vec::new();
@@ -168,14 +181,33 @@ impl<E: Embedder> Embedder for CachedEmbedder<E> {
                     out[i] = Some(vectors[j].clone());
                 }
             }
-            let entries: Vec<(String, Vec<f32>)> =
-                first_index.iter().map(|(t, &j)| (cache_key(&model_id, t), vectors[j].clone())).collect();
+            let entries: Vec<(String, Vec<f32>)> = first_index.iter().map(|(t, &j)| (key_of(t), vectors[j].clone())).collect();
             match self.cache.put_many(entries).await {
                 Ok(()) => self.cache_ok(),
                 Err(e) => self.cache_failed("write", &e),
             }
         }
-        out.into_iter().map(|v| v.ok_or_else(|| RagError::Other("internal: a cached embedding went missing".into()))).collect()
+        let vectors = out
+            .into_iter()
+            .map(|v| v.ok_or_else(|| RagError::Other("internal: a cached embedding went missing".into())))
+            .collect::<Result<_>>()?;
+        Ok((vectors, hits))
+    }
+}
+
+#[async_trait]
+impl<E: Embedder> Embedder for CachedEmbedder<E> {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        let model_id = self.inner.model_id();
+        Ok(self.embed_keyed(texts, |t| cache_key(&model_id, t)).await?.0)
+    }
+
+    /// Looks texts up, and stores them, only under `namespace`'s keys
+    /// ([`namespaced_cache_key`]): a tenant's hits are its own.
+    async fn embed_in(&self, namespace: &str, texts: Vec<String>) -> Result<NamespacedEmbedding> {
+        let model_id = self.inner.model_id();
+        let (vectors, cache_hits) = self.embed_keyed(texts, |t| namespaced_cache_key(namespace, &model_id, t)).await?;
+        Ok(NamespacedEmbedding { vectors, cache_hits })
     }
 
     fn dimension(&self) -> usize {
@@ -409,6 +441,26 @@ mod tests {
         assert_eq!(cache_key("m", "t"), "8481c8582a73b3ba64d6506da480d877324f34bae0fb970c71b5d24bc57c06c7");
         assert_ne!(cache_key("m1", "t"), cache_key("m2", "t"), "the model id is part of the key");
         assert_eq!(decode_vector(&encode_vector(&[1.5, -2.0])).unwrap(), vec![1.5, -2.0]);
+    }
+
+    #[tokio::test]
+    async fn namespaces_never_share_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(LocalCache::open(dir.path().join("c.redb")).unwrap());
+        let e = CachedEmbedder::new(mock(), cache.clone());
+        // One tenant stores a text; another tenant embedding the same text gets no hit from it,
+        // nor from the shared (query) entries.
+        e.embed(vec!["secret".into()]).await.unwrap();
+        let globex = e.embed_in("globex", vec!["secret".into()]).await.unwrap();
+        assert_eq!((globex.vectors, globex.cache_hits), (vec![vec![6.0, 1.0]], 0));
+        let acme = e.embed_in("acme", vec!["secret".into(), "other".into()]).await.unwrap();
+        assert_eq!(acme.cache_hits, 0, "acme never sees globex's entry");
+        let again = e.embed_in("globex", vec!["secret".into(), "new".into()]).await.unwrap();
+        assert_eq!(again.cache_hits, 1, "globex's own entry is a hit");
+        assert_eq!(cache.len().unwrap(), 5);
+        assert_ne!(namespaced_cache_key("a", "m", "t"), namespaced_cache_key("b", "m", "t"));
+        assert_ne!(namespaced_cache_key("ab", "m", "t"), namespaced_cache_key("a", "bm", "t"), "the namespace is length-framed");
+        assert_ne!(namespaced_cache_key("", "m", "t"), cache_key("m", "t"));
     }
 
     struct Broken;

@@ -129,9 +129,22 @@ pub struct StoredRecord {
 }
 
 impl PayloadLayout {
-    /// The chunk's metadata plus its reserved fields (and id and text where the layout keeps them).
-    pub fn encode(&self, chunk: &Chunk) -> Metadata {
+    /// The keys this layout keeps the chunk's own fields under (the [`reserved`] ones, and the
+    /// id and text keys where the payload holds them): a chunk's metadata may not use them.
+    pub fn own_keys(&self) -> Vec<&'static str> {
+        reserved::ALL.iter().copied().chain(self.text_key).chain(self.id_key).collect()
+    }
+
+    /// The chunk's metadata plus its reserved fields (and id and text where the layout keeps
+    /// them). The metadata is checked first ([`rag_core::rules::check_chunk_metadata`]), so a
+    /// key or value a store would refuse, or one that would overwrite a field of the chunk, is
+    /// an [`RagError::InvalidInput`] naming the chunk before anything reaches Python. An empty
+    /// list is kept as no value, on every store (filters treat the two alike; Chroma refuses
+    /// empty lists).
+    pub fn encode(&self, chunk: &Chunk) -> Result<Metadata> {
+        rag_core::rules::check_chunk_metadata(&chunk.id, &chunk.metadata, &self.own_keys())?;
         let mut m = chunk.metadata.clone();
+        m.retain(|_, v| !matches!(v, MetadataValue::StrList(l) if l.is_empty()));
         m.insert(reserved::DOC_ID.into(), MetadataValue::Str(chunk.doc_id.clone()));
         m.insert(reserved::CHUNK_INDEX.into(), MetadataValue::Int(chunk.index as i64));
         m.insert(reserved::SPAN_START.into(), MetadataValue::Int(chunk.span.start as i64));
@@ -144,7 +157,7 @@ impl PayloadLayout {
         if let Some(k) = self.id_key {
             m.insert(k.into(), MetadataValue::Str(chunk.id.clone()));
         }
-        m
+        Ok(m)
     }
 
     /// Rebuilds the chunk; `collection` names where it came from. A missing or mistyped field is
@@ -356,7 +369,7 @@ mod tests {
     fn payload_round_trips_and_incomplete_records_are_errors() {
         let mut c = Chunk::new("d#0", "d", "hello");
         c.metadata.insert("lang".into(), "en".into());
-        let payload = LAYOUT.encode(&c);
+        let payload = LAYOUT.encode(&c).unwrap();
         assert_eq!(LAYOUT.decode("col", StoredRecord { payload: payload.clone(), ..Default::default() }).unwrap(), c);
         for key in ["text", "chunk_id", "doc_id", "span_end", "content_hash"] {
             let mut p = payload.clone();

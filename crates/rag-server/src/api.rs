@@ -110,9 +110,9 @@ pub async fn query(
 ) -> Result<Response, ApiError> {
     p.check(&collection, Need::Read)?;
     let opts = state.options(&p, &req)?;
-    let c = state.collection(&collection, false).await?;
+    let c = state.readable_collection(&p, &collection).await?;
     if req.stream {
-        let events = answer_events(state.clone(), c, req.question, opts).await?;
+        let events = answer_events(state.clone(), p, c, req.question, opts).await?;
         let sse = events.map(|e| {
             let event = match e {
                 AnswerEvent::Token(text) => Event::default().event("token").json_data(serde_json::json!({ "text": text })),
@@ -123,8 +123,9 @@ pub async fn query(
         });
         return Ok(Sse::new(sse).keep_alive(KeepAlive::default()).into_response());
     }
-    let result = c.pipeline.query(&req.question, &opts).await?;
+    let mut result = c.pipeline.query(&req.question, &opts).await?;
     state.record(&result);
+    p.present(&mut result);
     Ok(Json(result).into_response())
 }
 
@@ -150,9 +151,10 @@ impl AppState {
 }
 
 /// Retrieves, then streams the generation: tokens as they come, then the whole result (with
-/// only the citations the generator used, when it says which).
+/// only the citations the generator used, when it says which), its ids as `p` knows them.
 pub async fn answer_events(
     state: AppStateRef,
+    p: Principal,
     c: Arc<crate::state::Collection>,
     question: String,
     opts: QueryOptions,
@@ -190,6 +192,7 @@ pub async fn answer_events(
                         r.timings_ms.insert("generate".into(), generate_start.elapsed().as_secs_f64() * 1000.0);
                         r.timings_ms.insert("total".into(), start.elapsed().as_secs_f64() * 1000.0);
                         state.record(&r);
+                        p.present(&mut r);
                         out.push(AnswerEvent::Done(Box::new(r)));
                     }
                 }
@@ -224,10 +227,12 @@ pub async fn search(
     }
     p.check(&collection, Need::Read)?;
     let opts = state.options(&p, &req)?;
-    let c = state.collection(&collection, false).await?;
+    let c = state.readable_collection(&p, &collection).await?;
     let r = c.pipeline.search(&req.question, &opts).await?;
     state.metrics.observe_stages(&r.timings);
-    Ok(Json(SearchResponse { hits: r.ranked(), timings_ms: r.timings, degraded: r.degraded }))
+    let mut hits = r.ranked();
+    p.present_hits(&mut hits);
+    Ok(Json(SearchResponse { hits, timings_ms: r.timings, degraded: r.degraded }))
 }
 
 /// A document to ingest.
@@ -270,6 +275,11 @@ pub struct IngestRequest {
 }
 
 /// `POST /v1/collections/{collection}/documents`: ingest (idempotent by content).
+///
+/// Every document is checked before anything is written (ids, texts, metadata keys and values
+/// as [`rag::core::rules`] has them, the key's tenant), so a refused batch writes nothing. A
+/// tenant-bound key writes into its tenant's namespace ([`crate::auth::Tenant`]), and its
+/// embedding-cache hits come only from its own entries.
 pub async fn ingest(
     State(state): State<AppStateRef>,
     Extension(p): Extension<Principal>,
@@ -277,81 +287,138 @@ pub async fn ingest(
     ApiJson(req): ApiJson<IngestRequest>,
 ) -> Result<Json<IngestReport>, ApiError> {
     p.check(&collection, Need::Write)?;
-    if req.documents.is_empty() {
-        return Err(ApiError::invalid("documents", "the list is empty: send at least one {\"id\", \"text\"}"));
-    }
-    let max = state.settings.max_documents_per_request;
-    if req.documents.len() > max {
-        return Err(ApiError::invalid(
-            "documents",
-            format!(
-                "{} documents is more than {max} per request (server.max_documents_per_request): split the batch",
-                req.documents.len()
-            ),
-        ));
-    }
-    let mut docs = Vec::with_capacity(req.documents.len());
-    for (i, d) in req.documents.into_iter().enumerate() {
-        if d.id.trim().is_empty() {
-            return Err(ApiError::invalid(format!("documents[{i}].id"), "the id is empty"));
-        }
-        if d.text.trim().is_empty() {
-            return Err(ApiError::invalid(format!("documents[{i}].text"), format!("document `{}` has no text", d.id)));
-        }
-        let mut metadata = d.metadata;
-        if let Some(t) = d.title {
-            metadata.insert("title".into(), MetadataValue::Str(t));
-        }
-        p.stamp(&d.id, &mut metadata)?;
-        docs.push(Document { id: d.id, text: d.text, metadata });
-    }
+    let docs = checked_documents(&p, req.documents, state.settings.max_documents_per_request)?;
     let format = match req.format {
         FormatIn::Text => TextFormat::Plain,
         FormatIn::Markdown => TextFormat::Markdown,
     };
     let c = state.collection(&collection, true).await?;
     let _one_writer = c.writes.lock().await;
-    let source = InMemorySource::new(docs).origin(format!("api:{}", p.name)).format(format);
-    let report = c.pipeline.ingest(source, IngestOptions::new()).await?;
+    let (origin, options) = match p.tenant() {
+        Some(t) => (t.namespace().to_owned(), IngestOptions::new().cache_namespace(t.namespace())),
+        None => (format!("api:{}", p.name), IngestOptions::new()),
+    };
+    let source = InMemorySource::new(docs).origin(origin).format(format);
+    let report = c.pipeline.ingest(source, options).await?;
+    if p.tenant().is_some() {
+        state.tenant_has_data(&collection, &p);
+    }
     Ok(Json(report))
 }
 
-/// `DELETE /v1/collections/{collection}/documents/{id}`.
+/// The documents of an ingest request, each checked, stamped with the key's tenant and put in
+/// its namespace; the first bad one is a 400 naming its index and field, before any is written.
+pub fn checked_documents(p: &Principal, documents: Vec<DocumentIn>, max: usize) -> Result<Vec<Document>, ApiError> {
+    if documents.is_empty() {
+        return Err(ApiError::invalid("documents", "the list is empty: send at least one {\"id\", \"text\"}"));
+    }
+    if documents.len() > max {
+        return Err(ApiError::invalid(
+            "documents",
+            format!(
+                "{} documents is more than {max} per request (server.max_documents_per_request): split the batch",
+                documents.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashMap::new();
+    let mut docs = Vec::with_capacity(documents.len());
+    for (i, d) in documents.into_iter().enumerate() {
+        if d.id.trim().is_empty() {
+            return Err(ApiError::invalid(format!("documents[{i}].id"), "the id is empty"));
+        }
+        if let Some(first) = seen.insert(d.id.clone(), i) {
+            return Err(ApiError::invalid(
+                format!("documents[{i}].id"),
+                format!("`{}` is also documents[{first}].id: ids must be unique in a request", d.id),
+            ));
+        }
+        if p.tenant().is_none() && d.id.starts_with(crate::auth::TENANT_ID_PREFIX) {
+            return Err(ApiError::invalid(
+                format!("documents[{i}].id"),
+                format!(
+                    "ids starting with `{}` are the namespaces of tenants' documents: choose another id",
+                    crate::auth::TENANT_ID_PREFIX
+                ),
+            ));
+        }
+        if d.text.trim().is_empty() {
+            return Err(ApiError::invalid(format!("documents[{i}].text"), format!("document `{}` has no text", d.id)));
+        }
+        rag::core::rules::check_document_metadata(&format!("documents[{i}].metadata"), &d.metadata)?;
+        let mut metadata = d.metadata;
+        if let Some(t) = d.title {
+            metadata.insert("title".into(), MetadataValue::Str(t));
+        }
+        p.stamp(&d.id, &mut metadata)?;
+        docs.push(Document { id: p.document_id(&d.id), text: d.text, metadata });
+    }
+    Ok(docs)
+}
+
+/// `DELETE /v1/collections/{collection}/documents/{id}`: a tenant-bound key deletes only its
+/// own document `id` (another tenant's `id` is a different document, never touched).
 pub async fn delete_document(
     State(state): State<AppStateRef>,
     Extension(p): Extension<Principal>,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     p.check(&collection, Need::Write)?;
-    if p.tenant().is_some() {
-        // A document's tenant is on its chunks, not in the manifest: deleting by id alone could
-        // remove another tenant's document.
-        return Err(ApiError::forbidden(format!(
-            "key `{}` is bound to a tenant and may not delete by id: use a key without a tenant",
-            p.name
-        )));
-    }
-    let c = state.collection(&collection, false).await?;
+    let c = state.readable_collection(&p, &collection).await?;
     let _one_writer = c.writes.lock().await;
-    c.pipeline.delete_document(&id).await?;
-    Ok(Json(serde_json::json!({ "deleted": id, "collection": collection })))
+    match c.pipeline.delete_document(&p.document_id(&id)).await {
+        Ok(()) => Ok(Json(serde_json::json!({ "deleted": id, "collection": collection }))),
+        Err(rag::RagError::NotFound { .. }) => Err(ApiError::not_found(format!(
+            "document `{id}` is not in collection `{collection}`: POST .../search shows the ids of stored documents"
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// `GET /v1/collections/{collection}/stats`.
+/// What a tenant-bound key's `stats` says: its own documents and chunks, nothing of others.
+#[derive(Debug, Serialize)]
+pub struct TenantStats {
+    /// Collection name.
+    pub collection: String,
+    /// The tenant's fields.
+    pub tenant: Metadata,
+    /// The tenant's documents.
+    pub documents: usize,
+    /// Their chunks.
+    pub chunks: usize,
+}
+
+/// `GET /v1/collections/{collection}/stats`: the whole collection for a key without a tenant;
+/// a tenant-bound key gets its own counts only ([`TenantStats`]).
 pub async fn stats(
     State(state): State<AppStateRef>,
     Extension(p): Extension<Principal>,
     Path(collection): Path<String>,
-) -> Result<Json<rag::Stats>, ApiError> {
+) -> Result<Response, ApiError> {
     p.check(&collection, Need::Read)?;
-    let c = state.collection(&collection, false).await?;
-    Ok(Json(c.pipeline.stats().await?))
+    let c = state.readable_collection(&p, &collection).await?;
+    match p.tenant() {
+        Some(t) => {
+            let counts = c.pipeline.origin_counts(vec![t.namespace().to_owned()]).await?;
+            let body = TenantStats {
+                collection: collection.clone(),
+                tenant: t.fields().clone(),
+                documents: counts.documents,
+                chunks: counts.chunks,
+            };
+            Ok(Json(body).into_response())
+        }
+        None => Ok(Json(c.pipeline.stats().await?).into_response()),
+    }
 }
 
-/// `GET /v1/collections`: the collections this key may use.
-pub async fn list_collections(State(state): State<AppStateRef>, Extension(p): Extension<Principal>) -> Json<serde_json::Value> {
-    let names: Vec<String> = state.known_collections().into_iter().filter(|c| p.can_see(c)).collect();
-    Json(serde_json::json!({ "collections": names }))
+/// `GET /v1/collections`: the collections this key may use (for a tenant-bound key with `*`,
+/// those where its tenant has documents, and those the key names).
+pub async fn list_collections(
+    State(state): State<AppStateRef>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(serde_json::json!({ "collections": state.visible_collections(&p).await? })))
 }
 
 /// `GET /healthz`: the process is alive.
@@ -359,30 +426,27 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the model is loaded and every open collection's stores answer.
+/// `GET /readyz`: the model is loaded and every open collection's stores answer. It is open
+/// to anyone (load balancers), so it says ready or not and nothing about the data: which
+/// collection failed, and why, goes to the server's log.
 pub async fn readyz(State(state): State<AppStateRef>) -> Response {
     if !state.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "ready": false, "reason": "loading the model" })))
             .into_response();
     }
-    let mut counts = serde_json::Map::new();
     for c in state.open_collections().await {
         let p = &c.pipeline;
         let vectors = match p.vector_store() {
-            Some(s) => s.count().await,
-            None => Ok(0),
+            Some(s) => s.count().await.map(|_| ()),
+            None => Ok(()),
         };
-        match (vectors, p.keyword_index().count().await) {
-            (Ok(v), Ok(k)) => {
-                counts.insert(p.collection().to_owned(), serde_json::json!({ "chunks": v.max(k) }));
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                let body = serde_json::json!({ "ready": false, "reason": format!("collection `{}`: {e}", p.collection()) });
-                return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-            }
+        if let Err(e) = vectors.and(p.keyword_index().count().await.map(|_| ())) {
+            tracing::error!(collection = p.collection(), error = %e, "readiness: a store does not answer");
+            let body = serde_json::json!({ "ready": false, "reason": "a store does not answer (see the server's log)" });
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         }
     }
-    Json(serde_json::json!({ "ready": true, "collections": counts })).into_response()
+    Json(serde_json::json!({ "ready": true })).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

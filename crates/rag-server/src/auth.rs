@@ -23,7 +23,74 @@ pub struct Principal {
     pub name: String,
     collections: Vec<String>,
     access: Access,
-    tenant: Metadata,
+    tenant: Option<Tenant>,
+}
+
+/// The prefix of every document id a tenant-bound key writes: the ids of documents written
+/// without a tenant may not start with it.
+pub const TENANT_ID_PREFIX: &str = "tenant:";
+
+/// A tenant: the metadata a key is held to, and the namespace its documents live in.
+///
+/// A document a tenant writes as `x` is stored as `tenant:FIELD=VALUE/x` (fields in key order,
+/// joined by `,`; `%`, `,`, `=`, `/` and `#` in names and values percent-encoded, so two tenants
+/// never share a prefix). So two tenants each hold their own `x`: neither can see, replace or
+/// remove the other's, and the ingest record, the chunk ids, the keyword index, the vector
+/// store and deletes all keep them apart. Ids go back to the tenant without the prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    fields: Metadata,
+    namespace: String,
+}
+
+fn escape_id_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' | ',' | '=' | '/' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Tenant {
+    /// The tenant of these fields; `None` for none.
+    pub fn new(fields: Metadata) -> Option<Self> {
+        if fields.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> =
+            fields.iter().map(|(k, v)| format!("{}={}", escape_id_part(k), escape_id_part(&v.to_string()))).collect();
+        let namespace = format!("{TENANT_ID_PREFIX}{}", parts.join(","));
+        Some(Self { fields, namespace })
+    }
+
+    /// The tenant's fields.
+    pub fn fields(&self) -> &Metadata {
+        &self.fields
+    }
+
+    /// The namespace (`tenant:tenant=acme`): the prefix of its ids, its ingest origin and its
+    /// embedding-cache namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The stored id of the tenant's document `id`.
+    pub fn qualify(&self, id: &str) -> String {
+        format!("{}/{id}", self.namespace)
+    }
+
+    /// The tenant's own id of a stored id (chunk or document), when it is the tenant's.
+    pub fn unqualify<'a>(&self, stored: &'a str) -> Option<&'a str> {
+        stored.strip_prefix(self.namespace.as_str()).and_then(|rest| rest.strip_prefix('/'))
+    }
+
+    /// The filter every retrieval of the tenant is held to: all its fields match.
+    pub fn filter(&self) -> Option<Filter> {
+        self.fields.iter().map(|(k, v)| Filter::Eq(k.clone(), v.clone())).reduce(Filter::and)
+    }
 }
 
 /// What a request wants to do with a collection.
@@ -38,7 +105,12 @@ pub enum Need {
 impl Principal {
     /// The principal of a server without keys: everything allowed.
     pub fn anonymous() -> Self {
-        Self { name: "anonymous".into(), collections: vec!["*".into()], access: Access::ReadWrite, tenant: Metadata::new() }
+        Self { name: "anonymous".into(), collections: vec!["*".into()], access: Access::ReadWrite, tenant: None }
+    }
+
+    /// Whether the key names `collection` itself (not through `*`).
+    pub fn names(&self, collection: &str) -> bool {
+        self.collections.iter().any(|c| c == collection)
     }
 
     /// Whether this principal may use `collection` at all.
@@ -65,23 +137,62 @@ impl Principal {
     }
 
     /// The tenant this principal is held to, if any.
-    pub fn tenant(&self) -> Option<&Metadata> {
-        (!self.tenant.is_empty()).then_some(&self.tenant)
+    pub fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 
     /// `filter` narrowed to this principal's tenant (the tenant's fields must all match).
     pub fn scope(&self, filter: Option<Filter>) -> Option<Filter> {
-        let tenant = self.tenant.iter().map(|(k, v)| Filter::Eq(k.clone(), v.clone())).reduce(Filter::and);
+        let tenant = self.tenant.as_ref().and_then(Tenant::filter);
         match (tenant, filter) {
             (Some(t), Some(f)) => Some(t.and(f)),
             (t, f) => t.or(f),
         }
     }
 
+    /// The stored id of document `id` written or deleted by this principal: in its tenant's
+    /// namespace when it has one ([`Tenant::qualify`]).
+    pub fn document_id(&self, id: &str) -> String {
+        match &self.tenant {
+            Some(t) => t.qualify(id),
+            None => id.to_owned(),
+        }
+    }
+
+    /// A stored id as this principal knows it: without its tenant's namespace.
+    pub fn shown_id(&self, stored: &str) -> String {
+        match self.tenant.as_ref().and_then(|t| t.unqualify(stored)) {
+            Some(own) => own.to_owned(),
+            None => stored.to_owned(),
+        }
+    }
+
+    /// Rewrites the ids of hits for this principal ([`Principal::shown_id`]).
+    pub fn present_hits(&self, hits: &mut [rag::Hit]) {
+        if self.tenant.is_some() {
+            for h in hits {
+                h.doc_id = self.shown_id(&h.doc_id);
+                h.chunk_id = self.shown_id(&h.chunk_id);
+            }
+        }
+    }
+
+    /// Rewrites the ids of an answer's citations and hits for this principal.
+    pub fn present(&self, result: &mut rag::QueryResult) {
+        if self.tenant.is_some() {
+            for c in &mut result.citations {
+                c.doc_id = self.shown_id(&c.doc_id);
+                c.chunk_id = self.shown_id(&c.chunk_id);
+            }
+            self.present_hits(&mut result.hits);
+        }
+    }
+
     /// Stamps the tenant's fields on a document's metadata; a document that already names a
     /// different value for a tenant field is refused (it would be written into another tenant).
     pub fn stamp(&self, doc_id: &str, metadata: &mut Metadata) -> std::result::Result<(), ApiError> {
-        for (k, v) in &self.tenant {
+        let Some(tenant) = &self.tenant else { return Ok(()) };
+        for (k, v) in tenant.fields() {
             match metadata.get(k) {
                 Some(existing) if existing != v => {
                     return Err(ApiError::forbidden(format!(
@@ -133,7 +244,7 @@ impl Keys {
                 name: k.name.clone(),
                 collections: k.collections.clone(),
                 access: k.access,
-                tenant: k.tenant.clone(),
+                tenant: Tenant::new(k.tenant.clone()),
             };
             if by_digest.insert(digest(&value), p).is_some() {
                 return Err(RagError::config(format!("server key `{}` has the same value as another key", k.name)));
@@ -223,6 +334,30 @@ mod tests {
         assert_eq!(m.get("tenant"), Some(&MetadataValue::Str("acme".into())));
         m.insert("tenant".into(), MetadataValue::Str("other".into()));
         assert_eq!(acme.stamp("d", &mut m).unwrap_err().status, 403);
+
+        // A tenant's documents live in its namespace; ids go back without it.
+        assert_eq!(acme.document_id("x"), "tenant:tenant=acme/x");
+        assert_eq!(acme.shown_id("tenant:tenant=acme/x#0"), "x#0");
+        assert_eq!(reader.document_id("x"), "x");
+        assert_eq!(reader.shown_id("tenant:tenant=acme/x"), "tenant:tenant=acme/x");
+    }
+
+    #[test]
+    fn tenant_namespaces_never_share_a_prefix() {
+        let t = |pairs: &[(&str, &str)]| {
+            Tenant::new(pairs.iter().map(|(k, v)| ((*k).to_owned(), MetadataValue::Str((*v).to_owned()))).collect()).unwrap()
+        };
+        let a = t(&[("tenant", "a")]);
+        let a_slash = t(&[("tenant", "a/b")]);
+        // `a` + id `b/c` and `a/b` + id `c` would collide without escaping.
+        assert_ne!(a.qualify("b/c"), a_slash.qualify("c"));
+        assert_eq!(a_slash.unqualify(&a_slash.qualify("c")), Some("c"));
+        assert_eq!(a.unqualify(&a_slash.qualify("c")), None, "another tenant's id is never taken for one's own");
+        let two = t(&[("org", "acme"), ("team", "x")]);
+        let comma = t(&[("org", "acme,team=x")]);
+        assert_ne!(two.namespace(), comma.namespace());
+        assert_eq!(two.namespace(), "tenant:org=acme,team=x");
+        assert_eq!(Tenant::new(Metadata::new()), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod listen;
 pub mod mcp;
 pub mod metrics;
 pub mod openai;
@@ -81,6 +82,7 @@ pub fn router(state: AppStateRef, mcp_cancel: tokio_util::sync::CancellationToke
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .nest_service("/mcp", mcp::http_service(state.clone(), mcp_cancel))
+        .layer(middleware::from_fn(mcp_session_end))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), limit));
     let open = Router::new()
@@ -111,19 +113,36 @@ async fn authenticate(State(state): State<AppStateRef>, mut req: Request, next: 
     }
 }
 
+/// Ends an MCP session as the MCP SDKs expect: `DELETE /mcp` answers 204 (rmcp says 202,
+/// which the official Python SDK logs as a failed termination on every close).
+async fn mcp_session_end(req: Request, next: Next) -> Response {
+    let ending = req.method() == axum::http::Method::DELETE && req.uri().path() == "/mcp";
+    let mut response = next.run(req).await;
+    if ending && response.status() == axum::http::StatusCode::ACCEPTED {
+        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+    }
+    response
+}
+
+/// Whether `req` opens a long-lived stream (MCP's `GET /mcp` event stream, open for a whole
+/// session), which takes a slot of `server.max_streams` rather than a request's.
+fn opens_stream(req: &Request) -> bool {
+    req.method() == axum::http::Method::GET && req.uri().path() == "/mcp"
+}
+
 /// Holds a request to the concurrency cap (503 with `Retry-After` past it) and the request
-/// timeout (504). A streamed response keeps its slot until its body ends.
+/// timeout (504). A streamed response keeps its slot until its body ends; a long-lived stream
+/// ([`opens_stream`]) holds a slot of its own pool, so open streams never starve requests.
 async fn limit(State(state): State<AppStateRef>, req: Request, next: Next) -> Response {
-    let Ok(permit) = state.limiter.clone().try_acquire_owned() else {
+    let (pool, what, setting, cap) = if opens_stream(&req) {
+        (&state.streams, "streams", "server.max_streams", state.settings.max_streams)
+    } else {
+        (&state.limiter, "requests", "server.max_concurrent_requests", state.settings.max_concurrent_requests)
+    };
+    let Ok(permit) = pool.clone().try_acquire_owned() else {
         state.metrics.overloaded.inc();
-        return ApiError::overloaded(
-            format!(
-                "the server is serving its limit of {} requests (server.max_concurrent_requests): retry shortly",
-                state.settings.max_concurrent_requests
-            ),
-            1,
-        )
-        .into_response();
+        return ApiError::overloaded(format!("the server is serving its limit of {cap} {what} ({setting}): retry shortly"), 1)
+            .into_response();
     };
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
     match tokio::time::timeout(timeout, next.run(req)).await {
@@ -149,13 +168,30 @@ async fn measure(State(state): State<AppStateRef>, req: Request, next: Next) -> 
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
-    state.metrics.in_flight.inc();
+    // Dropped with the request's future too, when a client goes away before the response head.
+    let in_flight = InFlight::enter(&state.metrics.in_flight);
     let response = next.run(req).await;
-    state.metrics.in_flight.dec();
+    drop(in_flight);
     let status = response.status().as_u16();
     state.metrics.requests.get_or_create(&RouteLabels { route: route.clone(), method: method.clone(), status }).inc();
     state.metrics.latency.get_or_create(&LatencyLabels { route, method }).observe(start.elapsed().as_secs_f64());
     response
+}
+
+/// One request counted in the in-flight gauge until dropped, whichever way the request ends.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn enter(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -215,10 +251,11 @@ pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
     if let Some(f) = &options.on_listen {
         f(bound);
     }
-    tracing::info!(%bound, keys = !state.keys.is_empty(), "rag serve listening");
+    let limits = listen::ConnectionLimits::new(&cfg.server);
+    tracing::info!(%bound, keys = !state.keys.is_empty(), max_connections = limits.max_connections, "rag serve listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal_cancel = cancel.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = listen::serve(listener, app, limits, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         signal_cancel.cancel();
@@ -234,8 +271,8 @@ pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        r = server => r.map_err(|e| RagError::Other(format!("server error: {e}")))?,
-        _ = deadline => tracing::warn!(?grace, "requests still in flight after the shutdown grace period: abandoning them"),
+        () = server => {}
+        () = deadline => tracing::warn!(?grace, "requests still in flight after the shutdown grace period: abandoning them"),
     }
     warming.abort();
     // Writes are committed as each request finishes (keyword index, manifest, cache); nothing

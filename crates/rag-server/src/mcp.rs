@@ -83,14 +83,14 @@ impl RagMcp {
         collection: Option<String>,
         question: String,
         k: Option<usize>,
-    ) -> Result<(Arc<crate::state::Collection>, QueryRequest, rag::QueryOptions), ApiError> {
+    ) -> Result<(Principal, Arc<crate::state::Collection>, QueryRequest, rag::QueryOptions), ApiError> {
         let p = principal(ctx);
         let collection = self.default_collection(collection);
         let req = QueryRequest { question, k, retriever: None, rerank: None, filter: None, stream: false };
         p.check(&collection, Need::Read)?;
         let opts = self.state.options(&p, &req)?;
-        let c = self.state.collection(&collection, false).await?;
-        Ok((c, req, opts))
+        let c = self.state.readable_collection(&p, &collection).await?;
+        Ok((p, c, req, opts))
     }
 
     #[tool(
@@ -102,12 +102,14 @@ impl RagMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let run = async {
-            let (c, req, opts) = self.prepare(&ctx, args.collection, args.query, args.k).await?;
-            Ok::<_, ApiError>(c.pipeline.search(&req.question, &opts).await?)
+            let (p, c, req, opts) = self.prepare(&ctx, args.collection, args.query, args.k).await?;
+            let mut hits = c.pipeline.search(&req.question, &opts).await?.ranked();
+            p.present_hits(&mut hits);
+            Ok::<_, ApiError>(hits)
         };
         Ok(match run.await {
-            Ok(r) => {
-                let hits = serde_json::to_string_pretty(&r.ranked()).unwrap_or_default();
+            Ok(hits) => {
+                let hits = serde_json::to_string_pretty(&hits).unwrap_or_default();
                 CallToolResult::success(vec![ContentBlock::text(hits)])
             }
             Err(e) => tool_error(e),
@@ -121,17 +123,19 @@ impl RagMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let run = async {
-            let (c, req, opts) = self.prepare(&ctx, args.collection, args.question, args.k).await?;
-            Ok::<_, ApiError>(c.pipeline.query(&req.question, &opts).await?)
+            let (p, c, req, opts) = self.prepare(&ctx, args.collection, args.question, args.k).await?;
+            let r = c.pipeline.query(&req.question, &opts).await?;
+            self.state.record(&r);
+            let mut r = r;
+            p.present(&mut r);
+            Ok::<_, ApiError>(r)
         };
         Ok(match run.await {
             Ok(r) => {
-                self.state.record(&r);
                 let mut text = r.answer.clone();
                 text.push_str("\n\nSources:\n");
                 for c in &r.citations {
-                    let pages = c.pages.map(|p| format!(", {p}")).unwrap_or_default();
-                    text.push_str(&format!("[{}] {}{pages}: {}\n", c.number, c.doc_id, c.text));
+                    text.push_str(&format!("[{}] {} ({}): {}\n", c.number, c.label(), c.doc_id, c.text));
                 }
                 CallToolResult::success(vec![ContentBlock::text(text)])
             }
@@ -159,9 +163,13 @@ pub fn http_service(
     RagMcp,
     rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
 > {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
     let config = StreamableHttpServerConfig::default().with_cancellation_token(cancel);
-    StreamableHttpService::new(move || Ok(RagMcp::new(state.clone())), Arc::new(Default::default()), config)
+    // An idle session (and the event stream it holds open) ends after server.mcp_session_idle_secs.
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(std::time::Duration::from_secs(state.settings.mcp_session_idle_secs));
+    StreamableHttpService::new(move || Ok(RagMcp::new(state.clone())), Arc::new(sessions), config)
 }
 
 /// Serves the tools over stdin/stdout until the client closes them.

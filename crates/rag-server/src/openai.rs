@@ -122,12 +122,13 @@ pub async fn chat_completions(
     p.check(&collection, Need::Read)?;
     let q = QueryRequest { question: question(&req)?, k: None, retriever: None, rerank: None, filter: None, stream: req.stream };
     let opts = state.options(&p, &q)?;
-    let c = state.collection(&collection, false).await?;
+    let c = state.readable_collection(&p, &collection).await?;
     let created = now();
     let id = format!("chatcmpl-{created:x}{:06x}", NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     if !req.stream {
-        let r = c.pipeline.query(&q.question, &opts).await?;
+        let mut r = c.pipeline.query(&q.question, &opts).await?;
         state.record(&r);
+        p.present(&mut r);
         let body = json!({
             "id": id,
             "object": "chat.completion",
@@ -144,7 +145,7 @@ pub async fn chat_completions(
         });
         return Ok(Json(body).into_response());
     }
-    let events = answer_events(state.clone(), c, q.question, opts).await?;
+    let events = answer_events(state.clone(), p, c, q.question, opts).await?;
     let chunk = move |delta: Value, finish: Option<&str>, extra: Option<(&str, Value)>| {
         let mut v = json!({
             "id": id,
@@ -176,15 +177,15 @@ pub async fn chat_completions(
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// `GET /v1/models`: the collections this key may read, as models.
-pub async fn models(State(state): State<AppStateRef>, Extension(p): Extension<Principal>) -> Json<Value> {
+pub async fn models(State(state): State<AppStateRef>, Extension(p): Extension<Principal>) -> Result<Json<Value>, ApiError> {
     let created = now();
     let data: Vec<Value> = state
-        .known_collections()
+        .visible_collections(&p)
+        .await?
         .into_iter()
-        .filter(|c| p.can_see(c))
         .map(|c| json!({ "id": c, "object": "model", "created": created, "owned_by": "rag" }))
         .collect();
-    Json(json!({ "object": "list", "data": data }))
+    Ok(Json(json!({ "object": "list", "data": data })))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! What every request shares: the pipelines (one per collection, one set of models), the keys,
 //! the limits and the metrics.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -10,7 +10,7 @@ use rag::config::ServerConfig;
 use rag::{RagPipeline, Result};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 
-use crate::auth::Keys;
+use crate::auth::{Keys, Principal};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -35,6 +35,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Caps requests in flight.
     pub limiter: Arc<Semaphore>,
+    /// Caps long-lived streams (MCP's event stream), apart from requests.
+    pub streams: Arc<Semaphore>,
+    /// `(collection, tenant namespace)` pairs known to hold some of the tenant's documents.
+    tenant_data: std::sync::Mutex<HashSet<(String, String)>>,
     ready: AtomicBool,
 }
 
@@ -64,12 +68,21 @@ pub fn check_collection_name(name: &str) -> std::result::Result<(), ApiError> {
     }
 }
 
+/// The 404 of a collection that does not exist (or that the caller may not know of).
+fn missing_collection(name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "collection `{name}` does not exist: ingest documents into it first (POST /v1/collections/{name}/documents)"
+    ))
+}
+
 impl AppState {
     /// State over `factory`'s configuration.
     pub fn new(factory: PipelineFactory, keys: Keys) -> Self {
         let settings = factory.config().server.clone();
         Self {
             limiter: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
+            streams: Arc::new(Semaphore::new(settings.max_streams)),
+            tenant_data: std::sync::Mutex::new(HashSet::new()),
             factory,
             collections: Mutex::new(HashMap::new()),
             settings,
@@ -85,15 +98,17 @@ impl AppState {
         if cfg.server.collections.is_empty() { vec![cfg.collection.clone()] } else { cfg.server.collections.clone() }
     }
 
-    /// Every collection that exists: the configured ones and those under the data directory.
+    /// Every collection that exists: the configured ones and those under the data directory
+    /// (a directory there is a collection only if it holds one's ingest record: any other
+    /// directory, empty or not, is not listed).
     pub fn known_collections(&self) -> Vec<String> {
         let mut names: BTreeSet<String> = self.configured_collections().into_iter().collect();
         let dir = self.factory.config().data_dir.join("collections");
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
-                if e.path().is_dir()
-                    && let Some(n) = e.file_name().to_str()
+                if let Some(n) = e.file_name().to_str()
                     && check_collection_name(n).is_ok()
+                    && self.holds_collection(n)
                 {
                     names.insert(n.to_owned());
                 }
@@ -102,9 +117,63 @@ impl AppState {
         names.into_iter().collect()
     }
 
+    /// Whether the data directory holds collection `name` (its ingest record is there).
+    fn holds_collection(&self, name: &str) -> bool {
+        self.factory.config().data_dir.join("collections").join(name).join(rag::pipeline::MANIFEST_FILE).is_file()
+    }
+
     fn exists(&self, name: &str) -> bool {
-        self.configured_collections().iter().any(|c| c == name)
-            || self.factory.config().data_dir.join("collections").join(name).is_dir()
+        self.configured_collections().iter().any(|c| c == name) || self.holds_collection(name)
+    }
+
+    /// The collection `name` for reading by `p`. A tenant-bound key that reaches it only
+    /// through `*` sees it only where its tenant has documents: elsewhere it is the same 404 as
+    /// a collection that does not exist, so a tenant learns nothing of others' collections.
+    pub async fn readable_collection(&self, p: &Principal, name: &str) -> std::result::Result<Arc<Collection>, ApiError> {
+        let c = self.collection(name, false).await?;
+        if self.tenant_sees(p, name, &c).await? { Ok(c) } else { Err(missing_collection(name)) }
+    }
+
+    /// Whether `p` sees collection `name` (already opened as `c`): always without a tenant or
+    /// when the key names it; otherwise when the tenant has documents there.
+    async fn tenant_sees(&self, p: &Principal, name: &str, c: &Collection) -> std::result::Result<bool, ApiError> {
+        let Some(t) = p.tenant() else { return Ok(true) };
+        if p.names(name) {
+            return Ok(true);
+        }
+        let pair = (name.to_owned(), t.namespace().to_owned());
+        if self.tenant_data.lock().map(|s| s.contains(&pair)).unwrap_or(false) {
+            return Ok(true);
+        }
+        let has = c.pipeline.origin_counts(vec![t.namespace().to_owned()]).await?.documents > 0;
+        if has {
+            self.tenant_has_data(name, p);
+        }
+        Ok(has)
+    }
+
+    /// Records that `p`'s tenant now has documents in collection `name`.
+    pub fn tenant_has_data(&self, name: &str, p: &Principal) {
+        if let (Some(t), Ok(mut set)) = (p.tenant(), self.tenant_data.lock()) {
+            set.insert((name.to_owned(), t.namespace().to_owned()));
+        }
+    }
+
+    /// The collections `p` may list: those it can see, and for a tenant-bound key reaching
+    /// them through `*`, only where its tenant has documents.
+    pub async fn visible_collections(&self, p: &Principal) -> std::result::Result<Vec<String>, ApiError> {
+        let mut out = Vec::new();
+        for name in self.known_collections().into_iter().filter(|c| p.can_see(c)) {
+            if p.tenant().is_none() || p.names(&name) {
+                out.push(name);
+                continue;
+            }
+            let c = self.collection(&name, false).await?;
+            if self.tenant_sees(p, &name, &c).await? {
+                out.push(name);
+            }
+        }
+        Ok(out)
     }
 
     /// The collection `name`, opened on first use. With `create`, a collection that does not
@@ -117,9 +186,7 @@ impl AppState {
                 Some(c) => c.clone(),
                 None => {
                     if !create && !self.exists(name) {
-                        return Err(ApiError::not_found(format!(
-                            "collection `{name}` does not exist: ingest documents into it first (POST /v1/collections/{name}/documents)"
-                        )));
+                        return Err(missing_collection(name));
                     }
                     let c = Arc::new(OnceCell::new());
                     map.insert(name.to_owned(), c.clone());

@@ -339,20 +339,20 @@ impl VectorStore for ChromaStore {
         let mut seen = std::collections::HashSet::new();
         let mut unique: Vec<EmbeddedChunk> = chunks.into_iter().rev().filter(|c| seen.insert(c.chunk.id.clone())).collect();
         unique.reverse();
-        for batch in unique.chunks(self.inner.max_batch) {
+        // Every payload is checked before the first batch is written, so a refused chunk writes nothing.
+        let payloads: Vec<rag_core::Metadata> = unique.iter().map(|c| LAYOUT.encode(&c.chunk)).collect::<Result<_>>()?;
+        for (batch, payloads) in unique.chunks(self.inner.max_batch).zip(payloads.chunks(self.inner.max_batch)) {
             let inner = self.inner.clone();
             let batch = batch.to_vec();
+            let payloads = payloads.to_vec();
             rag_python::runtime()?
                 .run(move |py| {
                     let ids: Vec<&str> = batch.iter().map(|c| c.chunk.id.as_str()).collect();
                     let docs: Vec<&str> = batch.iter().map(|c| c.chunk.text.as_str()).collect();
                     let vectors: Vec<Vec<f32>> = batch.iter().map(|c| c.embedding.clone()).collect();
                     let metas = PyList::empty(py);
-                    for c in &batch {
-                        let mut payload = LAYOUT.encode(&c.chunk);
-                        // Chroma refuses empty lists as metadata values.
-                        payload.retain(|_, v| !matches!(v, MetadataValue::StrList(l) if l.is_empty()));
-                        metas.append(metadata_to_py(py, &payload)?).py_context(py)?;
+                    for payload in &payloads {
+                        metas.append(metadata_to_py(py, payload)?).py_context(py)?;
                     }
                     let kw = PyDict::new(py);
                     kw.set_item("ids", ids).py_context(py)?;

@@ -183,7 +183,7 @@ pub fn to_pinecone_filter(filter: &Filter) -> Result<Value> {
 
 /// One upsert record as JSON, and its estimated request size.
 fn record(c: &EmbeddedChunk) -> Result<(Value, usize)> {
-    let meta = LAYOUT.encode(&c.chunk);
+    let meta = LAYOUT.encode(&c.chunk)?;
     let meta: serde_json::Map<String, Value> = meta.iter().map(|(k, v)| (k.clone(), metadata_value_to_json(v))).collect();
     let meta_bytes = serde_json::to_vec(&meta).map(|v| v.len()).unwrap_or(0);
     if meta_bytes > MAX_METADATA_BYTES {

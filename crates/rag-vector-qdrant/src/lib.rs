@@ -421,6 +421,7 @@ fn classify(e: RagError, collection: &str) -> RagError {
 impl VectorStore for QdrantStore {
     async fn upsert(&self, chunks: Vec<EmbeddedChunk>) -> Result<()> {
         let Some(dim) = EmbeddedChunk::batch_dimension(&chunks)? else { return Ok(()) };
+        let encoded: Vec<rag_core::Metadata> = chunks.iter().map(|c| LAYOUT.encode(&c.chunk)).collect::<Result<_>>()?;
         self.ensure_collection(dim).await?;
         let batch_size = self.inner.batch_size;
         let sparse: Option<Vec<SparseVector>> =
@@ -429,8 +430,8 @@ impl VectorStore for QdrantStore {
             let ids: Vec<String> = chunks.iter().map(|c| point_id(&c.chunk.id)).collect();
             let vectors: Vec<Vec<f32>> = chunks.iter().map(|c| c.embedding.clone()).collect();
             let payloads = PyList::empty(py);
-            for c in &chunks {
-                payloads.append(metadata_to_py(py, &LAYOUT.encode(&c.chunk))?).py_context(py)?;
+            for payload in &encoded {
+                payloads.append(metadata_to_py(py, payload)?).py_context(py)?;
             }
             let matrix = matrix_to_numpy(py, &vectors)?;
             let sparse: Option<Vec<(Vec<u32>, Vec<f32>)>> =
