@@ -86,7 +86,7 @@ impl IngestOptions {
 }
 
 /// What one ingest did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct IngestReport {
     /// Documents seen (changed + unchanged).
     pub documents: u64,

@@ -34,7 +34,7 @@ pub type CacheProbe = Arc<dyn Fn() -> CacheCounters + Send + Sync>;
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Collection statistics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Collection name.
     pub collection: String,

@@ -71,7 +71,7 @@ impl QueryOptions {
 }
 
 /// One ranked hit of a retrieval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Hit {
     /// Rank, from 1.
     pub rank: usize,
@@ -110,7 +110,7 @@ fn label(doc_id: &str, title: Option<&str>, pages: Option<Pages>) -> String {
 }
 
 /// The pages (from 1) a chunk of a paged document covers; displays as `p. 4` or `pp. 4-5`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Pages {
     /// The first page.
     pub first: u32,
@@ -185,7 +185,7 @@ impl Retrieval {
 }
 
 /// One cited chunk of an answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Citation {
     /// The passage's number in the context the generator saw (what `[n]` in the answer means).
     pub number: usize,
@@ -215,7 +215,7 @@ impl Citation {
 }
 
 /// What a query returns.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct QueryResult {
     /// The answer.
     pub answer: String,

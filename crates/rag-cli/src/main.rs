@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 mod load;
 mod optimize;
+mod remote;
+
+use remote::RemoteServer;
 
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
@@ -198,18 +201,40 @@ impl RetrievalArgs {
         if self.rerank {
             opts = opts.rerank(true);
         }
-        let filter = self.filters.iter().map(|f| parse_filter(f)).try_fold(None::<Filter>, |acc, f| {
-            let f = f?;
-            Ok::<_, RagError>(Some(match acc {
-                Some(a) => a.and(f),
-                None => f,
-            }))
-        })?;
-        if let Some(f) = filter {
+        if let Some(f) = self.filter()? {
             opts = opts.filter(f);
         }
         let needs = if self.retriever == Some(RetrievalMode::Bm25) { Needs::KeywordOnly } else { Needs::All };
         Ok((opts, needs))
+    }
+
+    /// Every `--where`, joined by AND.
+    fn filter(&self) -> Result<Option<Filter>> {
+        self.filters.iter().map(|f| parse_filter(f)).try_fold(None::<Filter>, |acc, f| {
+            let f = f?;
+            Ok(Some(match acc {
+                Some(a) => a.and(f),
+                None => f,
+            }))
+        })
+    }
+
+    /// The same options as the body of a query or search request to `rag serve`.
+    fn request(&self, question: &str) -> Result<serde_json::Value> {
+        let mut body = serde_json::json!({ "question": question });
+        if let Some(k) = self.k {
+            body["k"] = k.into();
+        }
+        if let Some(m) = self.retriever {
+            body["retriever"] = serde_json::to_value(m).map_err(|e| RagError::Other(e.to_string()))?;
+        }
+        if self.rerank {
+            body["rerank"] = true.into();
+        }
+        if let Some(f) = self.filter()? {
+            body["filter"] = serde_json::to_value(f).map_err(|e| RagError::Other(e.to_string()))?;
+        }
+        Ok(body)
     }
 }
 
@@ -313,10 +338,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Mcp => {
             // stdout carries the protocol: everything else goes to stderr.
             let cfg = config(g)?;
+            if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+                server.announce();
+                return rag_server::mcp::forward_stdio(server.url(), server.token()).await;
+            }
             rag_server::mcp::serve_stdio(rag_server::state(cfg)?).await
         }
         Command::Ingest { paths, prune } => {
             let cfg = config(g)?;
+            if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+                server.announce();
+                let report = server.ingest(&cfg.collection, &paths, prune).await?;
+                return print_ingest(g.json, &report);
+            }
             let pipeline = build_pipeline(&cfg, Needs::All).await?;
             let (progress, bar) = progress_bar(g.json, "ingesting");
             let mut options = IngestOptions::new().prune(prune);
@@ -337,27 +371,30 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
-            if g.json {
-                return print_json(&report);
-            }
-            println!(
-                "{} documents ({} unchanged, {} removed), {} chunks written, {} embedded, {} from cache, in {:.1} s",
-                report.documents,
-                report.unchanged,
-                report.removed,
-                report.chunks,
-                report.embedded,
-                report.cache_hits,
-                report.seconds
-            );
-            for s in &report.skipped {
-                println!("skipped {}: {}", s.path, s.reason);
-            }
-            Ok(())
+            print_ingest(g.json, &report)
         }
         Command::Query { question, retrieval, stream, program } => {
             let mut cfg = config(g)?;
             let (opts, needs) = retrieval.options(&mut cfg)?;
+            if program.is_some() {
+                RemoteServer::refuse(&cfg.data_dir, "rag query --program")?;
+            } else if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+                server.announce();
+                let body = retrieval.request(&question)?;
+                if stream && !g.json {
+                    let result = server
+                        .query_stream(&cfg.collection, &body, |t| {
+                            print!("{t}");
+                            let _ = std::io::Write::flush(&mut std::io::stdout());
+                        })
+                        .await?;
+                    println!();
+                    print_citations(&result.citations);
+                    return Ok(());
+                }
+                let result = server.query(&cfg.collection, &body).await?;
+                return print_answer(g, &result);
+            }
             if let Some(program) = program {
                 let a = optimize::query_program(&cfg, &program, &question, opts).await?;
                 if g.json {
@@ -396,26 +433,23 @@ async fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let result = pipeline.query(&question, &opts).await?;
-            if g.json {
-                return print_json(&result);
-            }
-            println!("{}\n", result.answer);
-            if let Some(r) = &result.reasoning {
-                println!("Reasoning: {r}\n");
-            }
-            print_citations(&result.citations);
-            if g.verbose > 0 {
-                print_hits(&result.hits);
-            }
-            for d in &result.degraded {
-                println!("note: {d}");
-            }
-            println!("({} in {:.0} ms)", result.generator, result.timings_ms.get("total").copied().unwrap_or(0.0));
-            Ok(())
+            print_answer(g, &result)
         }
         Command::Search { query, retrieval } => {
             let mut cfg = config(g)?;
             let (opts, needs) = retrieval.options(&mut cfg)?;
+            if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+                server.announce();
+                let found = server.search(&cfg.collection, &retrieval.request(&query)?).await?;
+                if g.json {
+                    return print_json(&serde_json::json!({"hits": found.hits, "degraded": found.degraded}));
+                }
+                print_hits(&found.hits);
+                for d in &found.degraded {
+                    println!("note: {d}");
+                }
+                return Ok(());
+            }
             let pipeline = build_pipeline(&cfg, needs).await?;
             let found = pipeline.search(&query, &opts).await?;
             let hits = found.ranked();
@@ -430,8 +464,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Delete { doc_id } => {
             let cfg = config(g)?;
-            let pipeline = build_pipeline(&cfg, Needs::All).await?;
-            pipeline.delete_document(&doc_id).await?;
+            if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+                server.announce();
+                server.delete(&cfg.collection, &doc_id).await?;
+            } else {
+                let pipeline = build_pipeline(&cfg, Needs::All).await?;
+                pipeline.delete_document(&doc_id).await?;
+            }
             if g.json {
                 return print_json(&serde_json::json!({"deleted": doc_id}));
             }
@@ -440,6 +479,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval { dataset, retriever, rerank, limit, answers } => {
             let mut cfg = config(g)?;
+            RemoteServer::refuse(&cfg.data_dir, "rag eval")?;
             if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
                 cfg.collection = dataset.file_name().map_or("eval".into(), |n| n.to_string_lossy().into_owned());
             }
@@ -501,6 +541,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench { dataset, docs, queries, concurrency, cold } => {
             let mut cfg = config(g)?;
+            RemoteServer::refuse(&cfg.data_dir, "rag bench")?;
             cfg.collection = format!("bench-{docs}");
             let dir = cfg.collection_dir();
             if dir.exists() {
@@ -539,6 +580,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Optimize { args, retrieval } => {
             let mut cfg = config(g)?;
+            RemoteServer::refuse(&cfg.data_dir, "rag optimize")?;
             let (opts, _) = retrieval.options(&mut cfg)?;
             // Passages per retrieval (per hop for multihop): --k, else 3.
             let r = optimize::optimize(&cfg, args, opts, retrieval.k.unwrap_or(3)).await?;
@@ -562,8 +604,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Stats => {
             let cfg = config(g)?;
-            let pipeline = build_pipeline(&cfg, Needs::All).await?;
-            let s = pipeline.stats().await?;
+            let s = match RemoteServer::find(&cfg.data_dir).await? {
+                Some(server) => {
+                    server.announce();
+                    server.stats(&cfg.collection).await?
+                }
+                None => build_pipeline(&cfg, Needs::All).await?.stats().await?,
+            };
             if g.json {
                 return print_json(&s);
             }
@@ -586,6 +633,39 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn print_ingest(json: bool, report: &rag::IngestReport) -> Result<()> {
+    if json {
+        return print_json(report);
+    }
+    println!(
+        "{} documents ({} unchanged, {} removed), {} chunks written, {} embedded, {} from cache, in {:.1} s",
+        report.documents, report.unchanged, report.removed, report.chunks, report.embedded, report.cache_hits, report.seconds
+    );
+    for s in &report.skipped {
+        println!("skipped {}: {}", s.path, s.reason);
+    }
+    Ok(())
+}
+
+fn print_answer(g: &Global, result: &rag::QueryResult) -> Result<()> {
+    if g.json {
+        return print_json(result);
+    }
+    println!("{}\n", result.answer);
+    if let Some(r) = &result.reasoning {
+        println!("Reasoning: {r}\n");
+    }
+    print_citations(&result.citations);
+    if g.verbose > 0 {
+        print_hits(&result.hits);
+    }
+    for d in &result.degraded {
+        println!("note: {d}");
+    }
+    println!("({} in {:.0} ms)", result.generator, result.timings_ms.get("total").copied().unwrap_or(0.0));
+    Ok(())
 }
 
 fn print_level(level: &rag::bench::QueryLevel) {

@@ -145,6 +145,15 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
     report(b.wait_with_output().unwrap());
     assert_eq!(state(n2, "twice").await, expected, "two concurrent ingests equal one");
 
+    // A collection created with one copy of each shard on this 3-node cluster is warned about.
+    let mut single = worker(n0, redis_port, "single");
+    single.retain(|s| !s.starts_with("store.qdrant_replication"));
+    single.push("store.qdrant_replication=1".into());
+    let out = rag(&dir.path().join("ws"), &single).args(["ingest", corpus, "--json"]).output().unwrap();
+    let warned = String::from_utf8_lossy(&out.stderr).into_owned();
+    report(out);
+    assert!(warned.contains("one copy of each shard") && warned.contains("store.qdrant_replication >= 2"), "{warned}");
+
     // Two `rag serve` workers, on nodes 0 and 1, answer hybrid queries; node 2 is SIGKILLed
     // a third of the way through. No query fails (the store retries on a lost node) and every
     // query still finds its document.
@@ -180,6 +189,22 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
         answered += 1;
     }
     assert_eq!(answered, titles.len());
+    // The single-copy collection lost a shard with node 2: a query says which, and what survives
+    // a node loss, as a 503 to retry (the node may come back), not a bare 500.
+    let resp = http
+        .post(format!("{}/v1/collections/single/search", sa.url))
+        .json(&json!({"question": titles[0].1, "k": 5}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        message.contains("shard") && message.contains("does not answer") && message.contains("store.qdrant_replication >= 2"),
+        "{body}"
+    );
     // Nothing lost: every chunk is still there, read through a surviving node.
     let n0 = &cluster.nodes[0];
     assert_eq!(count(n0, "scifact").await, expected.len() as u64);

@@ -81,20 +81,23 @@ pub fn check_value(input: &str, key: &str, value: &MetadataValue) -> Result<()> 
 /// Checks a document's metadata as a caller gives it: every key spelled right and not reserved,
 /// every value allowed. `input` names the document in the error (``document `x` ``).
 pub fn check_document_metadata(input: &str, metadata: &Metadata) -> Result<()> {
-    for (k, v) in metadata {
-        check_key(input, k)?;
-        if is_reserved_key(k) {
-            return Err(RagError::invalid_input(
-                input,
-                format!(
-                    "metadata key `{k}` is reserved (the stores keep a chunk's own fields under {} and the ingest record under `{RECORD_KEY_PREFIX}*`): rename it",
-                    STORE_KEYS.map(|s| format!("`{s}`")).join(", ")
-                ),
-            ));
-        }
-        check_value(input, k, v)?;
+    metadata.iter().try_for_each(|(k, v)| check_document_field(input, k, v))
+}
+
+/// Checks one field of a document's metadata ([`check_document_metadata`]); `input` names the
+/// field (`documents[2].metadata.year`) or its document.
+pub fn check_document_field(input: &str, key: &str, value: &MetadataValue) -> Result<()> {
+    check_key(input, key)?;
+    if is_reserved_key(key) {
+        return Err(RagError::invalid_input(
+            input,
+            format!(
+                "metadata key `{key}` is reserved (the stores keep a chunk's own fields under {} and the ingest record under `{RECORD_KEY_PREFIX}*`): rename it",
+                STORE_KEYS.map(|s| format!("`{s}`")).join(", ")
+            ),
+        ));
     }
-    Ok(())
+    check_value(input, key, value)
 }
 
 /// Checks a chunk's metadata as a store is about to write it: keys spelled right and values

@@ -57,7 +57,7 @@ impl SourceDocument {
 }
 
 /// An input a source passed over, and why (an empty file, invalid UTF-8, an unknown format).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Skipped {
     /// The file or item.
     pub path: String,

@@ -345,7 +345,9 @@ pub fn checked_documents(p: &Principal, documents: Vec<DocumentIn>, max: usize) 
         if d.text.trim().is_empty() {
             return Err(ApiError::invalid(format!("documents[{i}].text"), format!("document `{}` has no text", d.id)));
         }
-        rag::core::rules::check_document_metadata(&format!("documents[{i}].metadata"), &d.metadata)?;
+        for (k, v) in &d.metadata {
+            rag::core::rules::check_document_field(&format!("documents[{i}].metadata.{k}"), k, v)?;
+        }
         let mut metadata = d.metadata;
         if let Some(t) = d.title {
             metadata.insert("title".into(), MetadataValue::Str(t));
@@ -354,6 +356,44 @@ pub fn checked_documents(p: &Principal, documents: Vec<DocumentIn>, max: usize) 
         docs.push(Document { id: p.document_id(&d.id), text: d.text, metadata });
     }
     Ok(docs)
+}
+
+/// A request of the local `rag ingest`: files and folders on this machine, by path.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilesRequest {
+    /// Files and folders, as absolute paths.
+    pub paths: Vec<std::path::PathBuf>,
+    /// Remove documents that came from these paths before and are gone now.
+    #[serde(default)]
+    pub prune: bool,
+}
+
+/// `POST /v1/local/collections/{collection}/files`: `rag ingest PATH...` run by this server
+/// for the `rag` command on the same machine, which found it through the data directory's
+/// `serve.json` ([`crate::discovery`]). Only that command's token may ask: no API key can make
+/// the server read files by path.
+pub async fn ingest_files(
+    State(state): State<AppStateRef>,
+    Extension(p): Extension<Principal>,
+    Path(collection): Path<String>,
+    ApiJson(req): ApiJson<FilesRequest>,
+) -> Result<Json<IngestReport>, ApiError> {
+    if !p.is_local() {
+        return Err(ApiError::forbidden(
+            "files are ingested by path only for the `rag` command on the server's machine (the token in the data directory's serve.json): POST documents to /v1/collections/{collection}/documents",
+        ));
+    }
+    if req.paths.is_empty() {
+        return Err(ApiError::invalid("paths", "the list is empty: give files or folders"));
+    }
+    if let Some((i, rel)) = req.paths.iter().enumerate().find(|(_, p)| p.is_relative()) {
+        return Err(ApiError::invalid(format!("paths[{i}]"), format!("`{}` is relative: send absolute paths", rel.display())));
+    }
+    let c = state.collection(&collection, true).await?;
+    let _one_writer = c.writes.lock().await;
+    let report = c.pipeline.ingest(rag::FileSource::new(req.paths), IngestOptions::new().prune(req.prune)).await?;
+    Ok(Json(report))
 }
 
 /// `DELETE /v1/collections/{collection}/documents/{id}`: a tenant-bound key deletes only its

@@ -24,6 +24,7 @@ pub struct Principal {
     collections: Vec<String>,
     access: Access,
     tenant: Option<Tenant>,
+    local: bool,
 }
 
 /// The prefix of every document id a tenant-bound key writes: the ids of documents written
@@ -105,7 +106,18 @@ pub enum Need {
 impl Principal {
     /// The principal of a server without keys: everything allowed.
     pub fn anonymous() -> Self {
-        Self { name: "anonymous".into(), collections: vec!["*".into()], access: Access::ReadWrite, tenant: None }
+        Self { name: "anonymous".into(), collections: vec!["*".into()], access: Access::ReadWrite, tenant: None, local: false }
+    }
+
+    /// The `rag` command on this machine, holding the token of the data directory's
+    /// `serve.json` ([`crate::discovery`]): everything, and files by path.
+    pub fn local() -> Self {
+        Self { name: "local".into(), local: true, ..Self::anonymous() }
+    }
+
+    /// Whether this is the local `rag` command ([`Principal::local`]).
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     /// Whether the key names `collection` itself (not through `*`).
@@ -213,6 +225,7 @@ impl Principal {
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
     by_digest: HashMap<[u8; 32], Principal>,
+    local: Option<[u8; 32]>,
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -245,6 +258,7 @@ impl Keys {
                 collections: k.collections.clone(),
                 access: k.access,
                 tenant: Tenant::new(k.tenant.clone()),
+                local: false,
             };
             if by_digest.insert(digest(&value), p).is_some() {
                 return Err(RagError::config(format!("server key `{}` has the same value as another key", k.name)));
@@ -254,7 +268,14 @@ impl Keys {
             let p = Principal { name: ADMIN_KEY_ENV.into(), ..Principal::anonymous() };
             by_digest.insert(digest(&admin), p);
         }
-        Ok(Self { by_digest })
+        Ok(Self { by_digest, local: None })
+    }
+
+    /// Accepts `token` as the local `rag` command's ([`Principal::local`]), with or without
+    /// configured keys.
+    pub fn with_local_token(mut self, token: &str) -> Self {
+        self.local = Some(digest(token));
+        self
     }
 
     /// Whether any key is configured (without keys, every request is allowed).
@@ -264,18 +285,20 @@ impl Keys {
 
     /// The principal of a request: its bearer key's, or anonymous when no key is configured.
     pub fn authenticate(&self, headers: &HeaderMap) -> std::result::Result<Principal, ApiError> {
+        let value = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let bearer = value.and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))).map(str::trim);
+        let presented = bearer.map(digest);
+        if presented.is_some() && presented == self.local {
+            return Ok(Principal::local());
+        }
         if self.is_empty() {
             return Ok(Principal::anonymous());
         }
-        let value = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("send an API key: `Authorization: Bearer KEY`"))?;
-        let key = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+        let value = value.ok_or_else(|| ApiError::unauthorized("send an API key: `Authorization: Bearer KEY`"))?;
+        let key = bearer
+            .filter(|_| !value.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer KEY`"))?;
-        self.by_digest.get(&digest(key.trim())).cloned().ok_or_else(|| ApiError::unauthorized("unknown API key"))
+        self.by_digest.get(&digest(key)).cloned().ok_or_else(|| ApiError::unauthorized("unknown API key"))
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod discovery;
 pub mod error;
 pub mod listen;
 pub mod mcp;
@@ -65,6 +66,11 @@ impl std::fmt::Debug for ServeOptions {
 /// The shared state for `cfg`: keys read, pipelines not yet opened.
 pub fn state(cfg: RagConfig) -> Result<AppStateRef> {
     let keys = Keys::load(&cfg.server.keys, |v| std::env::var(v).ok())?;
+    state_with_keys(cfg, keys)
+}
+
+/// The shared state for `cfg` with these keys.
+pub fn state_with_keys(cfg: RagConfig, keys: Keys) -> Result<AppStateRef> {
     let factory = PipelineFactory::new(cfg, Needs::All)?;
     Ok(Arc::new(AppState::new(factory, keys)))
 }
@@ -79,6 +85,7 @@ pub fn router(state: AppStateRef, mcp_cancel: tokio_util::sync::CancellationToke
         .route("/v1/collections/{collection}/documents", post(api::ingest))
         .route("/v1/collections/{collection}/documents/{id}", delete(api::delete_document))
         .route("/v1/collections/{collection}/stats", get(api::stats))
+        .route("/v1/local/collections/{collection}/files", post(api::ingest_files))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .nest_service("/mcp", mcp::http_service(state.clone(), mcp_cancel))
@@ -144,7 +151,13 @@ async fn limit(State(state): State<AppStateRef>, req: Request, next: Next) -> Re
         return ApiError::overloaded(format!("the server is serving its limit of {cap} {what} ({setting}): retry shortly"), 1)
             .into_response();
     };
-    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    // The local `rag ingest` (files by path, only with the local token) runs as long as the
+    // folder takes, as it would in the terminal.
+    let timeout = if req.uri().path().starts_with("/v1/local/") {
+        Duration::MAX
+    } else {
+        Duration::from_secs(state.settings.request_timeout_secs)
+    };
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(response) => {
             let (parts, body) = response.into_parts();
@@ -234,12 +247,26 @@ pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
     let addr: SocketAddr =
         addr_text.parse().map_err(|e| RagError::invalid_input("server.addr", format!("`{addr_text}` is not HOST:PORT ({e})")))?;
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-    let state = state(cfg.clone())?;
-    check_exposure(&addr, &state.keys, &cfg)?;
+    // Before anything opens the stores: another server on this data directory is named.
+    if let Some(other) = discovery::ServerFile::read(&cfg.data_dir)? {
+        return Err(RagError::config(format!(
+            "rag serve (pid {}) already serves data directory {} at {}: stop it, or give this server another --data-dir",
+            other.pid,
+            cfg.data_dir.display(),
+            other.url
+        )));
+    }
+    let keys = Keys::load(&cfg.server.keys, |v| std::env::var(v).ok())?;
+    check_exposure(&addr, &keys, &cfg)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| RagError::Io { path: std::path::PathBuf::from(addr.to_string()), source: e })?;
     let bound = listener.local_addr().map_err(|e| RagError::Io { path: addr.to_string().into(), source: e })?;
+    // The `rag` command on this machine finds the server through this file, and sends its
+    // work here instead of opening the stores this process holds (see `discovery`).
+    let file = discovery::ServerFile::new(bound);
+    let state = state_with_keys(cfg.clone(), keys.with_local_token(&file.token))?;
+    let published = file.publish(&cfg.data_dir)?;
     let warm = state.clone();
     let warming = tokio::spawn(async move {
         if let Err(e) = warm.warm_up().await {
@@ -275,6 +302,7 @@ pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
         () = deadline => tracing::warn!(?grace, "requests still in flight after the shutdown grace period: abandoning them"),
     }
     warming.abort();
+    drop(published);
     // Writes are committed as each request finishes (keyword index, manifest, cache); nothing
     // is buffered, so what remains is to say so.
     tracing::info!("stopped");

@@ -182,3 +182,62 @@ pub async fn serve_stdio(state: AppStateRef) -> rag::Result<()> {
     running.waiting().await.map_err(|e| rag::RagError::Other(format!("MCP over stdio stopped: {e}")))?;
     Ok(())
 }
+
+/// `rag mcp` beside a running `rag serve` on the same data directory: the same tools over
+/// stdio, each call forwarded to the server's `/mcp` (the server holds the stores, so this
+/// process opens none). `token` is the server's local token ([`crate::discovery`]).
+pub async fn forward_stdio(url: &str, token: &str) -> rag::Result<()> {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{url}/mcp")).auth_header(token.to_owned());
+    let upstream =
+        ().serve(StreamableHttpClientTransport::from_config(config))
+            .await
+            .map_err(|e| rag::RagError::Other(format!("MCP: rag serve at {url} did not answer: {e}")))?;
+    let forward = ForwardedTools { upstream: upstream.peer().clone() };
+    let running = forward
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| rag::RagError::Other(format!("MCP over stdio could not start: {e}")))?;
+    let waited = running.waiting().await;
+    let _ = upstream.cancel().await;
+    waited.map_err(|e| rag::RagError::Other(format!("MCP over stdio stopped: {e}")))?;
+    Ok(())
+}
+
+/// The tools of a running server, served over stdio by forwarding each call.
+#[derive(Clone)]
+struct ForwardedTools {
+    upstream: rmcp::Peer<rmcp::RoleClient>,
+}
+
+fn upstream_error(e: rmcp::ServiceError) -> McpError {
+    McpError::internal_error(format!("rag serve: {e}"), None)
+}
+
+impl ServerHandler for ForwardedTools {
+    fn get_info(&self) -> McpServerInfo {
+        let mut info = McpServerInfo::default();
+        info.capabilities = ServerCapabilities::builder().enable_tools().build();
+        info.server_info = Implementation::from_build_env();
+        info.instructions = Some("Search and answer over a rag document collection (through the running rag serve).".into());
+        info
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<rmcp::model::PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, McpError> {
+        self.upstream.list_tools(request).await.map_err(upstream_error)
+    }
+
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, McpError> {
+        self.upstream.call_tool_once(request).await.map_err(upstream_error)
+    }
+}

@@ -56,6 +56,12 @@ const ERRORS: ErrorRules = ErrorRules {
             ErrorKind::Permanent,
             "Qdrant refused the request (see its message)",
         ),
+        // Before the generic 5xx rule: the shim names the shards a lost node took with it.
+        ErrorRule::new(
+            "rag_qdrant_ops.ShardUnavailable",
+            ErrorKind::Transient,
+            "a Qdrant node holding the only copy of a shard is down",
+        ),
         ErrorRule::new(
             "rag_qdrant_ops.StorageLocked",
             ErrorKind::Permanent,
@@ -247,6 +253,16 @@ impl Creation {
         kw.set_item("replication", self.replication).py_context(py)?;
         kw.set_item("server", self.server).py_context(py)?;
         ops.getattr("create").and_then(|f| f.call((client, name, dim, self.distance.as_str()), Some(&kw))).py_context(py)?;
+        if self.server {
+            let warning: Option<String> = ops
+                .getattr("warn_single_copy")
+                .and_then(|f| f.call1((client, name, self.replication)))
+                .and_then(|w| w.extract())
+                .py_context(py)?;
+            if let Some(w) = warning {
+                tracing::warn!("{w}");
+            }
+        }
         Ok(())
     }
 }

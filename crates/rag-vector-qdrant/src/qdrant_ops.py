@@ -43,6 +43,77 @@ def _transient(e):
         return False
 
 
+class ShardUnavailable(RuntimeError):
+    """A shard of the collection has no copy on a node that answers (a node of the cluster is lost)."""
+
+
+# Send failures to a peer newer than this mark it as unreachable when the error does not name it.
+RECENT_FAILURE_SECS = 60
+
+
+def unreachable_shards(client, name, error_text):
+    """The shards of `name` with no copy on a reachable peer, as (shard id, [(peer id, uri)]),
+    or None when the cluster cannot say (not a cluster, or the collection or status unknown)."""
+    import datetime
+
+    try:
+        status = client.http.distributed_api.cluster_status().result
+        info = client.http.distributed_api.collection_cluster_info(name).result
+    except Exception:  # noqa: BLE001 - a diagnosis only: the original error is raised anyway
+        return None
+    peers = {str(pid): p.uri for pid, p in (getattr(status, "peers", None) or {}).items()}
+    if len(peers) < 2:
+        return None
+    failures = getattr(status, "message_send_failures", None) or {}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    down = set()
+    for pid, uri in peers.items():
+        if uri.rstrip("/") in error_text:
+            down.add(pid)
+            continue
+        f = failures.get(uri)
+        stamp = getattr(f, "latest_error_timestamp", None) if f else None
+        if stamp is not None and (now - stamp).total_seconds() < RECENT_FAILURE_SECS:
+            down.add(pid)
+    if not down:
+        return None
+    copies = {}
+    for s in info.local_shards or []:
+        copies.setdefault(s.shard_id, []).append(str(info.peer_id))
+    for s in info.remote_shards or []:
+        copies.setdefault(s.shard_id, []).append(str(s.peer_id))
+    lost = []
+    for shard, holders in sorted(copies.items()):
+        if all(h in down for h in holders):
+            lost.append((shard, [(h, peers.get(h, "?")) for h in holders]))
+    return lost or None
+
+
+def _explained(client, name, e):
+    """`e`, or a ShardUnavailable naming the shards a lost node took with it."""
+    if not isinstance(name, str) or not _transient(e):
+        return e
+    lost = unreachable_shards(client, name, str(e))
+    if not lost:
+        return e
+    factor = None
+    try:
+        factor = client.get_collection(name).config.params.replication_factor
+    except Exception:  # noqa: BLE001 - the count is a detail of the message
+        pass
+    shards = "; ".join(
+        f"shard {shard} (its {'only copy is' if len(holders) == 1 else 'copies are'} on "
+        + ", ".join(f"peer {pid} at {uri}" for pid, uri in holders) + ")"
+        for shard, holders in lost
+    )
+    copies = f"{factor} cop{'y' if factor == 1 else 'ies'} of each shard" if factor else "its shards' copies"
+    return ShardUnavailable(
+        f"collection `{name}`: {shards} does not answer, and the collection keeps {copies}. Bring the node back, or "
+        f"keep store.qdrant_replication >= 2 (set before the collection is created) so that a collection survives "
+        f"the loss of a node. Qdrant said: {str(e).strip()[:300]}"
+    )
+
+
 def _retry(fn, *args, **kwargs):
     delay = 0.2
     for attempt in range(RETRIES + 1):
@@ -50,9 +121,28 @@ def _retry(fn, *args, **kwargs):
             return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - re-raised unless transient
             if attempt == RETRIES or not _transient(e):
-                raise
+                client = getattr(fn, "__self__", None)
+                explained = _explained(client, args[0] if args else None, e) if client is not None else e
+                if explained is e:
+                    raise
+                raise explained from e
             time.sleep(delay)
             delay *= 2
+
+
+def warn_single_copy(client, name, replication):
+    """A warning (or None) when `name` is created with one copy of each shard on a cluster of
+    several nodes: losing any node then loses part of the collection."""
+    if replication and replication >= 2:
+        return None
+    try:
+        peers = getattr(client.http.distributed_api.cluster_status().result, "peers", None) or {}
+    except Exception:  # noqa: BLE001 - not a cluster, or no status: nothing to warn about
+        return None
+    if len(peers) < 2:
+        return None
+    return (f"collection `{name}` is created with one copy of each shard on a cluster of {len(peers)} nodes: losing "
+            f"any node makes every query fail until it is back; set store.qdrant_replication >= 2 to survive it")
 
 
 def connect(mode, path=None, url=None, api_key=None, prefer_grpc=False, grpc_port=6334, timeout=None):
