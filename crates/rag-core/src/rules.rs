@@ -7,7 +7,8 @@
 //!
 //! * a **key** is 1 to [`MAX_KEY_BYTES`] bytes, does not start with `$` (the operator prefix of
 //!   Chroma and Pinecone filters), does not start with `chroma:` (Chroma's own keys), and has no
-//!   control characters;
+//!   control characters, `"` or `\` (a Qdrant payload path quotes a key with `.`, `:` or `[`
+//!   in it, and cannot quote those two);
 //! * a document's metadata may not use the keys a store keeps a chunk's own fields under
 //!   ([`STORE_KEYS`]) nor the `rag_` prefix of the ingest record ([`crate::ledger_keys`]): they
 //!   would be overwritten by, or overwrite, what the pipeline writes;
@@ -42,7 +43,9 @@ pub fn check_key(input: &str, key: &str) -> Result<()> {
     let bad = |why: &str| {
         Err(RagError::invalid_input(
             input,
-            format!("metadata key {key:?} {why}: use 1 to {MAX_KEY_BYTES} bytes of text that do not start with `$` or `chroma:`"),
+            format!(
+                "metadata key {key:?} {why}: use 1 to {MAX_KEY_BYTES} bytes of text without `\"` or `\\` that do not start with `$` or `chroma:`"
+            ),
         ))
     };
     if key.is_empty() {
@@ -59,6 +62,9 @@ pub fn check_key(input: &str, key: &str) -> Result<()> {
     }
     if key.chars().any(char::is_control) {
         return bad("holds a control character");
+    }
+    if key.contains(['"', '\\']) {
+        return bad("holds `\"` or `\\`");
     }
     Ok(())
 }
@@ -100,17 +106,17 @@ pub fn check_document_field(input: &str, key: &str, value: &MetadataValue) -> Re
     check_value(input, key, value)
 }
 
-/// Checks a chunk's metadata as a store is about to write it: keys spelled right and values
-/// allowed (the ingest record's `rag_` keys are allowed here: the pipeline writes them), and none
-/// of `layout_keys`, the keys this store keeps the chunk's own fields under.
-pub fn check_chunk_metadata(chunk_id: &str, metadata: &Metadata, layout_keys: &[&str]) -> Result<()> {
+/// Checks a chunk's metadata as a store is about to write it: keys spelled right, values
+/// allowed, and none of [`STORE_KEYS`] (where stores keep the chunk's own fields). The ingest
+/// record's `rag_` keys are allowed here: the pipeline writes them.
+pub fn check_chunk_metadata(chunk_id: &str, metadata: &Metadata) -> Result<()> {
     let input = format!("chunk `{chunk_id}`");
     for (k, v) in metadata {
         check_key(&input, k)?;
-        if layout_keys.contains(&k.as_str()) {
+        if STORE_KEYS.contains(&k.as_str()) {
             return Err(RagError::invalid_input(
                 input,
-                format!("metadata key `{k}` is where this store keeps the chunk's own field: rename it"),
+                format!("metadata key `{k}` is where stores keep the chunk's own field: rename it"),
             ));
         }
         check_value(&input, k, v)?;
@@ -201,7 +207,17 @@ mod tests {
         for good in ["lang", "Year 2020", "tags-v2", "a.b", "dc:title", "é", &"k".repeat(MAX_KEY_BYTES)] {
             assert!(check_key("x", good).is_ok(), "{good}");
         }
-        for bad in ["", "$and", "$in", "chroma:document", "a\u{0}b", "line\nbreak", &"k".repeat(MAX_KEY_BYTES + 1)] {
+        for bad in [
+            "",
+            "$and",
+            "$in",
+            "chroma:document",
+            "a\u{0}b",
+            "line\nbreak",
+            "q\"uote",
+            "back\\slash",
+            &"k".repeat(MAX_KEY_BYTES + 1),
+        ] {
             let e = check_key("document `d`", bad).unwrap_err();
             assert!(matches!(&e, RagError::InvalidInput { input, .. } if input == "document `d`"), "{bad:?}: {e}");
         }
@@ -222,9 +238,9 @@ mod tests {
     #[test]
     fn chunk_metadata_allows_the_record_but_not_the_layout() {
         let stamped = meta(&[("rag_doc_hash", "h".into()), ("lang", "en".into())]);
-        assert!(check_chunk_metadata("d#0", &stamped, &["doc_id", "text"]).is_ok());
-        assert!(check_chunk_metadata("d#0", &meta(&[("text", "t".into())]), &["doc_id", "text"]).is_err());
-        assert!(check_chunk_metadata("d#0", &meta(&[("$or", "t".into())]), &[]).is_err());
+        assert!(check_chunk_metadata("d#0", &stamped).is_ok());
+        assert!(check_chunk_metadata("d#0", &meta(&[("text", "t".into())])).is_err());
+        assert!(check_chunk_metadata("d#0", &meta(&[("$or", "t".into())])).is_err());
     }
 
     #[test]

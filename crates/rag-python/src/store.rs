@@ -129,12 +129,6 @@ pub struct StoredRecord {
 }
 
 impl PayloadLayout {
-    /// The keys this layout keeps the chunk's own fields under (the [`reserved`] ones, and the
-    /// id and text keys where the payload holds them): a chunk's metadata may not use them.
-    pub fn own_keys(&self) -> Vec<&'static str> {
-        reserved::ALL.iter().copied().chain(self.text_key).chain(self.id_key).collect()
-    }
-
     /// The chunk's metadata plus its reserved fields (and id and text where the layout keeps
     /// them). The metadata is checked first ([`rag_core::rules::check_chunk_metadata`]), so a
     /// key or value a store would refuse, or one that would overwrite a field of the chunk, is
@@ -142,7 +136,7 @@ impl PayloadLayout {
     /// list is kept as no value, on every store (filters treat the two alike; Chroma refuses
     /// empty lists).
     pub fn encode(&self, chunk: &Chunk) -> Result<Metadata> {
-        rag_core::rules::check_chunk_metadata(&chunk.id, &chunk.metadata, &self.own_keys())?;
+        rag_core::rules::check_chunk_metadata(&chunk.id, &chunk.metadata)?;
         let mut m = chunk.metadata.clone();
         m.retain(|_, v| !matches!(v, MetadataValue::StrList(l) if l.is_empty()));
         m.insert(reserved::DOC_ID.into(), MetadataValue::Str(chunk.doc_id.clone()));

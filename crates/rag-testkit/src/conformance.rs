@@ -155,9 +155,56 @@ pub async fn run_conformance(name: &str, factory: Factory, persists: bool) {
         let hits = store.query(VectorQuery { vector: vector(3), k: 100, filter: Some(f.clone()) }).await.unwrap();
         assert_eq!(ids(&hits), expected, "{name}: filter {f}");
     }
-    // A malformed filter is an InvalidInput error, not a Python exception.
-    let err = store.query(VectorQuery { vector: vector(3), k: 3, filter: Some(Filter::And(vec![])) }).await.unwrap_err();
-    assert!(matches!(err, RagError::InvalidInput { .. }), "{name}: {err}");
+    // A malformed filter is an InvalidInput error naming `filter`, checked in Rust by the rules
+    // every store shares (rag_core::rules), never a Python exception.
+    let malformed = [
+        Filter::And(vec![]),
+        Filter::Eq("tenant".into(), MetadataValue::StrList(vec!["globex".into()])),
+        Filter::eq("", "x"),
+        Filter::eq("$and", "x"),
+        Filter::In("lang".into(), vec!["en".into(), 1.into()]),
+        Filter::eq("score", f64::NAN),
+    ];
+    for f in malformed {
+        let err = store.query(VectorQuery { vector: vector(3), k: 3, filter: Some(f.clone()) }).await.unwrap_err();
+        assert!(matches!(&err, RagError::InvalidInput { input, .. } if input == "filter"), "{name}: {f}: {err}");
+    }
+
+    // Metadata keys at the edges of the rules round-trip and filter alike on every store; keys
+    // the rules refuse are refused before the store sees them, and the batch writes nothing.
+    let edge_keys = ["a.b", "dc:title", "Year 2020", "ключ", "with-dash_and_underscore"];
+    let mut edgy = chunk(200, "edge keys");
+    for (j, k) in edge_keys.iter().enumerate() {
+        edgy.chunk.metadata.insert((*k).to_owned(), MetadataValue::Str(format!("v{j}")));
+    }
+    edgy.chunk.metadata.insert("empty".into(), MetadataValue::StrList(vec![]));
+    store.upsert(vec![edgy]).await.unwrap();
+    for (j, k) in edge_keys.iter().enumerate() {
+        let hits =
+            store.query(VectorQuery { vector: vector(3), k: 5, filter: Some(Filter::eq(*k, format!("v{j}"))) }).await.unwrap();
+        assert_eq!(ids(&hits), BTreeSet::from(["c200".to_owned()]), "{name}: filter on key {k:?}");
+        assert_eq!(hits[0].chunk.metadata.get(*k), Some(&MetadataValue::Str(format!("v{j}"))), "{name}: key {k:?} round-trips");
+    }
+    // An empty list is kept as no value, on every store: filters treat the two alike.
+    let hits = store.query(VectorQuery { vector: vector(200), k: 1, filter: None }).await.unwrap();
+    assert_eq!(hits[0].chunk.metadata.get("empty"), None, "{name}: an empty list is stored as no value");
+    assert!(
+        ids(&store.query(VectorQuery { vector: vector(3), k: 100, filter: Some(Filter::ne("empty", "x")) }).await.unwrap())
+            .contains("c200"),
+        "{name}: a missing (empty) list matches `ne`"
+    );
+    store.delete(vec!["c200".into()]).await.unwrap();
+    let before = store.count().await.unwrap();
+    for bad_key in ["", "$and", "chroma:document", "doc_id", "text", "chunk_id", "ctl\u{1}"] {
+        let mut bad = chunk(201, "refused");
+        bad.chunk.metadata.insert(bad_key.to_owned(), MetadataValue::Str("x".into()));
+        let err = store.upsert(vec![chunk(202, "good one of the batch"), bad]).await.unwrap_err();
+        assert!(matches!(&err, RagError::InvalidInput { input, .. } if input == "chunk `c201`"), "{name}: {bad_key:?}: {err}");
+    }
+    let mut nan = chunk(201, "refused");
+    nan.chunk.metadata.insert("score".into(), MetadataValue::Float(f64::INFINITY));
+    assert!(matches!(store.upsert(vec![nan]).await.unwrap_err(), RagError::InvalidInput { .. }), "{name}: a non-finite number");
+    assert_eq!(store.count().await.unwrap(), before, "{name}: a refused batch writes nothing");
 
     // k larger than the collection.
     assert_eq!(

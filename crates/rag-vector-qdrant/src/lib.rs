@@ -307,17 +307,24 @@ pub fn to_qdrant_filter(filter: &Filter) -> Result<Value> {
     Ok(as_filter(filter))
 }
 
+/// A metadata key as a Qdrant payload path: plain when it is letters, digits, `_` and `-`;
+/// otherwise quoted, so `a.b` is the key `a.b`, not `b` inside `a` (the rules of
+/// `rag_core::rules` keep `"` and `\` out of keys, which a quoted path cannot hold).
+pub fn payload_key(key: &str) -> String {
+    if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') { key.to_owned() } else { format!("\"{key}\"") }
+}
+
 /// A condition as a (must, must_not) contribution.
 fn condition(filter: &Filter) -> (Option<Value>, Option<Value>) {
     let number = |v: &MetadataValue| v.as_f64();
     let field_match = |f: &str, v: &MetadataValue| match number(v) {
         // Numbers match by range so 2 and 2.0 are the same, as in the reference semantics.
-        Some(x) => json!({"key": f, "range": {"gte": x, "lte": x}}),
-        None => json!({"key": f, "match": {"value": metadata_value_to_json(v)}}),
+        Some(x) => json!({"key": payload_key(f), "range": {"gte": x, "lte": x}}),
+        None => json!({"key": payload_key(f), "match": {"value": metadata_value_to_json(v)}}),
     };
     let any = |f: &str, vs: &[MetadataValue]| {
         if vs.iter().all(|v| matches!(v, MetadataValue::Str(_))) {
-            json!({"key": f, "match": {"any": vs.iter().map(metadata_value_to_json).collect::<Vec<_>>()}})
+            json!({"key": payload_key(f), "match": {"any": vs.iter().map(metadata_value_to_json).collect::<Vec<_>>()}})
         } else {
             json!({"should": vs.iter().map(|v| field_match(f, v)).collect::<Vec<_>>()})
         }
@@ -327,10 +334,10 @@ fn condition(filter: &Filter) -> (Option<Value>, Option<Value>) {
         Filter::Ne(f, v) => (None, Some(field_match(f, v))),
         Filter::In(f, vs) => (Some(any(f, vs)), None),
         Filter::Nin(f, vs) => (None, Some(any(f, vs))),
-        Filter::Gt(f, x) => (Some(json!({"key": f, "range": {"gt": x}})), None),
-        Filter::Gte(f, x) => (Some(json!({"key": f, "range": {"gte": x}})), None),
-        Filter::Lt(f, x) => (Some(json!({"key": f, "range": {"lt": x}})), None),
-        Filter::Lte(f, x) => (Some(json!({"key": f, "range": {"lte": x}})), None),
+        Filter::Gt(f, x) => (Some(json!({"key": payload_key(f), "range": {"gt": x}})), None),
+        Filter::Gte(f, x) => (Some(json!({"key": payload_key(f), "range": {"gte": x}})), None),
+        Filter::Lt(f, x) => (Some(json!({"key": payload_key(f), "range": {"lt": x}})), None),
+        Filter::Lte(f, x) => (Some(json!({"key": payload_key(f), "range": {"lte": x}})), None),
         Filter::And(_) | Filter::Or(_) => (Some(as_filter(filter)), None),
     }
 }
@@ -720,6 +727,16 @@ mod tests {
         assert_eq!(point_id("doc#1"), point_id("doc#1"));
         assert_ne!(point_id("doc#1"), point_id("doc#2"));
         assert!(uuid::Uuid::parse_str(&point_id("x")).is_ok());
+    }
+
+    #[test]
+    fn keys_with_path_characters_are_quoted() {
+        assert_eq!(payload_key("lang"), "lang");
+        assert_eq!(payload_key("rag_doc_root"), "rag_doc_root");
+        assert_eq!(payload_key("a.b"), "\"a.b\"");
+        assert_eq!(payload_key("dc:title"), "\"dc:title\"");
+        let f = to_qdrant_filter(&Filter::eq("a.b", "x")).unwrap();
+        assert_eq!(f["must"][0]["key"], "\"a.b\"", "{f}");
     }
 
     #[test]
