@@ -74,6 +74,21 @@ pub fn fit_to_open_files(wanted: usize, open_files: Option<u64>) -> usize {
     }
 }
 
+/// Connections the kernel holds for the server while it is at its cap (the listen backlog;
+/// the system's `net.core.somaxconn` may lower it). Past the backlog the kernel drops new
+/// handshakes, and a client that sends nothing is left believing it is connected.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with a backlog of [`LISTEN_BACKLOG`] (std's is 128).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std's `TcpListener::bind` does on Unix: a restarted server may rebind at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting and waits for the
 /// open connections to finish their requests (the caller bounds that wait).
 pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits, shutdown: impl Future<Output = ()>) {
