@@ -24,7 +24,9 @@ mod sentence_transformers;
 pub use batch::{BatchStats, BatchingEmbedder};
 #[cfg(feature = "redis-cache")]
 pub use cache::RedisCache;
-pub use cache::{CacheStats, CachedEmbedder, EmbeddingCache, LocalCache, cache_key, decode_vector, encode_vector};
+pub use cache::{
+    CacheStats, CachedEmbedder, EmbeddingCache, LocalCache, cache_key, decode_vector, encode_vector, namespaced_cache_key,
+};
 #[cfg(feature = "onnx")]
 pub use onnx::{OnnxEmbedder, OnnxEmbedderBuilder, OnnxPrecision, default_model_dir, venv_runtime_library};
 #[cfg(feature = "openai")]
