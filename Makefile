@@ -8,7 +8,7 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test lint unit eval bench bench-serve bench-criterion clean
+.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test lint unit eval bench bench-serve bench-criterion soak clean
 
 setup: setup-system setup-python setup-onnx setup-llm setup-qdrant
 
@@ -85,6 +85,24 @@ bench-serve: setup
 	$(RAG) --data-dir $(BENCH_DIR) --collection bench-1000 --set cache.backend=none serve --addr 127.0.0.1:18089 & \
 	pid=$$!; for i in $$(seq 1 120); do curl -sf localhost:18089/readyz >/dev/null && break; sleep 1; done; \
 	$(RAG) --collection bench-1000 load --url http://127.0.0.1:18089 --dataset $(DATASET) --requests 1000 --concurrency 32; \
+	status=$$?; kill -TERM $$pid; wait $$pid; exit $$status
+
+# A soak of one server (not a test): 1,000 SciFact documents, then mixed query / search /
+# stream / ingest / delete traffic from three keys (two of them tenants) at concurrency 16 for
+# SOAK_MINUTES, sampling the server's RSS, descriptors and in-flight gauge (python/bench/soak.py).
+SOAK_DIR ?= /tmp/rag-soak
+SOAK_MINUTES ?= 30
+soak: setup
+	$(CARGO) build --release -p rag-cli
+	rm -rf $(SOAK_DIR) && mkdir -p $(SOAK_DIR)
+	head -n 1000 $(DATASET)/corpus.jsonl > $(SOAK_DIR)/corpus-1000.jsonl
+	$(RAG) --config deploy/soak.toml --data-dir $(SOAK_DIR)/data ingest $(SOAK_DIR)/corpus-1000.jsonl
+	export RAG_SOAK_ADMIN=soak-admin-0123456789 RAG_SOAK_ACME=soak-acme-0123456789 RAG_SOAK_GLOBEX=soak-globex-0123456789; \
+	$(RAG) --config deploy/soak.toml --data-dir $(SOAK_DIR)/data serve 2> $(SOAK_DIR)/serve.log & pid=$$!; \
+	for i in $$(seq 1 120); do curl -sf localhost:18090/readyz >/dev/null && break; sleep 1; done; \
+	.venv/bin/python python/bench/soak.py --url http://127.0.0.1:18090 --pid $$pid --dataset $(DATASET) \
+		--minutes $(SOAK_MINUTES) --concurrency 16 --key admin=$$RAG_SOAK_ADMIN --key acme=$$RAG_SOAK_ACME \
+		--key globex=$$RAG_SOAK_GLOBEX | tee $(SOAK_DIR)/soak.json; \
 	status=$$?; kill -TERM $$pid; wait $$pid; exit $$status
 
 bench-criterion: setup

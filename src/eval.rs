@@ -57,7 +57,7 @@ impl BeirDataset {
     pub fn load(dir: &Path) -> Result<Self> {
         let qpath = dir.join("queries.jsonl");
         let mut queries = BTreeMap::new();
-        for doc in crate::sources::JsonlReader::open(&qpath)? {
+        for doc in crate::sources::JsonlReader::open(&qpath)?.without_metadata() {
             let d = doc?;
             queries.insert(d.id, d.text);
         }

@@ -167,9 +167,9 @@ fn json_metadata(v: &serde_json::Value) -> Option<MetadataValue> {
     }
 }
 
-/// Parses one JSONL line into a document (its `source` metadata is `source`); the error names
-/// the file and line.
-fn parse_line(path: &Path, source: &str, lineno: usize, line: &str) -> Result<Document> {
+/// Parses one JSONL line into a document (its `source` metadata is `source`; its `metadata`
+/// read when `with_metadata`); the error names the file and line.
+fn parse_line(path: &Path, source: &str, with_metadata: bool, lineno: usize, line: &str) -> Result<Document> {
     let at = || format!("{}:{lineno}", path.display());
     let v: serde_json::Value = serde_json::from_str(line)
         .map_err(|e| RagError::invalid_input(at(), format!("malformed JSON ({e}); fix or remove the line")))?;
@@ -188,7 +188,7 @@ fn parse_line(path: &Path, source: &str, lineno: usize, line: &str) -> Result<Do
         metadata.insert("title".into(), MetadataValue::Str(title.to_owned()));
     }
     metadata.insert("source".into(), MetadataValue::Str(source.to_owned()));
-    match obj.get("metadata") {
+    match obj.get("metadata").filter(|_| with_metadata) {
         None | Some(serde_json::Value::Null) => {}
         Some(serde_json::Value::Object(m)) => {
             for (k, v) in m {
@@ -224,6 +224,7 @@ pub fn validate_jsonl(path: &Path) -> Result<usize> {
 pub struct JsonlReader {
     path: PathBuf,
     source: String,
+    metadata: bool,
     lines: std::io::Lines<BufReader<std::fs::File>>,
     lineno: usize,
 }
@@ -234,13 +235,20 @@ impl JsonlReader {
     pub fn open(path: &Path) -> Result<Self> {
         let f = std::fs::File::open(path).map_err(|e| RagError::io(path, e))?;
         let source = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        Ok(Self { path: path.to_owned(), source, lines: BufReader::new(f).lines(), lineno: 0 })
+        Ok(Self { path: path.to_owned(), source, metadata: true, lines: BufReader::new(f).lines(), lineno: 0 })
     }
 
     /// The `source` every document of this file carries (the file as named under its ingest
     /// root: what citations show).
     pub fn source(mut self, source: String) -> Self {
         self.source = source;
+        self
+    }
+
+    /// Reads only ids, titles and texts, passing `metadata` over unread (BEIR's query files
+    /// carry their judgements there, which are not document metadata).
+    pub fn without_metadata(mut self) -> Self {
+        self.metadata = false;
         self
     }
 }
@@ -262,7 +270,7 @@ impl Iterator for JsonlReader {
             if line.trim().is_empty() {
                 continue;
             }
-            return Some(parse_line(&self.path, &self.source, self.lineno, &line));
+            return Some(parse_line(&self.path, &self.source, self.metadata, self.lineno, &line));
         }
     }
 }

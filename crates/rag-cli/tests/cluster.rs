@@ -158,6 +158,7 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
     // a third of the way through. No query fails (the store retries on a lost node) and every
     // query still finds its document.
     let sa = serve(&dir.path().join("sa"), &worker(n0, redis_port, "scifact"));
+    let single_served = serve(&dir.path().join("ss"), &single);
     let sb = serve(&dir.path().join("sb"), &worker(n1, redis_port, "scifact"));
     let titles: Vec<(String, String)> = std::fs::read_to_string(corpus)
         .unwrap()
@@ -192,7 +193,7 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
     // The single-copy collection lost a shard with node 2: a query says which, and what survives
     // a node loss, as a 503 to retry (the node may come back), not a bare 500.
     let resp = http
-        .post(format!("{}/v1/collections/single/search", sa.url))
+        .post(format!("{}/v1/collections/single/search", single_served.url))
         .json(&json!({"question": titles[0].1, "k": 5}))
         .send()
         .await
