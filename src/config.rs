@@ -19,7 +19,7 @@ pub mod defaults {
     pub const K: usize = 5;
     /// Candidates taken from each retrieval side before fusion.
     pub const CANDIDATES: usize = 100;
-    /// Convex fusion weight of the dense side: measured best on SciFact (README, Benchmarks).
+    /// Convex fusion weight of the dense side: measured best on SciFact (docs/benchmarks.md).
     pub const ALPHA: f32 = 0.5;
     /// RRF constant.
     pub const RRF_K: f32 = 60.0;
@@ -353,7 +353,7 @@ impl Default for EmbedderConfig {
     fn default() -> Self {
         Self {
             // The same vectors as torch (SciFact nDCG@10 equal), about 1.7x the ingest, a third
-            // less query latency and a quarter of the memory (README, Benchmarks).
+            // less query latency and a quarter of the memory (docs/benchmarks.md).
             backend: EmbedderBackend::Onnx,
             model: None,
             batch_size: defaults::EMBED_BATCH,

@@ -43,7 +43,7 @@ impl Fusion {
 }
 
 impl Default for Fusion {
-    /// Convex at [`defaults::ALPHA`]: measured best on SciFact (README, Benchmarks).
+    /// Convex at [`defaults::ALPHA`]: measured best on SciFact (docs/benchmarks.md).
     fn default() -> Self {
         Self::Convex { alpha: defaults::ALPHA }
     }

@@ -134,7 +134,7 @@ impl RemoteServer {
             buffer.push_str(&String::from_utf8_lossy(&bytes.map_err(|e| transport(&self.file.url, e))?));
             while let Some(end) = buffer.find("\n\n") {
                 let block: String = buffer.drain(..end + 2).collect();
-                let (event, data) = sse_event(&block);
+                let (event, data) = rag_server::api::sse_event(&block);
                 match event.as_str() {
                     "token" => {
                         let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
@@ -175,20 +175,6 @@ impl RemoteServer {
     }
 }
 
-/// The `(event, data)` of one Server-Sent Events block.
-fn sse_event(block: &str) -> (String, String) {
-    let mut event = "message".to_owned();
-    let mut data = String::new();
-    for line in block.lines() {
-        if let Some(e) = line.strip_prefix("event:") {
-            event = e.trim().to_owned();
-        } else if let Some(d) = line.strip_prefix("data:") {
-            data.push_str(d.trim_start());
-        }
-    }
-    (event, data)
-}
-
 /// The error a server's error answer names (`{"error": {"code", "field", "message"}}`).
 fn answer_error(status: u16, body: &Value) -> RagError {
     let e = &body["error"];
@@ -213,6 +199,5 @@ mod tests {
         let missing = serde_json::json!({"error": {"code": "not_found", "message": "document `x`"}});
         assert!(matches!(answer_error(404, &missing), RagError::NotFound { .. }));
         assert!(answer_error(500, &Value::Null).to_string().contains("500"));
-        assert_eq!(sse_event("event: token\ndata: {\"text\":\"a\"}\n\n"), ("token".into(), "{\"text\":\"a\"}".into()));
     }
 }

@@ -1,7 +1,7 @@
 //! [`Coalescer`]: concurrent calls coalesced into one call of a batch-capable model.
 //!
 //! On 2 cores, sixteen concurrent queries that each call a model fight over the cores; one
-//! padded batch of sixteen runs ~3x faster per item (README, Benchmarks). Callers hand their
+//! padded batch of sixteen runs ~3x faster per item (docs/benchmarks.md). Callers hand their
 //! request to one worker task; the worker takes everything queued (waiting up to `max_wait` for
 //! more, until `max_items`), makes one call, and hands each caller its own answer. With nothing
 //! else queued a call goes straight through, so a lone caller waits for nothing but the window.

@@ -47,7 +47,7 @@ impl Default for KeywordConfig {
 }
 
 /// The default of [`KeywordConfig::avg_chunk_terms`]: SciFact's chunks with the default chunker
-/// average 81.6 analysed terms (`rag stats`; README, Benchmarks).
+/// average 81.6 analysed terms (`rag stats`; docs/benchmarks.md).
 pub const DEFAULT_AVG_CHUNK_TERMS: u32 = 80;
 
 const TOKENIZER: &str = "rag_en";

@@ -129,6 +129,21 @@ pub async fn query(
     Ok(Json(result).into_response())
 }
 
+/// The `(event, data)` of one Server-Sent Events block as this server writes them (`event:`
+/// and `data:` lines; `message` when the block names no event), for clients of the stream.
+pub fn sse_event(block: &str) -> (String, String) {
+    let mut event = "message".to_owned();
+    let mut data = String::new();
+    for line in block.lines() {
+        if let Some(e) = line.strip_prefix("event:") {
+            event = e.trim().to_owned();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            data.push_str(d.trim_start());
+        }
+    }
+    (event, data)
+}
+
 /// One event of a streamed answer.
 #[derive(Debug)]
 pub enum AnswerEvent {

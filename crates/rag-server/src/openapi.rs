@@ -6,7 +6,7 @@ use axum::Json;
 use rmcp::schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::{Value, json};
 
-use crate::api::{IngestRequest, QueryRequest};
+use crate::api::{FilesRequest, IngestRequest, QueryRequest};
 use crate::openai::ChatRequest;
 
 /// One documented operation.
@@ -56,9 +56,9 @@ const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/v1/collections/{collection}/stats",
-        summary: "Counts, backends and models of a collection",
+        summary: "Counts, backends and models of a collection (a tenant key: its own documents and chunks only)",
         request: None,
-        response: "Stats",
+        response: "Stats, or for a tenant key: collection, tenant, documents, chunks",
         auth: true,
     },
     Operation {
@@ -67,6 +67,14 @@ const OPERATIONS: &[Operation] = &[
         summary: "The collections this key may use",
         request: None,
         response: "collections",
+        auth: true,
+    },
+    Operation {
+        method: "post",
+        path: "/v1/local/collections/{collection}/files",
+        summary: "`rag ingest PATH...` run by the server, only for the `rag` command on its machine (the token of the data directory's serve.json; no API key may)",
+        request: Some("FilesRequest"),
+        response: "IngestReport",
         auth: true,
     },
     Operation {
@@ -97,9 +105,9 @@ const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/readyz",
-        summary: "Model loaded and stores reachable (503 until then)",
+        summary: "Model loaded and stores reachable (503 until then); nothing about the data",
         request: None,
-        response: "ready, collections",
+        response: "ready",
         auth: false,
     },
     Operation {
@@ -132,6 +140,7 @@ pub fn document() -> Value {
     schemas.insert("QueryRequest".into(), schema::<QueryRequest>(&mut generator));
     schemas.insert("IngestRequest".into(), schema::<IngestRequest>(&mut generator));
     schemas.insert("ChatRequest".into(), schema::<ChatRequest>(&mut generator));
+    schemas.insert("FilesRequest".into(), schema::<FilesRequest>(&mut generator));
     for (name, s) in generator.take_definitions(true) {
         schemas.insert(name, s);
     }

@@ -90,18 +90,8 @@ impl Api {
         let text = resp.text().await.unwrap();
         text.split("\n\n")
             .filter(|b| !b.trim().is_empty())
-            .filter_map(|block| {
-                let mut event = "message".to_owned();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(e) = line.strip_prefix("event:") {
-                        event = e.trim().to_owned();
-                    } else if let Some(d) = line.strip_prefix("data:") {
-                        data.push_str(d.trim_start());
-                    }
-                }
-                (!data.is_empty()).then_some((event, data))
-            })
+            .map(rag_server::api::sse_event)
+            .filter(|(_, data)| !data.is_empty())
             .collect()
     }
 }
