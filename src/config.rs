@@ -900,6 +900,16 @@ impl RagConfig {
         Ok(())
     }
 
+    /// Whether a process with this configuration keeps files under the data directory that one
+    /// process at a time may open: the keyword index and manifest (`store.index = local`), the
+    /// local embedding cache, Qdrant's local mode. Workers whose state all lives in servers
+    /// (`store.index = engine` on a Qdrant server, the cache in Redis or none) may share one.
+    pub fn holds_local_state(&self) -> bool {
+        self.store.index == IndexPlacement::Local
+            || self.cache.backend == CacheBackend::Local
+            || (self.store.backend == StoreBackend::Qdrant && self.store.qdrant_mode == QdrantModeSetting::Local)
+    }
+
     /// The collection's own directory under the data directory.
     pub fn collection_dir(&self) -> PathBuf {
         self.data_dir.join("collections").join(&self.collection)
@@ -909,6 +919,20 @@ impl RagConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_server_held_state_lets_processes_share_a_data_directory() {
+        let mut cfg = RagConfig::default();
+        assert!(cfg.holds_local_state(), "the embedded default keeps its stores under the data directory");
+        cfg.set("store.backend", "qdrant").unwrap();
+        cfg.set("store.qdrant_mode", "server").unwrap();
+        cfg.set("store.index", "engine").unwrap();
+        assert!(cfg.holds_local_state(), "the local embedding cache is still there");
+        cfg.set("cache.backend", "redis").unwrap();
+        assert!(!cfg.holds_local_state(), "stateless workers (README, Several workers)");
+        cfg.set("store.qdrant_mode", "local").unwrap();
+        assert!(cfg.holds_local_state());
+    }
 
     #[test]
     fn layers_file_then_env_then_set() {

@@ -74,20 +74,25 @@ impl ServerFile {
         Ok(process_alive(file.pid).then_some(file))
     }
 
-    /// Writes the file into `data_dir` (readable by its owner only, replaced atomically) and
-    /// returns a guard that removes it when dropped. Refused when another live server's file
-    /// is there.
-    pub fn publish(self, data_dir: &Path) -> Result<Published> {
-        if let Some(other) = Self::read(data_dir)?
-            && other.pid != self.pid
-        {
-            return Err(RagError::config(format!(
+    /// `Ok` when no live server of another process holds `data_dir`; otherwise the error that
+    /// names it.
+    pub fn ensure_free(data_dir: &Path) -> Result<()> {
+        match Self::read(data_dir)? {
+            Some(other) if other.pid != std::process::id() => Err(RagError::config(format!(
                 "rag serve (pid {}) already serves data directory {} at {}: stop it, or give this server another --data-dir",
                 other.pid,
                 data_dir.display(),
                 other.url
-            )));
+            ))),
+            _ => Ok(()),
         }
+    }
+
+    /// Writes the file into `data_dir` (readable by its owner only, replaced atomically) and
+    /// returns a guard that removes it when dropped. Refused when another live server's file
+    /// is there.
+    pub fn publish(self, data_dir: &Path) -> Result<Published> {
+        Self::ensure_free(data_dir)?;
         std::fs::create_dir_all(data_dir).map_err(|e| RagError::io(data_dir, e))?;
         let path = Self::path(data_dir);
         let staging = data_dir.join(format!(".{FILE_NAME}.{}", self.pid));

@@ -247,25 +247,25 @@ pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
     let addr: SocketAddr =
         addr_text.parse().map_err(|e| RagError::invalid_input("server.addr", format!("`{addr_text}` is not HOST:PORT ({e})")))?;
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-    // Before anything opens the stores: another server on this data directory is named.
-    if let Some(other) = discovery::ServerFile::read(&cfg.data_dir)? {
-        return Err(RagError::config(format!(
-            "rag serve (pid {}) already serves data directory {} at {}: stop it, or give this server another --data-dir",
-            other.pid,
-            cfg.data_dir.display(),
-            other.url
-        )));
+    // Before anything opens the stores: another server holding this data directory is named.
+    // (Workers whose state all lives in servers may share one: they publish nothing.)
+    let holds = cfg.holds_local_state();
+    if holds {
+        discovery::ServerFile::ensure_free(&cfg.data_dir)?;
     }
     let keys = Keys::load(&cfg.server.keys, |v| std::env::var(v).ok())?;
     check_exposure(&addr, &keys, &cfg)?;
-    let listener =
-        listen::bind(addr).map_err(|e| RagError::Io { path: std::path::PathBuf::from(addr.to_string()), source: e })?;
+    let listener = listen::bind(addr).map_err(|e| RagError::Io { path: std::path::PathBuf::from(addr.to_string()), source: e })?;
     let bound = listener.local_addr().map_err(|e| RagError::Io { path: addr.to_string().into(), source: e })?;
     // The `rag` command on this machine finds the server through this file, and sends its
     // work here instead of opening the stores this process holds (see `discovery`).
-    let file = discovery::ServerFile::new(bound);
-    let state = state_with_keys(cfg.clone(), keys.with_local_token(&file.token))?;
-    let published = file.publish(&cfg.data_dir)?;
+    let (state, published) = if holds {
+        let file = discovery::ServerFile::new(bound);
+        let state = state_with_keys(cfg.clone(), keys.with_local_token(&file.token))?;
+        (state, Some(file.publish(&cfg.data_dir)?))
+    } else {
+        (state_with_keys(cfg.clone(), keys)?, None)
+    };
     let warm = state.clone();
     let warming = tokio::spawn(async move {
         if let Err(e) = warm.warm_up().await {
