@@ -294,10 +294,10 @@ impl Keys {
         if self.is_empty() {
             return Ok(Principal::anonymous());
         }
-        let value = value.ok_or_else(|| ApiError::unauthorized("send an API key: `Authorization: Bearer KEY`"))?;
-        let key = bearer
-            .filter(|_| !value.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer KEY`"))?;
+        if value.is_none() {
+            return Err(ApiError::unauthorized("send an API key: `Authorization: Bearer KEY`"));
+        }
+        let key = bearer.ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer KEY`"))?;
         self.by_digest.get(&digest(key)).cloned().ok_or_else(|| ApiError::unauthorized("unknown API key"))
     }
 }
@@ -363,6 +363,20 @@ mod tests {
         assert_eq!(acme.shown_id("tenant:tenant=acme/x#0"), "x#0");
         assert_eq!(reader.document_id("x"), "x");
         assert_eq!(reader.shown_id("tenant:tenant=acme/x"), "tenant:tenant=acme/x");
+    }
+
+    #[test]
+    fn the_local_token_is_the_local_principal_with_or_without_keys() {
+        let token = "local-token-0123456789abcdef";
+        let open = Keys::default().with_local_token(token);
+        assert!(open.authenticate(&bearer(token)).unwrap().is_local());
+        let anyone = open.authenticate(&HeaderMap::new()).unwrap();
+        assert!(!anyone.is_local(), "without keys everyone is anonymous, but not local");
+        let cfg = [key("reader", "R", &["*"], Access::Read, None)];
+        let keyed = Keys::load(&cfg, |_| Some("r".repeat(20))).unwrap().with_local_token(token);
+        assert!(keyed.authenticate(&bearer(token)).unwrap().is_local());
+        assert!(!keyed.authenticate(&bearer(&"r".repeat(20))).unwrap().is_local(), "no API key is local");
+        assert_eq!(keyed.authenticate(&bearer("not-the-token-0123456789")).unwrap_err().status, 401);
     }
 
     #[test]

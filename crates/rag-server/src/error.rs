@@ -93,11 +93,16 @@ impl From<RagError> for ApiError {
             RagError::NotFound { .. } => Self::not_found(e.to_string()),
             RagError::Config { message } => Self::new(StatusCode::BAD_REQUEST, "not_configured", message.clone()),
             RagError::DimensionMismatch { .. } => Self::new(StatusCode::CONFLICT, "dimension_mismatch", e.to_string()),
-            RagError::Transient { backend, message, .. } => Self {
-                retry_after: Some(1),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", format!("{backend}: {message}"))
-            },
+            // The client gets the backend's message; the log keeps the cause for the operator.
+            RagError::Transient { backend, message, .. } => {
+                tracing::warn!(error = %e, "a backend failed transiently while serving a request (503)");
+                Self {
+                    retry_after: Some(1),
+                    ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", format!("{backend}: {message}"))
+                }
+            }
             RagError::Permanent { backend, message, .. } => {
+                tracing::warn!(error = %e, "a backend failed while serving a request (502)");
                 Self::new(StatusCode::BAD_GATEWAY, "backend_failed", format!("{backend}: {message}"))
             }
             RagError::Timeout { .. } => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string()),

@@ -255,7 +255,8 @@ pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
     }
     let keys = Keys::load(&cfg.server.keys, |v| std::env::var(v).ok())?;
     check_exposure(&addr, &keys, &cfg)?;
-    let listener = listen::bind(addr).map_err(|e| RagError::Io { path: std::path::PathBuf::from(addr.to_string()), source: e })?;
+    let listener =
+        listen::bind(addr).map_err(|e| RagError::Io { path: std::path::PathBuf::from(addr.to_string()), source: e })?;
     let bound = listener.local_addr().map_err(|e| RagError::Io { path: addr.to_string().into(), source: e })?;
     // The `rag` command on this machine finds the server through this file, and sends its
     // work here instead of opening the stores this process holds (see `discovery`).
