@@ -92,6 +92,7 @@ bench-serve: setup
 # SOAK_MINUTES, sampling the server's RSS, descriptors and in-flight gauge (python/bench/soak.py).
 SOAK_DIR ?= /tmp/rag-soak
 SOAK_MINUTES ?= 30
+SOAK_ARGS ?=
 soak: setup
 	$(CARGO) build --release -p rag-cli
 	rm -rf $(SOAK_DIR) && mkdir -p $(SOAK_DIR)
@@ -102,7 +103,7 @@ soak: setup
 	for i in $$(seq 1 120); do curl -sf localhost:18090/readyz >/dev/null && break; sleep 1; done; \
 	.venv/bin/python python/bench/soak.py --url http://127.0.0.1:18090 --pid $$pid --dataset $(DATASET) \
 		--minutes $(SOAK_MINUTES) --concurrency 16 --key admin=$$RAG_SOAK_ADMIN --key acme=$$RAG_SOAK_ACME \
-		--key globex=$$RAG_SOAK_GLOBEX | tee $(SOAK_DIR)/soak.json; \
+		--key globex=$$RAG_SOAK_GLOBEX $(SOAK_ARGS) | tee $(SOAK_DIR)/soak.json; \
 	status=$$?; kill -TERM $$pid; wait $$pid; exit $$status
 
 bench-criterion: setup

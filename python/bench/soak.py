@@ -24,6 +24,8 @@ import time
 import httpx
 
 OPERATIONS = [("query", 30), ("search", 35), ("stream", 15), ("ingest", 15), ("delete", 5)]
+# `--reads-only`: the same traffic without writes, to tell memory the data grows by from a leak.
+READS = [("query", 30), ("search", 35), ("stream", 15)]
 
 
 def load_jsonl(path, limit=None):
@@ -60,7 +62,7 @@ class Soak:
     def worker(self, seed):
         rng = random.Random(seed)
         names = list(self.keys)
-        ops = [op for op, w in OPERATIONS for _ in range(w)]
+        ops = [op for op, w in (READS if self.args.reads_only else OPERATIONS) for _ in range(w)]
         with httpx.Client(timeout=120) as http:
             while not self.stop.is_set():
                 name = rng.choice(names)
@@ -164,6 +166,7 @@ class Soak:
         return {
             "minutes": round(elapsed / 60, 1),
             "concurrency": self.args.concurrency,
+            "reads_only": self.args.reads_only,
             "keys": sorted(self.keys),
             "requests": sum(o["requests"] for o in ops.values()),
             "errors": errors,
@@ -187,6 +190,7 @@ def main():
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--pool", type=int, default=500, help="SciFact documents the ingests draw from")
     p.add_argument("--sample-seconds", type=float, default=15)
+    p.add_argument("--reads-only", action="store_true", help="query, search and stream only (no ingest or delete)")
     args = p.parse_args()
     print(json.dumps(Soak(args).run(), indent=1))
 
