@@ -59,10 +59,14 @@ lint:
 		echo "the rag library must not depend on clap, indicatif or tracing-subscriber" >&2; exit 1; fi
 
 # The no-Python build: the facade's unit tests and a whole pipeline from mocks, no backend
-# features; then the guide's examples (docs/guide.md), compiled and run as doctests.
+# features; the guide's examples (docs/guide.md), compiled and run as doctests; then every
+# Python-free example, run (each exits non-zero when its result is wrong).
+NO_PYTHON = -p rag --no-default-features --features test-utils
+PYTHON_FREE_EXAMPLES = mock_pipeline in_memory_ingest
 unit:
-	$(CARGO) test -p rag --no-default-features --lib --test pipeline_mocks
-	$(CARGO) test -p rag --no-default-features --doc
+	$(CARGO) test $(NO_PYTHON) --lib --test pipeline_mocks
+	$(CARGO) test $(NO_PYTHON) --doc
+	for e in $(PYTHON_FREE_EXAMPLES); do $(CARGO) run -q $(NO_PYTHON) --example $$e || exit 1; done
 
 test: setup lint unit
 	$(CARGO) nextest run --workspace --all-features --no-fail-fast

@@ -33,6 +33,10 @@ pub mod defaults {
     pub const EMBED_BATCH: usize = 64;
     /// Context window in tokens.
     pub const CONTEXT_TOKENS: usize = 4096;
+    /// Smallest chunk the semantic and Markdown chunkers close at a paragraph break.
+    pub const CHUNK_MIN_TOKENS: usize = 64;
+    /// Largest chunk of the semantic and Markdown chunkers.
+    pub const CHUNK_MAX_TOKENS: usize = 256;
     /// Largest `k` a query may ask for.
     pub const MAX_K: usize = 1000;
 }
@@ -412,8 +416,8 @@ impl Default for ChunkerConfig {
     fn default() -> Self {
         Self {
             kind: ChunkerKind::Semantic,
-            min_tokens: 64,
-            max_tokens: 256,
+            min_tokens: defaults::CHUNK_MIN_TOKENS,
+            max_tokens: defaults::CHUNK_MAX_TOKENS,
             chunk_size: 256,
             overlap: 32,
             encoding: EncodingSetting::Cl100kBase,

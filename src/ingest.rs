@@ -222,6 +222,7 @@ impl RagPipeline {
     /// ```
     pub async fn ingest(&self, source: impl DocumentSource, options: IngestOptions) -> Result<IngestReport> {
         let start = Instant::now();
+        self.check_dimensions().await?;
         let before = self.counters();
         let stream = source.open().await?;
         let total = stream.total.unwrap_or(0);
@@ -304,6 +305,17 @@ impl RagPipeline {
             // Checked as each document is read, before its batch can be written, so a refused
             // document writes nothing of its batch on any side.
             rag_core::rules::check_document_metadata(&format!("document `{}`", d.document.id), &d.document.metadata)?;
+            if d.document.text.trim().is_empty() {
+                // Nothing to index: reported as skipped, as a file source reports an empty file,
+                // never recorded as ingested. Not `seen`, so pruning removes an older version.
+                let path = match d.document.metadata.get("source").and_then(rag_core::MetadataValue::as_str) {
+                    Some(source) => format!("{source}: document `{}`", d.document.id),
+                    None => format!("document `{}`", d.document.id),
+                };
+                tracing::warn!(%path, "skipped: no text");
+                stage.skipped.push(Skipped { path, reason: "no text (empty or only whitespace)".into() });
+                continue;
+            }
             if !stage.seen.insert(d.document.id.clone()) {
                 // Name the file when the source says where the document came from.
                 let input = match d.document.metadata.get("source").and_then(rag_core::MetadataValue::as_str) {
@@ -343,7 +355,10 @@ impl RagPipeline {
         for d in docs {
             let hash = self.doc_hash(&d);
             let old = known.remove(&d.document.id);
-            if old.as_ref().is_some_and(|e| e.hash.as_deref() == Some(hash.as_str())) {
+            // Unchanged only under the same origin: a document now yielded by another source
+            // is rewritten under it (vectors come from the cache), so pruning that source's
+            // origin finds it.
+            if old.as_ref().is_some_and(|e| e.hash.as_deref() == Some(hash.as_str()) && e.root == d.origin) {
                 stage.unchanged += 1;
                 continue;
             }
@@ -526,12 +541,12 @@ impl RagPipeline {
     /// Deletes a document (every chunk of it) from every store. An unknown id is a
     /// [`RagError::NotFound`] naming it; nothing else is touched.
     pub async fn delete_document(&self, doc_id: &str) -> Result<()> {
-        let entry = self.ledger.lookup(vec![doc_id.to_owned()]).await?.remove(doc_id).ok_or_else(|| {
-            RagError::not_found(
-                format!("document `{doc_id}` in collection `{}`", self.collection),
-                Some("`rag search` shows the ids of stored documents"),
-            )
-        })?;
+        let entry = self
+            .ledger
+            .lookup(vec![doc_id.to_owned()])
+            .await?
+            .remove(doc_id)
+            .ok_or_else(|| RagError::not_found(format!("document `{doc_id}` in collection `{}`", self.collection), None))?;
         self.remove(vec![(doc_id.to_owned(), entry)]).await.map(|_| ())
     }
 }

@@ -19,7 +19,7 @@ pub use config::{RagConfig, RetrievalMode};
 pub use generate::ExtractiveGenerator;
 pub use ingest::{IngestOptions, IngestReport};
 pub use pipeline::{OriginCounts, RagPipeline, RagPipelineBuilder, Stats};
-pub use query::{Citation, Hit, Pages, PipelineRetriever, QueryOptions, QueryResult, Rerank, Retrieval};
+pub use query::{Citation, Hit, Pages, PipelineRetriever, QueryOptions, QueryResult, Rerank, Retrieval, SearchResult};
 pub use retrieve::{DenseSide, Fusion, HybridRetriever};
 pub use sources::FileSource;
 

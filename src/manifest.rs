@@ -36,9 +36,19 @@ impl Manifest {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| RagError::io(parent, e))?;
         }
-        let db = redb::Database::create(path).map_err(|e| {
-            RagError::permanent("ingest manifest", format!("{}: {e} (is another `rag ingest` running?)", path.display()))
+        let db = redb::Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                RagError::Busy { what: "ingest manifest".into(), path: path.to_owned(), message: e.to_string() }
+            }
+            e => RagError::permanent("ingest manifest", format!("{}: {e}", path.display())),
         })?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// A manifest held in memory (nothing on disk, gone with the process): for pipelines built
+    /// [`in_memory`](crate::RagPipelineBuilder::in_memory).
+    pub fn in_memory() -> Result<Self> {
+        let db = redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(err)?;
         Ok(Self { db: Arc::new(db) })
     }
 

@@ -71,7 +71,8 @@ pub struct OriginCounts {
 }
 
 /// Builder for [`RagPipeline`]. Every default comes from [`crate::config::defaults`], the
-/// same source the configuration file uses.
+/// same source the configuration file uses: the chunkers (semantic, and Markdown-aware for
+/// Markdown), the context window, the extractive generator, hybrid retrieval and its numbers.
 pub struct RagPipelineBuilder {
     collection: String,
     data_dir: Option<PathBuf>,
@@ -101,6 +102,7 @@ pub struct RagPipelineBuilder {
     generation_timeout: Duration,
     embed_batch: usize,
     backends: BTreeMap<String, String>,
+    in_memory: bool,
 }
 
 impl Default for RagPipelineBuilder {
@@ -134,6 +136,7 @@ impl Default for RagPipelineBuilder {
             generation_timeout: Duration::from_secs(defaults::GENERATION_TIMEOUT_SECS),
             embed_batch: defaults::EMBED_BATCH * 2,
             backends: BTreeMap::new(),
+            in_memory: false,
         }
     }
 }
@@ -152,11 +155,11 @@ impl RagPipelineBuilder {
     setter! {
         /// Collection name (reported in stats and errors).
         collection: impl Into<String> => collection,
-        /// Directory for the manifest (and the keyword index if none is given).
+        /// Directory for the manifest and the keyword index (unless both are given, or [`RagPipelineBuilder::in_memory`]).
         data_dir: PathBuf => data_dir,
-        /// Chunker for plain-text documents.
+        /// Chunker for plain-text documents (default: semantic, cl100k, 64 to 256 tokens).
         chunker: Arc<dyn Chunker> => chunker,
-        /// Chunker for Markdown documents (default: the main chunker).
+        /// Chunker for Markdown documents (default: the main chunker when one is set, else the Markdown-aware default).
         markdown_chunker: Arc<dyn Chunker> => markdown_chunker,
         /// Embedder (needed for dense and hybrid retrieval).
         embedder: Arc<dyn Embedder> => embedder,
@@ -212,22 +215,22 @@ impl RagPipelineBuilder {
         self
     }
 
+    /// Keeps the keyword index and the ingest record in memory (unless given), so the pipeline
+    /// needs no data directory and writes nothing to disk: for prototypes and tests, with
+    /// [`rag_core::InMemoryStore`] as the vector store.
+    pub fn in_memory(mut self) -> Self {
+        self.in_memory = true;
+        self
+    }
+
     /// Assembles the pipeline; a missing part or a number out of range is an error naming it.
+    /// Everything is checked before anything is created on disk, and a build that fails after
+    /// creating the keyword index or the manifest removes what it created.
     pub fn build(self) -> Result<RagPipeline> {
-        let data_dir = self.data_dir.ok_or_else(|| RagError::config("the pipeline needs a data directory (for its manifest)"))?;
-        let chunker = self.chunker.ok_or_else(|| RagError::config("the pipeline needs a chunker"))?;
         check_range("k", self.k, 1, defaults::MAX_K)?;
         for (name, v) in [("candidates", self.candidates), ("final_k", self.final_k), ("embed_batch", self.embed_batch)] {
             check_range(name, v, 1, usize::MAX)?;
         }
-        let keyword: Arc<dyn KeywordSearch> = match self.keyword {
-            Some(k) => k,
-            None => Arc::new(rag_keyword::KeywordIndex::open(Some(&data_dir.join("keyword")), &self.keyword_config)?),
-        };
-        let ledger: Arc<dyn IngestLedger> = match self.ledger {
-            Some(l) => l,
-            None => Arc::new(Manifest::open(&data_dir.join(MANIFEST_FILE))?),
-        };
         if self.retriever.is_none() && self.mode != RetrievalMode::Bm25 && (self.embedder.is_none() || self.store.is_none()) {
             return Err(RagError::config(
                 "dense and hybrid retrieval need an embedder and a vector store: add both, or use bm25",
@@ -236,9 +239,54 @@ impl RagPipelineBuilder {
         if self.store.is_some() != self.embedder.is_some() {
             return Err(RagError::config("a vector store needs an embedder (and an embedder a vector store)"));
         }
+        let on_disk = !self.in_memory && (self.keyword.is_none() || self.ledger.is_none());
+        if on_disk && self.data_dir.is_none() {
+            return Err(RagError::config(
+                "the pipeline needs a data directory (for its keyword index and manifest): set data_dir, or build it in_memory",
+            ));
+        }
+        let (chunker, markdown_chunker) = match (self.chunker, self.markdown_chunker) {
+            (Some(c), Some(m)) => (c, m),
+            (Some(c), None) => (c.clone(), c),
+            (None, markdown) => {
+                let (c, m) = default_chunkers()?;
+                (c, markdown.unwrap_or(m))
+            }
+        };
         let window = match self.window {
             Some(w) => w,
             None => ContextWindow::new(rag_chunk::TokenCounter::cl100k()?, defaults::CONTEXT_TOKENS),
+        };
+        let terms = rag_keyword::Bm25Encoder::new(&self.keyword_config)?;
+        // Only now is anything created; `created` undoes it if a later step fails.
+        let mut created = Created::default();
+        let opened = (|| -> Result<(Arc<dyn KeywordSearch>, Arc<dyn IngestLedger>)> {
+            let keyword: Arc<dyn KeywordSearch> = match (self.keyword, &self.data_dir) {
+                (Some(k), _) => k,
+                (None, Some(dir)) if !self.in_memory => {
+                    created.note(dir);
+                    created.note(&dir.join(KEYWORD_DIR));
+                    Arc::new(rag_keyword::KeywordIndex::open(Some(&dir.join(KEYWORD_DIR)), &self.keyword_config)?)
+                }
+                (None, _) => Arc::new(rag_keyword::KeywordIndex::in_memory(&self.keyword_config)?),
+            };
+            let ledger: Arc<dyn IngestLedger> = match (self.ledger, &self.data_dir) {
+                (Some(l), _) => l,
+                (None, Some(dir)) if !self.in_memory => {
+                    created.note(dir);
+                    created.note(&dir.join(MANIFEST_FILE));
+                    Arc::new(Manifest::open(&dir.join(MANIFEST_FILE))?)
+                }
+                (None, _) => Arc::new(Manifest::in_memory()?),
+            };
+            Ok((keyword, ledger))
+        })();
+        let (keyword, ledger) = match opened {
+            Ok(parts) => parts,
+            Err(e) => {
+                created.undo();
+                return Err(e);
+            }
         };
         let mut backends = self.backends;
         let generator: Arc<dyn Generator> = self.generator.unwrap_or_else(|| Arc::new(ExtractiveGenerator::default()));
@@ -257,21 +305,22 @@ impl RagPipelineBuilder {
             collection: self.collection,
             ledger,
             engine: self.engine,
-            data_dir,
-            markdown_chunker: self.markdown_chunker.unwrap_or_else(|| chunker.clone()),
+            data_dir: self.data_dir.filter(|_| on_disk),
+            markdown_chunker,
             chunker,
             embedder: self.embedder,
             embedder_tokenizer: self.embedder_tokenizer,
             cache_probe: self.cache_probe,
             embed_batches: self.embed_batches,
             store: self.store,
+            dimensions_checked: tokio::sync::OnceCell::new(),
             keyword,
             retriever: self.retriever,
             reranker: self.reranker,
             generator,
             fallback: ExtractiveGenerator::default(),
             window,
-            terms: rag_keyword::Bm25Encoder::new(&self.keyword_config)?,
+            terms,
             index_fingerprint: self.index_fingerprint,
             mode: self.mode,
             fusion: self.fusion,
@@ -287,11 +336,47 @@ impl RagPipelineBuilder {
     }
 }
 
+/// The keyword index's directory under a data directory.
+pub const KEYWORD_DIR: &str = "keyword";
+
+/// The default chunkers: semantic for text, Markdown-aware for Markdown, both cl100k within
+/// [`defaults::CHUNK_MIN_TOKENS`]..=[`defaults::CHUNK_MAX_TOKENS`] (the configuration's defaults).
+fn default_chunkers() -> Result<(Arc<dyn Chunker>, Arc<dyn Chunker>)> {
+    let counter = rag_chunk::TokenCounter::cl100k()?;
+    let (min, max) = (defaults::CHUNK_MIN_TOKENS, defaults::CHUNK_MAX_TOKENS);
+    Ok((
+        Arc::new(rag_chunk::SemanticChunker::new(counter.clone(), min, max)?),
+        Arc::new(rag_chunk::MarkdownChunker::new(counter, min, max)?),
+    ))
+}
+
+/// Paths a build created, removed again when it fails.
+#[derive(Default)]
+struct Created(Vec<PathBuf>);
+
+impl Created {
+    /// Remembers `path` if it does not exist yet (it is about to be created).
+    fn note(&mut self, path: &std::path::Path) {
+        if !path.exists() && !self.0.iter().any(|p| p == path) {
+            self.0.push(path.to_owned());
+        }
+    }
+
+    /// Removes what was created, newest first. Best effort: the build's own error is the one
+    /// reported.
+    fn undo(self) {
+        for p in self.0.into_iter().rev() {
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+}
+
 /// A complete RAG pipeline: ingest any [`rag_core::DocumentSource`], answer questions with
 /// citations. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct RagPipeline {
     pub(crate) collection: String,
-    pub(crate) data_dir: PathBuf,
+    /// Where the keyword index and manifest live (`None` in memory).
+    pub(crate) data_dir: Option<PathBuf>,
     pub(crate) ledger: Arc<dyn IngestLedger>,
     pub(crate) engine: Option<Arc<dyn HybridSearch>>,
     pub(crate) chunker: Arc<dyn Chunker>,
@@ -301,6 +386,8 @@ pub struct RagPipeline {
     pub(crate) cache_probe: Option<CacheProbe>,
     pub(crate) embed_batches: Option<Arc<rag_core::BatchCounters>>,
     pub(crate) store: Option<Arc<dyn VectorStore>>,
+    /// Set once the store's dimension has been compared with the embedder's.
+    pub(crate) dimensions_checked: tokio::sync::OnceCell<()>,
     pub(crate) keyword: Arc<dyn KeywordSearch>,
     pub(crate) retriever: Option<Arc<dyn Retriever>>,
     pub(crate) reranker: Option<Arc<dyn Reranker>>,
@@ -345,6 +432,35 @@ impl RagPipeline {
     /// A builder.
     pub fn builder() -> RagPipelineBuilder {
         RagPipelineBuilder::default()
+    }
+
+    /// Compares the vector store's dimension with the embedder's, once per pipeline (before
+    /// the first write or dense search): a collection built with another model is an error
+    /// naming both, not a store error halfway through an ingest. A store that does not know
+    /// its dimension yet (nothing written) passes.
+    pub(crate) async fn check_dimensions(&self) -> Result<()> {
+        let (Some(store), Some(embedder)) = (&self.store, &self.embedder) else { return Ok(()) };
+        self.dimensions_checked
+            .get_or_try_init(|| async {
+                let d = store.describe().await?;
+                match d.dimension {
+                    Some(stored) if stored != embedder.dimension() => Err(RagError::DimensionMismatch {
+                        context: format!(
+                            "collection `{}`: the {} store `{}` holds {stored}-dimensional vectors, the embedder `{}` makes {}",
+                            self.collection,
+                            d.backend,
+                            d.collection,
+                            embedder.model_id(),
+                            embedder.dimension()
+                        ),
+                        expected: stored,
+                        actual: embedder.dimension(),
+                    }),
+                    _ => Ok(()),
+                }
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The collection name.
@@ -394,7 +510,8 @@ impl RagPipeline {
         let mean_chunk_terms = (!chunks.is_empty())
             .then(|| chunks.iter().map(|c| self.terms.term_count(&c.indexed_text())).sum::<usize>() as f64 / chunks.len() as f64);
         let mut backends = self.backends.clone();
-        backends.insert("data_dir".into(), self.data_dir.display().to_string());
+        let data_dir = self.data_dir.as_ref().map_or_else(|| "(in memory)".to_owned(), |d| d.display().to_string());
+        backends.insert("data_dir".into(), data_dir);
         Ok(Stats {
             collection: self.collection.clone(),
             documents: self.ledger.documents().await?,

@@ -184,6 +184,18 @@ impl Retrieval {
     }
 }
 
+/// What a search returns: the ranked hits (the same [`Hit`]s a [`QueryResult`] reports), with
+/// per-stage timings and what degraded. [`RagPipeline::retrieve`] gives the chunks themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SearchResult {
+    /// The hits, best first, ranked from 1.
+    pub hits: Vec<Hit>,
+    /// Per-stage wall time in milliseconds.
+    pub timings_ms: BTreeMap<String, f64>,
+    /// Components that failed and what stood in for them.
+    pub degraded: Vec<String>,
+}
+
 /// One cited chunk of an answer.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Citation {
@@ -274,10 +286,7 @@ impl RagPipeline {
             None => 0,
         };
         if vectors == 0 {
-            return Err(RagError::not_found(
-                format!("anything in collection `{}` ({})", self.collection, self.data_dir.display()),
-                Some("it is empty: run `rag ingest PATH` first"),
-            ));
+            return Err(RagError::EmptyCollection { collection: self.collection.clone() });
         }
         Ok(())
     }
@@ -313,6 +322,9 @@ impl RagPipeline {
         };
         if rerank && self.reranker.is_none() {
             return Err(RagError::config("reranking was asked for, but no reranker is configured (set rerank.model)"));
+        }
+        if self.retriever.is_none() && opts.mode.unwrap_or(self.mode) != RetrievalMode::Bm25 {
+            self.check_dimensions().await?;
         }
         let first_k = if rerank { self.initial_k.max(k) } else { k };
         let mut q = RetrievalQuery::new(question, first_k);
@@ -352,7 +364,13 @@ impl RagPipeline {
     }
 
     /// Ranked hits for `question`, without generating an answer.
-    pub async fn search(&self, question: &str, opts: &QueryOptions) -> Result<Retrieval> {
+    pub async fn search(&self, question: &str, opts: &QueryOptions) -> Result<SearchResult> {
+        let Retrieval { hits, timings, degraded } = self.search_chunks(question, opts).await?;
+        Ok(SearchResult { hits: ranked(&hits), timings_ms: timings, degraded })
+    }
+
+    /// The retrieval behind a search or a query: checks the question, refuses an empty collection.
+    async fn search_chunks(&self, question: &str, opts: &QueryOptions) -> Result<Retrieval> {
         Self::check(question, opts)?;
         self.ensure_not_empty().await?;
         self.retrieve_checked(question, opts).await
@@ -380,7 +398,7 @@ impl RagPipeline {
     /// `degraded`); it does not fail the query.
     pub async fn query(&self, question: &str, opts: &QueryOptions) -> Result<QueryResult> {
         let start = Instant::now();
-        let Retrieval { hits, mut timings, mut degraded } = self.search(question, opts).await?;
+        let Retrieval { hits, mut timings, mut degraded } = self.search_chunks(question, opts).await?;
         let t = Instant::now();
         let packed = self.window.pack(question, &hits);
         timings.insert("pack".into(), ms(t));
@@ -428,7 +446,7 @@ impl RagPipeline {
         question: &str,
         opts: &QueryOptions,
     ) -> Result<(QueryResult, BoxStream<'static, Result<GenerationEvent>>)> {
-        let Retrieval { hits, timings, mut degraded } = self.search(question, opts).await?;
+        let Retrieval { hits, timings, mut degraded } = self.search_chunks(question, opts).await?;
         let packed = self.window.pack(question, &hits);
         let request = GenerationRequest { question: question.to_owned(), context: packed.passages() };
         let stream = match self.generator.generate_stream(request.clone()).await {

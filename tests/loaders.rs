@@ -82,7 +82,7 @@ async fn mixed_folder_pages_headings_and_bad_files() {
 
     let search = |q: &'static str| {
         let p = &p;
-        async move { p.search(q, &QueryOptions::new().k(3)).await.unwrap() }
+        async move { p.retrieve(q, &QueryOptions::new().k(3)).await.unwrap() }
     };
     // Each page's fact is found, on exactly its page.
     for (question, page) in [

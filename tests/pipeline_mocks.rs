@@ -42,18 +42,20 @@ fn store(records: Arc<Mutex<Vec<EmbeddedChunk>>>) -> MockVectorStore {
     });
     let r = records.clone();
     s.expect_count().returning(move || Ok(r.lock().unwrap().len()));
-    let r = records.clone();
-    s.expect_describe().returning(move || {
-        Ok(rag_core::StoreDescription {
-            backend: "mock".into(),
-            collection: "mock".into(),
-            dimension: Some(26),
-            distance: rag_core::Distance::Cosine,
-            count: r.lock().unwrap().len(),
-            details: Default::default(),
-        })
-    });
+    s.expect_describe().returning(|| Ok(description(Some(26))));
     s
+}
+
+/// What a mock store says about itself.
+fn description(dimension: Option<usize>) -> rag_core::StoreDescription {
+    rag_core::StoreDescription {
+        backend: "mock".into(),
+        collection: "mock".into(),
+        dimension,
+        distance: rag_core::Distance::Cosine,
+        count: 0,
+        details: Default::default(),
+    }
 }
 
 /// A bag-of-letters embedder: deterministic, and similar texts get similar vectors.
@@ -249,11 +251,11 @@ async fn in_memory_documents_and_delete_document_reach_every_store() {
     let r = f.pipeline.ingest(docs, IngestOptions::new().batch_size(1)).await.unwrap();
     assert_eq!((r.documents, r.chunks), (2, 2));
     let hits = f.pipeline.search("Saturn rings ice", &QueryOptions::new().mode(RetrievalMode::Bm25)).await.unwrap();
-    assert_eq!(hits.hits[0].chunk.doc_id, "m1");
+    assert_eq!((hits.hits[0].doc_id.as_str(), hits.hits[0].rank), ("m1", 1), "search ranks the same Hit type a query reports");
     f.pipeline.delete_document("m1").await.unwrap();
     assert!(f.records.lock().unwrap().iter().all(|e| e.chunk.doc_id != "m1"), "gone from the vector store");
     let hits = f.pipeline.search("Saturn rings ice", &QueryOptions::new().mode(RetrievalMode::Bm25)).await.unwrap();
-    assert!(hits.hits.iter().all(|h| h.chunk.doc_id != "m1"), "gone from the keyword index");
+    assert!(hits.hits.iter().all(|h| h.doc_id != "m1"), "gone from the keyword index");
     assert_eq!(f.pipeline.stats().await.unwrap().documents, 1, "gone from the manifest");
     let err = f.pipeline.delete_document("m1").await.unwrap_err();
     assert!(matches!(err, RagError::NotFound { .. }) && err.to_string().contains("`m1`"), "{err}");
@@ -293,7 +295,9 @@ async fn changed_removed_and_bad_inputs() {
     assert!(matches!(f.pipeline.query("  ", &QueryOptions::default()).await.unwrap_err(), RagError::InvalidInput { .. }));
     let empty = fixture(None, None);
     let err = empty.pipeline.query("anything", &QueryOptions::default()).await.unwrap_err();
-    assert!(err.to_string().contains("rag ingest"), "{err}");
+    assert!(matches!(&err, RagError::EmptyCollection { collection } if collection == "rag"), "{err}");
+    // The library says what is wrong; commands to run are the CLI's to add.
+    assert!(!err.to_string().contains("rag ingest"), "{err}");
     // Reranking without a reranker is a configuration error, not a silent no-op.
     let err = f.pipeline.query("tea", &QueryOptions::new().rerank(true)).await.unwrap_err();
     assert!(matches!(err, RagError::Config { .. }), "{err}");
@@ -368,8 +372,8 @@ async fn a_store_that_is_its_own_index_and_ingest_record() {
     assert_eq!(*embedded.lock().unwrap(), embedded_once);
     assert!(!dir.path().join("data").join("manifest.redb").exists(), "no local manifest");
     let r = p.search("memory safety", &QueryOptions::new().filter(Filter::eq("lang", "en"))).await.unwrap();
-    assert_eq!(r.hits[0].chunk.id, "a#0");
-    assert!(r.timings.contains_key("engine_hybrid_search"), "{:?}", r.timings);
+    assert_eq!(r.hits[0].chunk_id, "a#0");
+    assert!(r.timings_ms.contains_key("engine_hybrid_search"), "{:?}", r.timings_ms);
 }
 
 /// Ingest runs as two overlapping stages (reading and chunking; embedding and writing). A
@@ -391,6 +395,8 @@ async fn a_failing_write_stops_the_staged_ingest_and_a_rerun_converges() {
         Ok(())
     });
     failing.expect_delete().returning(|_| Ok(()));
+    // The pipeline compares the store's dimension with the embedder's before its first write.
+    failing.expect_describe().returning(|| Ok(description(None)));
     let pipeline = |store: MockVectorStore| {
         RagPipeline::builder()
             .data_dir(dir.path().join("data"))
@@ -420,11 +426,116 @@ async fn a_failing_write_stops_the_staged_ingest_and_a_rerun_converges() {
     let written_before = records.lock().unwrap().len();
     assert!(written_before >= 6, "three batches of two documents were written: {written_before}");
 
-    let again = pipeline(store(records.clone())).ingest(docs.clone(), IngestOptions::new().batch_size(2)).await.unwrap();
+    // The same source again (an ingest record is kept per origin).
+    let again = pipeline(store(records.clone()))
+        .ingest(rag::StreamSource::from_documents(docs.clone(), "gen"), IngestOptions::new().batch_size(2))
+        .await
+        .unwrap();
     assert_eq!(again.documents, 200);
     assert!(again.unchanged >= 6, "the batches committed before the failure are unchanged: {again:?}");
     let mut ids: Vec<String> = records.lock().unwrap().iter().map(|e| e.chunk.doc_id.clone()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 200, "every document is stored");
+}
+
+/// The library's contract, as an outside user meets it (#25): empty documents, origins, the
+/// builder, dimensions, the in-memory parts.
+mod contract {
+    use super::*;
+    use rag::core::{InMemorySource, InMemoryStore, VectorStore};
+
+    fn letters() -> Arc<MockEmbedder> {
+        Arc::new(embedder(Arc::new(Mutex::new(0))))
+    }
+
+    /// Documents with no text are skipped and reported, from every source alike, and never
+    /// recorded as ingested.
+    #[tokio::test]
+    async fn documents_without_text_are_skipped_and_reported() {
+        let p = RagPipeline::builder().in_memory().retrieval_mode(RetrievalMode::Bm25).build().unwrap();
+        let docs = vec![Document::new("full", "Some text."), Document::new("blank", "  \n\t "), Document::new("none", "")];
+        let r = p.ingest(docs, IngestOptions::default()).await.unwrap();
+        assert_eq!((r.documents, r.chunks), (1, 1), "{r:?}");
+        let skipped: Vec<&str> = r.skipped.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(skipped, ["document `blank`", "document `none`"], "{r:?}");
+        assert!(r.skipped.iter().all(|s| s.reason.contains("no text")), "{r:?}");
+        assert_eq!(p.stats().await.unwrap().documents, 1, "an empty document is not recorded as ingested");
+        // A file source says the same of an empty file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("empty.txt"), " \n").unwrap();
+        let r = p.ingest(FileSource::new([dir.path()]), IngestOptions::default()).await.unwrap();
+        assert_eq!((r.documents, r.skipped.len()), (0, 1), "{r:?}");
+    }
+
+    /// A document that a second source yields unchanged moves to that source's origin, so
+    /// pruning the second origin removes it.
+    #[tokio::test]
+    async fn an_unchanged_document_from_another_origin_moves_to_it() {
+        let p = RagPipeline::builder().in_memory().retrieval_mode(RetrievalMode::Bm25).build().unwrap();
+        let doc = || vec![Document::new("shared", "A note both feeds carry.")];
+        p.ingest(InMemorySource::new(doc()).origin("first"), IngestOptions::default()).await.unwrap();
+        p.ingest(InMemorySource::new(doc()).origin("second"), IngestOptions::default()).await.unwrap();
+        assert_eq!(p.origin_counts(vec!["second".into()]).await.unwrap().documents, 1, "now under `second`");
+        assert_eq!(p.origin_counts(vec!["first".into()]).await.unwrap().documents, 0);
+        let r = p.ingest(InMemorySource::new(Vec::<Document>::new()).origin("second"), IngestOptions::new().prune(true)).await;
+        assert_eq!(r.unwrap().removed, 1, "pruning the second origin removes it");
+        assert_eq!(p.stats().await.unwrap().documents, 0);
+    }
+
+    /// A build that fails creates nothing on disk; an empty builder has a chunker.
+    #[tokio::test]
+    async fn the_builder_creates_nothing_until_it_succeeds_and_has_a_default_chunker() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        // Dense retrieval without an embedder: refused, and no directory left behind.
+        let err = RagPipeline::builder().data_dir(data.clone()).build().unwrap_err();
+        assert!(matches!(err, RagError::Config { .. }), "{err}");
+        assert!(!data.exists(), "a refused build created {}", data.display());
+        // The manifest cannot be opened (a directory stands where its file goes): the keyword
+        // index the build had created is removed again.
+        std::fs::create_dir_all(data.join("manifest.redb")).unwrap();
+        let err = RagPipeline::builder().data_dir(data.clone()).retrieval_mode(RetrievalMode::Bm25).build().unwrap_err();
+        assert!(!data.join("keyword").exists(), "left the keyword index behind after: {err}");
+        std::fs::remove_dir(data.join("manifest.redb")).unwrap();
+        // No chunker given: the configuration's default one.
+        let p = RagPipeline::builder().data_dir(data.clone()).retrieval_mode(RetrievalMode::Bm25).build().unwrap();
+        let r = p.ingest(vec![Document::new("a", "Chunked by the default chunker.")], IngestOptions::default()).await.unwrap();
+        assert_eq!(r.chunks, 1);
+        assert!(p.stats().await.unwrap().backends["chunker"].starts_with("semantic"), "{:?}", p.stats().await.unwrap().backends);
+    }
+
+    /// An embedder whose dimension differs from the collection's is refused before anything is
+    /// written or searched, naming both.
+    #[tokio::test]
+    async fn an_embedder_of_another_dimension_is_refused_naming_both() {
+        let store = Arc::new(InMemoryStore::with_dimension("docs", Some(384)));
+        let p = RagPipeline::builder().in_memory().embedder(letters()).vector_store(store.clone()).build().unwrap();
+        let err = p.ingest(vec![Document::new("a", "text")], IngestOptions::default()).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, RagError::DimensionMismatch { expected: 384, actual: 26, .. }), "{msg}");
+        assert!(msg.contains("mock-letters") && msg.contains("`docs`"), "{msg}");
+        assert_eq!(store.count().await.unwrap(), 0);
+        assert_eq!(p.stats().await.unwrap().documents, 0, "nothing recorded");
+        let err = p.retrieve("text", &QueryOptions::new().mode(RetrievalMode::Dense)).await.unwrap_err();
+        assert!(matches!(err, RagError::DimensionMismatch { .. }), "{err}");
+    }
+
+    /// A pipeline of in-memory parts: no data directory, nothing on disk, hybrid retrieval.
+    #[tokio::test]
+    async fn an_in_memory_pipeline_needs_no_directory() {
+        let store = Arc::new(InMemoryStore::new("notes"));
+        let p = RagPipeline::builder().in_memory().embedder(letters()).vector_store(store.clone()).build().unwrap();
+        let docs =
+            vec![Document::new("tea", "Oolong tea is partly oxidised."), Document::new("rust", "Rust has no garbage collector.")];
+        assert_eq!(p.ingest(docs.clone(), IngestOptions::default()).await.unwrap().chunks, 2);
+        assert_eq!(p.ingest(docs, IngestOptions::default()).await.unwrap().unchanged, 2, "the in-memory record");
+        let found = p.search("garbage collector", &QueryOptions::new().k(1)).await.unwrap();
+        assert_eq!((found.hits[0].doc_id.as_str(), found.hits[0].rank), ("rust", 1));
+        assert_eq!(store.count().await.unwrap(), 2);
+        assert_eq!(p.stats().await.unwrap().backends["data_dir"], "(in memory)");
+        // Without a directory and not in memory: an error that says both ways out.
+        let err = RagPipeline::builder().retrieval_mode(RetrievalMode::Bm25).build().unwrap_err();
+        assert!(err.to_string().contains("in_memory") && err.to_string().contains("data_dir"), "{err}");
+    }
 }

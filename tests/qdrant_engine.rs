@@ -78,7 +78,7 @@ async fn hybrid_search_and_the_ingest_record_live_in_qdrant() {
     // BM25 from Qdrant's sparse index: a document's own title finds it first.
     for d in docs.iter().take(5) {
         let title = d.metadata["title"].as_str().unwrap();
-        let hits = p.search(title, &QueryOptions::new().k(3).mode(RetrievalMode::Bm25)).await.unwrap().hits;
+        let hits = p.retrieve(title, &QueryOptions::new().k(3).mode(RetrievalMode::Bm25)).await.unwrap().hits;
         assert_eq!(
             hits[0].chunk.doc_id,
             d.id,
@@ -98,7 +98,7 @@ async fn hybrid_search_and_the_ingest_record_live_in_qdrant() {
         let mut c = cfg.clone();
         c.retrieval.fusion = fusion;
         let p = build_pipeline(&c, Needs::All).await.unwrap();
-        let r = p.search(question, &QueryOptions::new().k(5)).await.unwrap();
+        let r = p.retrieve(question, &QueryOptions::new().k(5)).await.unwrap();
         assert_eq!(r.hits.len(), 5, "{fusion}");
         assert_eq!(r.hits[0].chunk.doc_id, docs[4].id, "{fusion}: the titled document first");
         assert!(r.timings.contains_key(stage), "{fusion}: {:?}", r.timings);
@@ -110,7 +110,7 @@ async fn hybrid_search_and_the_ingest_record_live_in_qdrant() {
         // The filter is applied inside both prefetches: every hit is from half b.
         let only_b = QueryOptions::new().k(8).filter(Filter::eq("half", "b"));
         for mode in [RetrievalMode::Hybrid, RetrievalMode::Bm25] {
-            let hits = p.search(question, &only_b.clone().mode(mode)).await.unwrap().hits;
+            let hits = p.retrieve(question, &only_b.clone().mode(mode)).await.unwrap().hits;
             assert_eq!(hits.len(), 8, "{fusion} {mode}");
             assert!(hits.iter().all(|h| h.chunk.metadata["half"].as_str() == Some("b")), "{fusion} {mode}");
         }
@@ -131,7 +131,7 @@ async fn hybrid_search_and_the_ingest_record_live_in_qdrant() {
     assert_eq!((r.unchanged, r.removed), (28, 1), "{r:?}");
     assert!(r.chunks >= 1);
     let hits = p
-        .search(gone.metadata["title"].as_str().unwrap(), &QueryOptions::new().k(5).mode(RetrievalMode::Bm25))
+        .retrieve(gone.metadata["title"].as_str().unwrap(), &QueryOptions::new().k(5).mode(RetrievalMode::Bm25))
         .await
         .unwrap()
         .hits;

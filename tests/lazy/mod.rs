@@ -27,7 +27,7 @@ pub async fn an_unchanged_reingest_never_loads(backend: &str) {
     assert_eq!(report.chunks, 2);
     assert_eq!(models_loaded(), 1, "{backend}: the first text to embed loads the model, once");
     let hits = first.search("bone calcium", &QueryOptions::new().k(1)).await.unwrap().hits;
-    assert_eq!(hits[0].chunk.doc_id, "a");
+    assert_eq!(hits[0].doc_id, "a");
     drop(first);
 
     let second = build_pipeline(&cfg, Needs::All).await.unwrap();

@@ -452,11 +452,10 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let pipeline = build_pipeline(&cfg, needs).await?;
             let found = pipeline.search(&query, &opts).await?;
-            let hits = found.ranked();
             if g.json {
-                return print_json(&serde_json::json!({"hits": hits, "timings_ms": found.timings, "degraded": found.degraded}));
+                return print_json(&found);
             }
-            print_hits(&hits);
+            print_hits(&found.hits);
             for d in &found.degraded {
                 println!("note: {d}");
             }
@@ -469,7 +468,12 @@ async fn run(cli: Cli) -> Result<()> {
                 server.delete(&cfg.collection, &doc_id).await?;
             } else {
                 let pipeline = build_pipeline(&cfg, Needs::All).await?;
-                pipeline.delete_document(&doc_id).await?;
+                pipeline.delete_document(&doc_id).await.map_err(|e| match e {
+                    RagError::NotFound { what, hint: None } => {
+                        RagError::NotFound { what, hint: Some("`rag search QUESTION` shows the ids of stored documents".into()) }
+                    }
+                    e => e,
+                })?;
             }
             if g.json {
                 return print_json(&serde_json::json!({"deleted": doc_id}));
@@ -743,7 +747,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            if let Some(h) = hint(&e) {
+                eprintln!("hint: {h}");
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What to do next, in this command's words: the library says what is wrong, the CLI adds how
+/// to fix it with its own commands.
+fn hint(e: &RagError) -> Option<&'static str> {
+    match e {
+        RagError::EmptyCollection { .. } => Some("run `rag ingest PATH` first"),
+        RagError::Busy { .. } => Some(
+            "another `rag ingest` (or a server) is writing to this data directory: wait for it, or start `rag serve` and every `rag` command goes through it",
+        ),
+        _ => None,
     }
 }

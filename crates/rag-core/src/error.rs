@@ -119,6 +119,24 @@ pub enum RagError {
         source: std::io::Error,
     },
 
+    /// A collection holds nothing yet, so there is nothing to search.
+    #[error("collection `{collection}` is empty: nothing has been ingested into it")]
+    EmptyCollection {
+        /// The collection.
+        collection: String,
+    },
+
+    /// A file or index another process holds (a writer lock, a database file).
+    #[error("{what} at {} is in use by another process: {message}", path.display())]
+    Busy {
+        /// What is held (`keyword index`, `ingest manifest`).
+        what: String,
+        /// Its path.
+        path: PathBuf,
+        /// What the holder's lock said.
+        message: String,
+    },
+
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
@@ -183,8 +201,8 @@ mod tests {
         let e = RagError::DimensionMismatch { context: "collection docs".into(), expected: 384, actual: 768 };
         let s = e.to_string();
         assert!(s.contains("384") && s.contains("768") && s.contains("collection docs"), "{s}");
-        let e = RagError::not_found("collection `x`", Some("run `rag ingest` first"));
-        assert_eq!(e.to_string(), "not found: collection `x` (run `rag ingest` first)");
+        let e = RagError::not_found("collection `x`", Some("ingest into it first"));
+        assert_eq!(e.to_string(), "not found: collection `x` (ingest into it first)");
         assert!(RagError::transient("redis", "reset").is_retryable());
         assert!(!RagError::permanent("openai", "bad key").is_retryable());
     }

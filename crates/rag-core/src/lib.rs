@@ -3,10 +3,14 @@
 
 pub mod batch;
 mod choice;
+/// The vector-store conformance suite (feature `conformance`).
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod engine;
 mod error;
 mod filter;
 pub mod fusion;
+pub mod memory;
 pub mod metrics;
 pub mod qa;
 pub mod rules;
@@ -20,6 +24,7 @@ pub use engine::{
 };
 pub use error::{RagError, Result};
 pub use filter::Filter;
+pub use memory::InMemoryStore;
 pub use qa::{QaExample, read_qa_examples};
 pub use source::{
     DocumentSource, DocumentStream, InMemorySource, MEMORY_ORIGIN, PAGE_END_KEY, PAGE_KEY, Skipped, SourceDocument, SourceItem,

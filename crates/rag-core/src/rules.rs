@@ -16,7 +16,7 @@
 //!   ([`MetadataValue`]). An empty list matches no `eq`/`in` and every `ne`/`nin`, exactly as a
 //!   missing key does, so stores keep it as a missing key (Chroma refuses empty lists).
 
-use crate::{Filter, Metadata, MetadataValue, RagError, Result};
+use crate::{Chunk, EmbeddedChunk, Filter, Metadata, MetadataValue, RagError, Result};
 
 /// The longest metadata key, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
@@ -28,11 +28,132 @@ pub const MAX_FILTER_CONDITIONS: usize = 512;
 /// The deepest a filter may nest AND/OR.
 pub const MAX_FILTER_DEPTH: usize = 16;
 
+/// The names of the fields stores keep beside a chunk's metadata. [`fields::DOC_ID`] and
+/// [`fields::CHUNK_INDEX`] are filterable on every store (a filter on `doc_id` selects a
+/// document's chunks): [`filter_view`] is the metadata a filter sees.
+pub mod fields {
+    /// Parent document id (filterable).
+    pub const DOC_ID: &str = "doc_id";
+    /// Chunk index in its document (filterable).
+    pub const CHUNK_INDEX: &str = "chunk_index";
+    /// Byte span start.
+    pub const SPAN_START: &str = "span_start";
+    /// Byte span end.
+    pub const SPAN_END: &str = "span_end";
+    /// Token count.
+    pub const TOKEN_COUNT: &str = "token_count";
+    /// Content hash.
+    pub const CONTENT_HASH: &str = "content_hash";
+    /// The chunk's text, where a store keeps it in the payload.
+    pub const TEXT: &str = "text";
+    /// The chunk's id, where a store keeps it in the payload.
+    pub const CHUNK_ID: &str = "chunk_id";
+    /// The fields every store keeps beside the metadata.
+    pub const ALL: [&str; 6] = [DOC_ID, CHUNK_INDEX, SPAN_START, SPAN_END, TOKEN_COUNT, CONTENT_HASH];
+}
+
 /// Keys under which stores keep a chunk's own fields beside its metadata (the chunk's document,
 /// position, span, token count and hash everywhere; its text and id where the store keeps them
 /// in the payload). A document's metadata may not use them.
-pub const STORE_KEYS: [&str; 8] =
-    ["doc_id", "chunk_index", "span_start", "span_end", "token_count", "content_hash", "text", "chunk_id"];
+pub const STORE_KEYS: [&str; 8] = [
+    fields::DOC_ID,
+    fields::CHUNK_INDEX,
+    fields::SPAN_START,
+    fields::SPAN_END,
+    fields::TOKEN_COUNT,
+    fields::CONTENT_HASH,
+    fields::TEXT,
+    fields::CHUNK_ID,
+];
+
+/// The metadata a [`Filter`] is evaluated against for `chunk`: its metadata plus the filterable
+/// reserved fields ([`fields::DOC_ID`], [`fields::CHUNK_INDEX`]). A store that filters in Rust
+/// (`Filter::matches(&filter_view(chunk))`) then agrees with every other store.
+pub fn filter_view(chunk: &Chunk) -> Metadata {
+    let mut m = chunk.metadata.clone();
+    m.insert(fields::DOC_ID.into(), MetadataValue::Str(chunk.doc_id.clone()));
+    m.insert(fields::CHUNK_INDEX.into(), MetadataValue::Int(chunk.index as i64));
+    m
+}
+
+/// A chunk's metadata as every store keeps it: an empty list is no value (see the module's
+/// rules), so it is dropped.
+pub fn stored_metadata(metadata: &Metadata) -> Metadata {
+    metadata
+        .iter()
+        .filter(|(_, v)| !matches!(v, MetadataValue::StrList(l) if l.is_empty()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// One dimension rule for every store: the dimension is fixed by the store's settings or by its
+/// first write, and a vector of another length is a [`RagError::DimensionMismatch`] naming the
+/// store and the operation.
+#[derive(Debug)]
+pub struct DimensionGuard {
+    context: String,
+    dimension: std::sync::Mutex<Option<usize>>,
+}
+
+impl DimensionGuard {
+    /// A guard for `context` (``Chroma collection `docs` ``), knowing `dimension` if given.
+    pub fn new(context: impl Into<String>, dimension: Option<usize>) -> Self {
+        Self { context: context.into(), dimension: std::sync::Mutex::new(dimension) }
+    }
+
+    /// The known dimension.
+    pub fn get(&self) -> Option<usize> {
+        *self.dimension.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks a vector of length `actual` for `operation` (`upsert`, `query`): `Ok(true)` when
+    /// the dimension is known and equal, `Ok(false)` when it is still unknown, and a
+    /// [`RagError::DimensionMismatch`] otherwise.
+    pub fn check(&self, actual: usize, operation: &str) -> Result<bool> {
+        match self.get() {
+            Some(expected) if expected != actual => {
+                Err(RagError::DimensionMismatch { context: format!("{} ({operation})", self.context), expected, actual })
+            }
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    /// Records the dimension after the store has accepted it (the first write). A concurrent
+    /// first write with another dimension loses with a mismatch error.
+    pub fn record(&self, actual: usize) -> Result<()> {
+        let mut d = self.dimension.lock().unwrap_or_else(|p| p.into_inner());
+        match *d {
+            Some(expected) if expected != actual => {
+                Err(RagError::DimensionMismatch { context: self.context.clone(), expected, actual })
+            }
+            _ => {
+                *d = Some(actual);
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks a batch before a store writes any of it: every vector of one length, equal to
+    /// the known dimension, and every chunk's metadata allowed ([`check_chunk_metadata`]).
+    /// Returns the batch's dimension (`None` for an empty batch); call [`DimensionGuard::record`]
+    /// with it once the store has accepted the batch.
+    pub fn check_upsert(&self, chunks: &[EmbeddedChunk]) -> Result<Option<usize>> {
+        let Some(first) = chunks.first() else { return Ok(None) };
+        let dimension = self.get().unwrap_or(first.embedding.len());
+        for c in chunks {
+            if c.embedding.len() != dimension {
+                return Err(RagError::DimensionMismatch {
+                    context: format!("{} (upsert of chunk `{}`)", self.context, c.chunk.id),
+                    expected: dimension,
+                    actual: c.embedding.len(),
+                });
+            }
+            check_chunk_metadata(&c.chunk.id, &c.chunk.metadata)?;
+        }
+        Ok(Some(dimension))
+    }
+}
 
 /// The prefix of the keys the pipeline stamps on chunks when the store is the ingest record.
 pub const RECORD_KEY_PREFIX: &str = "rag_";

@@ -14,7 +14,33 @@ use crate::{
 
 /// A store of embedded chunks that answers nearest-neighbour queries.
 ///
-/// Scores follow one convention for every backend: higher is more similar.
+/// # The contract
+///
+/// Every store in this workspace keeps it, and [`crate::conformance::run_conformance`]
+/// (feature `conformance`, no Python) checks a store of yours against it.
+///
+/// * **Scores** are cosine similarity for the default [`crate::Distance::Cosine`]: higher is
+///   more similar, and a stored vector scores 1 against itself. Results are best first.
+/// * **Filters** are checked with [`Filter::validate`] before anything else: a malformed one
+///   is a [`crate::RagError::InvalidInput`] naming `filter`, never a backend's exception. A
+///   filter means what [`Filter::matches`] says on [`crate::rules::filter_view`]: the chunk's
+///   metadata plus the reserved fields `doc_id` and `chunk_index`
+///   ([`crate::rules::fields`]), which every store must let a filter (and
+///   [`VectorStore::delete_by_filter`]) select on. A list field equals a value it contains.
+/// * **Metadata** follows [`crate::rules`]: a batch holding a refused key or value is an
+///   `InvalidInput` naming the chunk (``chunk `id` ``), and nothing of that batch is written. An
+///   empty list is kept as no value.
+/// * **Dimensions**: the first write (or the store's settings) fixes the dimension; a vector of
+///   another length, on upsert or on query, is a [`crate::RagError::DimensionMismatch`]
+///   ([`crate::rules::DimensionGuard`] implements the rule). A query before any write returns
+///   no hits.
+/// * **Collections**: a store opened on a collection that does not exist, with creation off,
+///   is a [`crate::RagError::NotFound`].
+/// * **Idempotence**: upserting a chunk id again replaces it; deleting unknown ids is not an
+///   error; `count` counts chunks.
+/// * Texts (any Unicode, tens of kilobytes) and metadata come back exactly as written.
+///
+/// [`crate::InMemoryStore`] is a complete, small implementation to read or to use.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
 pub trait VectorStore: Send + Sync {

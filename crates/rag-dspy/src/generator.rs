@@ -132,7 +132,7 @@ impl DspyGeneratorBuilder {
                     if !path.is_file() {
                         return Err(RagError::not_found(
                             format!("compiled DSPy program {}", path.display()),
-                            Some("generator.program names a file `rag optimize --out` wrote"),
+                            Some("generator.program names a program file that `rag_dspy::optimize` saved"),
                         ));
                     }
                     ops(py)?

@@ -344,7 +344,7 @@ impl CompiledProgram {
             None => {
                 return Err(RagError::invalid_input(
                     path.display().to_string(),
-                    "it has no `rag_program` key: save programs with `rag optimize` (it records how to rebuild the module)",
+                    "it has no `rag_program` key: save programs with `rag_dspy::optimize` (it records how to rebuild the module)",
                 ));
             }
         };

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use rag_core::{Candidate, Chunk, Filter, KeywordSearch, MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk};
+use rag_core::{Candidate, Chunk, Filter, KeywordSearch, RagError, Result, RetrievalQuery, ScoredChunk};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
@@ -178,14 +178,10 @@ fn finish_interrupted_upgrade(dir: &Path) -> Result<()> {
 /// the old one, committed, then renamed into its place. The old index's writer lock is held
 /// throughout, so no ingest writes to it meanwhile.
 fn upgrade_schema(dir: &Path, old: Index, cfg: &KeywordConfig) -> Result<()> {
-    let _lock = old.writer::<TantivyDocument>(15_000_000).map_err(|e| {
-        RagError::permanent(
-            "keyword index",
-            format!(
-                "{}: cannot upgrade the index while it is being written ({e}): stop the running `rag ingest` and retry",
-                dir.display()
-            ),
-        )
+    let _lock = old.writer::<TantivyDocument>(15_000_000).map_err(|e| RagError::Busy {
+        what: "keyword index".into(),
+        path: dir.to_owned(),
+        message: format!("it needs an upgrade, which cannot run while it is being written ({e}); retry when the writer is done"),
     })?;
     let old_fields = Fields::of(&old.schema())?;
     let searcher = old.reader().map_err(kw_err)?.searcher();
@@ -242,6 +238,12 @@ fn open_dir(d: &Path, cfg: &KeywordConfig) -> Result<Index> {
 }
 
 impl KeywordIndex {
+    /// An index held in memory (nothing on disk, gone with the process): the keyword side of a
+    /// pipeline for prototypes and tests.
+    pub fn in_memory(cfg: &KeywordConfig) -> Result<Self> {
+        Self::open(None, cfg)
+    }
+
     /// Opens (or creates) the index in `dir`; `None` keeps it in memory. An index written by
     /// an earlier version (chunk ids not yet a fast field) is rewritten once from its stored
     /// chunks (nothing is re-embedded).
@@ -272,11 +274,11 @@ impl Inner {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             // Opened lazily: a process that only queries never takes the writer lock.
-            let w = self.index.writer(64_000_000).map_err(|e| {
-                RagError::permanent(
-                    "keyword index",
-                    format!("cannot open the writer: {e} (is another `rag ingest` running on this data directory?)"),
-                )
+            let w = self.index.writer(64_000_000).map_err(|e| match (&e, &self.path) {
+                (tantivy::TantivyError::LockFailure(..), Some(dir)) => {
+                    RagError::Busy { what: "keyword index".into(), path: dir.clone(), message: e.to_string() }
+                }
+                _ => RagError::permanent("keyword index", format!("cannot open the writer: {e}")),
             })?;
             *guard = Some(w);
         }
@@ -368,7 +370,7 @@ impl Inner {
                 let d: TantivyDocument = searcher.doc(addr).map_err(kw_err)?;
                 let Some(bytes) = d.get_first(self.fields.chunk).and_then(|v| v.as_bytes()) else { continue };
                 let chunk: Chunk = serde_json::from_slice(bytes).map_err(kw_err)?;
-                if filter.is_none_or(|f| f.matches(&reserved_view(&chunk))) {
+                if filter.is_none_or(|f| f.matches(&rag_core::rules::filter_view(&chunk))) {
                     out.push(ScoredChunk { chunk, score });
                     if out.len() == k {
                         break;
@@ -565,16 +567,6 @@ impl KeywordSearch for KeywordIndex {
     async fn chunks(&self, ids: Vec<String>) -> Result<Vec<Chunk>> {
         self.blocking(move |k| k.chunks_by_id(&ids)).await
     }
-}
-
-/// Metadata plus the chunk's own fields under the stores' reserved names (overriding metadata
-/// keys of the same name, as the stores' payloads do), so a filter means the same here as in a
-/// vector store.
-fn reserved_view(c: &Chunk) -> rag_core::Metadata {
-    let mut m = c.metadata.clone();
-    m.insert("doc_id".into(), MetadataValue::Str(c.doc_id.clone()));
-    m.insert("chunk_index".into(), MetadataValue::Int(c.index as i64));
-    m
 }
 
 #[cfg(test)]

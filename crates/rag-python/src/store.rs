@@ -8,7 +8,7 @@
 //! * [`operator_filter`]: the `$eq`/`$and` operator language (Chroma, Pinecone) with per-store switches.
 
 use std::ffi::{CStr, CString};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
@@ -18,23 +18,9 @@ use serde_json::{Value, json};
 use crate::PyResultExt;
 use crate::convert::metadata_value_to_json;
 
-/// Reserved metadata keys under which stores keep a chunk's own fields next to its metadata.
-pub mod reserved {
-    /// Parent document id.
-    pub const DOC_ID: &str = "doc_id";
-    /// Chunk index in its document.
-    pub const CHUNK_INDEX: &str = "chunk_index";
-    /// Byte span start.
-    pub const SPAN_START: &str = "span_start";
-    /// Byte span end.
-    pub const SPAN_END: &str = "span_end";
-    /// Token count.
-    pub const TOKEN_COUNT: &str = "token_count";
-    /// Content hash.
-    pub const CONTENT_HASH: &str = "content_hash";
-    /// Every reserved key.
-    pub const ALL: [&str; 6] = [DOC_ID, CHUNK_INDEX, SPAN_START, SPAN_END, TOKEN_COUNT, CONTENT_HASH];
-}
+/// Reserved metadata keys under which stores keep a chunk's own fields next to its metadata
+/// (defined in rag-core, so stores without Python use the same names).
+pub use rag_core::rules::fields as reserved;
 
 /// The settings every store builder shares (distance, dimension, creation), with one rule for
 /// reopening an existing collection ([`StoreOptions::reconcile`]). Builders hold it as
@@ -259,53 +245,8 @@ impl EmbeddedModule {
     }
 }
 
-/// The vector dimension of a collection: unknown until given, read from the store, or set by
-/// the first write; afterwards every vector must have it. One rule for every store.
-#[derive(Debug)]
-pub struct DimensionGuard {
-    context: String,
-    dimension: Mutex<Option<usize>>,
-}
-
-impl DimensionGuard {
-    /// A guard for `context` (`Chroma collection \`docs\``), knowing `dimension` if given.
-    pub fn new(context: impl Into<String>, dimension: Option<usize>) -> Self {
-        Self { context: context.into(), dimension: Mutex::new(dimension) }
-    }
-
-    /// The known dimension.
-    pub fn get(&self) -> Option<usize> {
-        *self.dimension.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Checks a vector of length `actual` for `operation` (`upsert`, `query`): `Ok(true)` when
-    /// the dimension is known and equal, `Ok(false)` when it is still unknown, and a
-    /// [`RagError::DimensionMismatch`] otherwise.
-    pub fn check(&self, actual: usize, operation: &str) -> Result<bool> {
-        match self.get() {
-            Some(expected) if expected != actual => {
-                Err(RagError::DimensionMismatch { context: format!("{} ({operation})", self.context), expected, actual })
-            }
-            Some(_) => Ok(true),
-            None => Ok(false),
-        }
-    }
-
-    /// Records the dimension after the store has accepted it (the first write). A concurrent
-    /// first write with another dimension loses with a mismatch error.
-    pub fn record(&self, actual: usize) -> Result<()> {
-        let mut d = self.dimension.lock().unwrap_or_else(|p| p.into_inner());
-        match *d {
-            Some(expected) if expected != actual => {
-                Err(RagError::DimensionMismatch { context: self.context.clone(), expected, actual })
-            }
-            _ => {
-                *d = Some(actual);
-                Ok(())
-            }
-        }
-    }
-}
+/// The vector dimension of a collection (defined in rag-core: one rule for every store).
+pub use rag_core::rules::DimensionGuard;
 
 /// Switches between the stores that speak the `$eq` / `$and` operator language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

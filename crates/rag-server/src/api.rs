@@ -244,10 +244,10 @@ pub async fn search(
     let opts = state.options(&p, &req)?;
     let c = state.readable_collection(&p, &collection).await?;
     let r = c.pipeline.search(&req.question, &opts).await?;
-    state.metrics.observe_stages(&r.timings);
-    let mut hits = r.ranked();
+    state.metrics.observe_stages(&r.timings_ms);
+    let mut hits = r.hits;
     p.present_hits(&mut hits);
-    Ok(Json(SearchResponse { hits, timings_ms: r.timings, degraded: r.degraded }))
+    Ok(Json(SearchResponse { hits, timings_ms: r.timings_ms, degraded: r.degraded }))
 }
 
 /// A document to ingest.

@@ -90,7 +90,11 @@ impl From<RagError> for ApiError {
     fn from(e: RagError) -> Self {
         match &e {
             RagError::InvalidInput { input, message } => Self::invalid(input.clone(), message.clone()),
-            RagError::NotFound { .. } => Self::not_found(e.to_string()),
+            RagError::NotFound { .. } | RagError::EmptyCollection { .. } => Self::not_found(e.to_string()),
+            RagError::Busy { .. } => {
+                tracing::warn!(error = %e, "a file the request needs is held by another process (503)");
+                Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()) }
+            }
             RagError::Config { message } => Self::new(StatusCode::BAD_REQUEST, "not_configured", message.clone()),
             RagError::DimensionMismatch { .. } => Self::new(StatusCode::CONFLICT, "dimension_mismatch", e.to_string()),
             // The client gets the backend's message; the log keeps the cause for the operator.

@@ -103,7 +103,7 @@ impl RagMcp {
     ) -> Result<CallToolResult, McpError> {
         let run = async {
             let (p, c, req, opts) = self.prepare(&ctx, args.collection, args.query, args.k).await?;
-            let mut hits = c.pipeline.search(&req.question, &opts).await?.ranked();
+            let mut hits = c.pipeline.search(&req.question, &opts).await?.hits;
             p.present_hits(&mut hits);
             Ok::<_, ApiError>(hits)
         };
