@@ -36,7 +36,6 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use futures::StreamExt;
 use rag::assemble::{Needs, PipelineFactory};
 use rag::{RagConfig, RagError, Result};
@@ -75,29 +74,58 @@ pub fn state_with_keys(cfg: RagConfig, keys: Keys) -> Result<AppStateRef> {
     Ok(Arc::new(AppState::new(factory, keys)))
 }
 
+/// A route table: `method "path" => handler` rows, kept as (method, path, router) so the
+/// OpenAPI document's table can be checked against it.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        vec![$((stringify!($method), $path, axum::routing::$method($handler))),*]
+    };
+}
+
+/// One route: its method (lowercase), its path, its handler.
+pub type Route = (&'static str, &'static str, axum::routing::MethodRouter<AppStateRef>);
+
+/// The routes behind API keys. Each is documented once in [`openapi`]'s table (and
+/// docs/http-api.md); a test holds the three together.
+pub fn api_routes() -> Vec<Route> {
+    routes![
+        get "/v1/collections" => api::list_collections,
+        post "/v1/collections/{collection}/query" => api::query,
+        post "/v1/collections/{collection}/search" => api::search,
+        post "/v1/collections/{collection}/documents" => api::ingest,
+        delete "/v1/collections/{collection}/documents/{id}" => api::delete_document,
+        get "/v1/collections/{collection}/stats" => api::stats,
+        post "/v1/local/collections/{collection}/files" => api::ingest_files,
+        post "/v1/chat/completions" => openai::chat_completions,
+        get "/v1/models" => openai::models,
+    ]
+}
+
+/// The routes open without a key.
+pub fn open_routes() -> Vec<Route> {
+    routes![
+        get "/" => web::index,
+        get "/healthz" => api::healthz,
+        get "/readyz" => api::readyz,
+        get "/metrics" => api::metrics,
+        get "/openapi.json" => openapi::serve,
+    ]
+}
+
+/// Where MCP's streamable HTTP transport is mounted (POST, GET and DELETE).
+pub const MCP_PATH: &str = "/mcp";
+
 /// The whole application: every route, with keys, limits and metrics applied. `mcp_cancel`
 /// ends the MCP sessions (at shutdown).
 pub fn router(state: AppStateRef, mcp_cancel: tokio_util::sync::CancellationToken) -> Router {
-    let api = Router::new()
-        .route("/v1/collections", get(api::list_collections))
-        .route("/v1/collections/{collection}/query", post(api::query))
-        .route("/v1/collections/{collection}/search", post(api::search))
-        .route("/v1/collections/{collection}/documents", post(api::ingest))
-        .route("/v1/collections/{collection}/documents/{id}", delete(api::delete_document))
-        .route("/v1/collections/{collection}/stats", get(api::stats))
-        .route("/v1/local/collections/{collection}/files", post(api::ingest_files))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/models", get(openai::models))
-        .nest_service("/mcp", mcp::http_service(state.clone(), mcp_cancel))
+    let api = api_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| r.route(path, handler))
+        .nest_service(MCP_PATH, mcp::http_service(state.clone(), mcp_cancel))
         .layer(middleware::from_fn(mcp_session_end))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), limit));
-    let open = Router::new()
-        .route("/", get(web::index))
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route("/openapi.json", get(openapi::serve));
+    let open = open_routes().into_iter().fold(Router::new(), |r, (_, path, handler)| r.route(path, handler));
     api.merge(open)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), measure))

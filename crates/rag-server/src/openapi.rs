@@ -208,6 +208,39 @@ pub async fn serve() -> Json<Value> {
 mod tests {
     use super::*;
 
+    /// The route table, the OpenAPI table and docs/http-api.md's endpoint table name the same
+    /// routes with the same methods and the same access (key or none).
+    #[test]
+    fn the_router_the_openapi_table_and_the_docs_agree() {
+        use std::collections::BTreeSet;
+        let keyed = |routes: Vec<crate::Route>, auth: bool| -> BTreeSet<(String, String, bool)> {
+            routes.into_iter().map(|(m, p, _)| (m.to_owned(), p.to_owned(), auth)).collect()
+        };
+        let mut routed = keyed(crate::api_routes(), true);
+        routed.extend(keyed(crate::open_routes(), false));
+        routed.insert(("post".into(), crate::MCP_PATH.into(), true));
+        let documented: BTreeSet<(String, String, bool)> =
+            OPERATIONS.iter().map(|o| (o.method.to_owned(), o.path.to_owned(), o.auth)).collect();
+        assert_eq!(routed, documented, "the router and openapi.rs's OPERATIONS differ");
+        assert_eq!(documented.len(), OPERATIONS.len(), "an operation is listed twice");
+        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/http-api.md")).unwrap();
+        let table: BTreeSet<String> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .filter(|l| l.starts_with(['G', 'P', 'D']) && l.contains(" /"))
+            .map(str::to_owned)
+            .collect();
+        for o in OPERATIONS {
+            let method = o.method.to_uppercase();
+            let listed = table.iter().any(|row| {
+                row.split_once(' ').is_some_and(|(methods, path)| path == o.path && methods.split('/').any(|m| m == method))
+            });
+            assert!(listed, "docs/http-api.md's endpoint table lacks `{method} {}`", o.path);
+        }
+        assert_eq!(table.len(), OPERATIONS.len(), "docs/http-api.md lists an endpoint the router lacks: {table:?}");
+    }
+
     #[test]
     fn every_request_field_is_in_the_document() {
         let doc = document();
