@@ -47,7 +47,7 @@ demo: setup
 	$(RAG) ingest $(DATASET)/corpus.jsonl
 	$(RAG) stats
 	$(RAG) query "Does vitamin D supplementation reduce the risk of fractures?"
-	$(RAG) query "What is the role of microRNA in cancer?" --retriever hybrid
+	$(RAG) query "What is the role of microRNA in cancer?" --mode hybrid
 	$(RAG) query "Do statins lower mortality in heart failure?" --k 3
 
 lint:
@@ -73,7 +73,7 @@ test: setup lint unit
 
 eval: setup
 	$(CARGO) build --release -p rag-cli
-	for r in bm25 dense hybrid; do $(RAG) eval --dataset $(DATASET) --retriever $$r --json; done
+	for r in bm25 dense hybrid; do $(RAG) eval --dataset $(DATASET) --mode $$r --json; done
 
 bench: setup
 	$(CARGO) build --release -p rag-cli

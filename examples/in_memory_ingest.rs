@@ -14,7 +14,7 @@ async fn main() -> rag::Result<()> {
     let pipeline = RagPipeline::builder()
         .data_dir(dir.clone())
         .chunker(Arc::new(SemanticChunker::new(TokenCounter::cl100k()?, 32, 128)?))
-        .retrieval_mode(RetrievalMode::Bm25)
+        .mode(RetrievalMode::Bm25)
         .build()?;
 
     // A list in memory.

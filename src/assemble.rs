@@ -498,7 +498,7 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
         .rerank(cfg.rerank.enabled)
         .generation_timeout(Duration::from_secs(cfg.generator.timeout_secs))
         .embed_batch(cfg.embedder.batch_size * 2);
-    b = b.retrieval_mode(if dense { mode } else { RetrievalMode::Bm25 });
+    b = b.mode(if dense { mode } else { RetrievalMode::Bm25 });
     #[allow(unused_mut)] // assigned only with an embedder feature
     let mut fit: Option<EmbedderTokenizer> = None;
     #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]

@@ -710,7 +710,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RAG_EMBEDDER_MODEL", "embedder.model"),
     ("RAG_CACHE", "cache.backend"),
     ("RAG_REDIS_URL", "cache.redis_url"),
-    ("RAG_RETRIEVER", "retrieval.mode"),
+    ("RAG_RETRIEVAL_MODE", "retrieval.mode"),
     ("RAG_K", "retrieval.k"),
     ("RAG_RERANK", "rerank.enabled"),
     ("RAG_RERANK_MODEL", "rerank.model"),
@@ -720,6 +720,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RAG_VENV", "python.venv"),
     ("RAG_SERVER_ADDR", "server.addr"),
 ];
+
+/// Environment variables read under their old names (old, current), with a warning: a
+/// deployment that sets the old one keeps its meaning.
+pub const RENAMED_ENV_VARS: &[(&str, &str)] = &[("RAG_RETRIEVER", "RAG_RETRIEVAL_MODE")];
 
 impl RagConfig {
     /// Defaults, overridden by `path` (or `./rag.toml` if it exists when `path` is `None`),
@@ -744,9 +748,17 @@ impl RagConfig {
 
     /// Applies `RAG_*` variables read through `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let get = |var: &str| get(var).filter(|v| !v.is_empty());
         for (var, key) in ENV_VARS {
-            if let Some(v) = get(var).filter(|v| !v.is_empty()) {
-                self.set(key, &v).map_err(|e| RagError::invalid_input(*var, e.to_string()))?;
+            let renamed = RENAMED_ENV_VARS.iter().find(|(_, new)| new == var).map(|(old, _)| *old);
+            let value = get(var).map(|v| (*var, v)).or_else(|| {
+                let old = renamed?;
+                let v = get(old)?;
+                tracing::warn!("{old} is the old name of {var}: rename it");
+                Some((old, v))
+            });
+            if let Some((name, v)) = value {
+                self.set(key, &v).map_err(|e| RagError::invalid_input(name, e.to_string()))?;
             }
         }
         self.validate()
@@ -945,8 +957,21 @@ mod tests {
         std::fs::write(&path, "collection = \"papers\"\n[retrieval]\nk = 8\nmode = \"dense\"\n").unwrap();
         let mut cfg = RagConfig::from_file(&path).unwrap();
         assert_eq!((cfg.collection.as_str(), cfg.retrieval.k, cfg.retrieval.mode), ("papers", 8, RetrievalMode::Dense));
-        cfg.apply_env(|k| (k == "RAG_RETRIEVER").then(|| "bm25".to_owned())).unwrap();
+        cfg.apply_env(|k| (k == "RAG_RETRIEVAL_MODE").then(|| "bm25".to_owned())).unwrap();
         assert_eq!(cfg.retrieval.mode, RetrievalMode::Bm25);
+        // The old name is still read; the new one wins when both are set; an error names the
+        // variable that held the bad value.
+        cfg.apply_env(|k| (k == "RAG_RETRIEVER").then(|| "dense".to_owned())).unwrap();
+        assert_eq!(cfg.retrieval.mode, RetrievalMode::Dense);
+        let both = |k: &str| match k {
+            "RAG_RETRIEVER" => Some("dense".to_owned()),
+            "RAG_RETRIEVAL_MODE" => Some("hybrid".to_owned()),
+            _ => None,
+        };
+        cfg.apply_env(both).unwrap();
+        assert_eq!(cfg.retrieval.mode, RetrievalMode::Hybrid);
+        let err = cfg.apply_env(|k| (k == "RAG_RETRIEVER").then(|| "fuzzy".to_owned())).unwrap_err().to_string();
+        assert!(err.contains("RAG_RETRIEVER") && err.contains("fuzzy"), "{err}");
         cfg.set("retrieval.k", "3").unwrap();
         assert_eq!(cfg.retrieval.k, 3);
         assert!(cfg.set("retrieval.k", "many").unwrap_err().to_string().contains("retrieval.k"));

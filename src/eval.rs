@@ -33,8 +33,9 @@ pub struct EvalReport {
     pub ndcg_at_10_half_b: f64,
     /// Queries evaluated.
     pub queries: usize,
-    /// Retrieval mode.
-    pub retriever: RetrievalMode,
+    /// Retrieval mode (`retriever` in reports written before it was renamed).
+    #[serde(alias = "retriever")]
+    pub mode: RetrievalMode,
     /// Whether results were reranked.
     pub rerank: bool,
     /// What ingesting the corpus did (all unchanged on a second run).
@@ -232,7 +233,7 @@ pub async fn run_eval(
         recall_at_100: sums.1 / n,
         mrr_at_10: sums.2 / n,
         queries: results.len(),
-        retriever: mode,
+        mode,
         rerank,
         ingest,
         query_seconds: start.elapsed().as_secs_f64(),

@@ -190,7 +190,7 @@ impl RagPipelineBuilder {
         /// What else shapes the stored chunks (a store's sparse encoder): part of each document's hash, so a change re-ingests.
         index_fingerprint: String => index_fingerprint,
         /// Default retrieval mode.
-        retrieval_mode: RetrievalMode => mode,
+        mode: RetrievalMode => mode,
         /// Fusion for hybrid retrieval.
         fusion: Fusion => fusion,
         /// Default chunks per query.

@@ -65,7 +65,7 @@ fn pipeline(data: &Path) -> RagPipeline {
         .data_dir(data.to_owned())
         .chunker(Arc::new(SemanticChunker::new(TokenCounter::cl100k().unwrap(), 8, 64).unwrap()))
         .markdown_chunker(Arc::new(MarkdownChunker::new(TokenCounter::cl100k().unwrap(), 8, 64).unwrap()))
-        .retrieval_mode(RetrievalMode::Bm25)
+        .mode(RetrievalMode::Bm25)
         .build()
         .unwrap()
 }

@@ -201,7 +201,7 @@ async fn a_generator_that_never_returns_is_abandoned_at_the_deadline() {
     let pipeline = RagPipeline::builder()
         .data_dir(f._dir.path().join("data2"))
         .chunker(Arc::new(SemanticChunker::new(TokenCounter::cl100k().unwrap(), 8, 64).unwrap()))
-        .retrieval_mode(RetrievalMode::Bm25)
+        .mode(RetrievalMode::Bm25)
         .generator(Arc::new(NeverGenerator))
         .generation_timeout(Duration::from_millis(300))
         .build()
@@ -453,7 +453,7 @@ mod contract {
     /// recorded as ingested.
     #[tokio::test]
     async fn documents_without_text_are_skipped_and_reported() {
-        let p = RagPipeline::builder().in_memory().retrieval_mode(RetrievalMode::Bm25).build().unwrap();
+        let p = RagPipeline::builder().in_memory().mode(RetrievalMode::Bm25).build().unwrap();
         let docs = vec![Document::new("full", "Some text."), Document::new("blank", "  \n\t "), Document::new("none", "")];
         let r = p.ingest(docs, IngestOptions::default()).await.unwrap();
         assert_eq!((r.documents, r.chunks), (1, 1), "{r:?}");
@@ -472,7 +472,7 @@ mod contract {
     /// pruning the second origin removes it.
     #[tokio::test]
     async fn an_unchanged_document_from_another_origin_moves_to_it() {
-        let p = RagPipeline::builder().in_memory().retrieval_mode(RetrievalMode::Bm25).build().unwrap();
+        let p = RagPipeline::builder().in_memory().mode(RetrievalMode::Bm25).build().unwrap();
         let doc = || vec![Document::new("shared", "A note both feeds carry.")];
         p.ingest(InMemorySource::new(doc()).origin("first"), IngestOptions::default()).await.unwrap();
         p.ingest(InMemorySource::new(doc()).origin("second"), IngestOptions::default()).await.unwrap();
@@ -495,11 +495,11 @@ mod contract {
         // The manifest cannot be opened (a directory stands where its file goes): the keyword
         // index the build had created is removed again.
         std::fs::create_dir_all(data.join("manifest.redb")).unwrap();
-        let err = RagPipeline::builder().data_dir(data.clone()).retrieval_mode(RetrievalMode::Bm25).build().unwrap_err();
+        let err = RagPipeline::builder().data_dir(data.clone()).mode(RetrievalMode::Bm25).build().unwrap_err();
         assert!(!data.join("keyword").exists(), "left the keyword index behind after: {err}");
         std::fs::remove_dir(data.join("manifest.redb")).unwrap();
         // No chunker given: the configuration's default one.
-        let p = RagPipeline::builder().data_dir(data.clone()).retrieval_mode(RetrievalMode::Bm25).build().unwrap();
+        let p = RagPipeline::builder().data_dir(data.clone()).mode(RetrievalMode::Bm25).build().unwrap();
         let r = p.ingest(vec![Document::new("a", "Chunked by the default chunker.")], IngestOptions::default()).await.unwrap();
         assert_eq!(r.chunks, 1);
         assert!(p.stats().await.unwrap().backends["chunker"].starts_with("semantic"), "{:?}", p.stats().await.unwrap().backends);
@@ -535,7 +535,7 @@ mod contract {
         assert_eq!(store.count().await.unwrap(), 2);
         assert_eq!(p.stats().await.unwrap().backends["data_dir"], "(in memory)");
         // Without a directory and not in memory: an error that says both ways out.
-        let err = RagPipeline::builder().retrieval_mode(RetrievalMode::Bm25).build().unwrap_err();
+        let err = RagPipeline::builder().mode(RetrievalMode::Bm25).build().unwrap_err();
         assert!(err.to_string().contains("in_memory") && err.to_string().contains("data_dir"), "{err}");
     }
 }

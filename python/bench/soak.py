@@ -80,7 +80,7 @@ class Soak:
         return r.status_code
 
     def search(self, http, headers, name, rng):
-        body = {"question": rng.choice(self.queries), "k": 10, "retriever": rng.choice(["hybrid", "dense", "bm25"])}
+        body = {"question": rng.choice(self.queries), "k": 10, "mode": rng.choice(["hybrid", "dense", "bm25"])}
         return http.post(f"{self.coll}/search", headers=headers, json=body).status_code
 
     def stream(self, http, headers, name, rng):

@@ -94,9 +94,10 @@ enum Command {
         /// Dataset folder with corpus.jsonl, queries.jsonl, qrels/test.tsv.
         #[arg(long)]
         dataset: PathBuf,
-        /// dense, bm25 or hybrid [default: hybrid; with --answers, the configured mode].
-        #[arg(long)]
-        retriever: Option<RetrievalMode>,
+        /// dense, bm25 or hybrid [default: hybrid; with --answers, the configured mode]
+        /// (`retrieval.mode`; `--retriever` is its old name).
+        #[arg(long, alias = "retriever")]
+        mode: Option<RetrievalMode>,
         /// Rerank with the configured cross-encoder.
         #[arg(long)]
         rerank: bool,
@@ -173,9 +174,9 @@ struct RetrievalArgs {
     /// Chunks to retrieve and pack (1 to 1000).
     #[arg(long)]
     k: Option<usize>,
-    /// dense, bm25 or hybrid.
-    #[arg(long)]
-    retriever: Option<RetrievalMode>,
+    /// dense, bm25 or hybrid (`retrieval.mode`; `--retriever` is its old name).
+    #[arg(long, alias = "retriever")]
+    mode: Option<RetrievalMode>,
     /// Rerank with the configured cross-encoder.
     #[arg(long)]
     rerank: bool,
@@ -195,7 +196,7 @@ impl RetrievalArgs {
         if let Some(k) = self.k {
             opts = opts.k(k);
         }
-        if let Some(m) = self.retriever {
+        if let Some(m) = self.mode {
             opts = opts.mode(m);
         }
         if self.rerank {
@@ -204,7 +205,7 @@ impl RetrievalArgs {
         if let Some(f) = self.filter()? {
             opts = opts.filter(f);
         }
-        let needs = if self.retriever == Some(RetrievalMode::Bm25) { Needs::KeywordOnly } else { Needs::All };
+        let needs = if self.mode == Some(RetrievalMode::Bm25) { Needs::KeywordOnly } else { Needs::All };
         Ok((opts, needs))
     }
 
@@ -225,8 +226,8 @@ impl RetrievalArgs {
         if let Some(k) = self.k {
             body["k"] = k.into();
         }
-        if let Some(m) = self.retriever {
-            body["retriever"] = serde_json::to_value(m).map_err(|e| RagError::Other(e.to_string()))?;
+        if let Some(m) = self.mode {
+            body["mode"] = m.as_str().into();
         }
         if self.rerank {
             body["rerank"] = true.into();
@@ -481,7 +482,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("deleted {doc_id}");
             Ok(())
         }
-        Command::Eval { dataset, retriever, rerank, limit, answers } => {
+        Command::Eval { dataset, mode, rerank, limit, answers } => {
             let mut cfg = config(g)?;
             RemoteServer::refuse(&cfg.data_dir, "rag eval")?;
             if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
@@ -492,7 +493,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if let Some(file) = answers {
                 let mut opts = QueryOptions::new();
-                if let Some(m) = retriever {
+                if let Some(m) = mode {
                     opts = opts.mode(m);
                 }
                 let (progress, bar) = progress_bar(g.json, "answers");
@@ -517,7 +518,7 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
-            let mode = retriever.unwrap_or(RetrievalMode::Hybrid);
+            let mode = mode.unwrap_or(RetrievalMode::Hybrid);
             // The corpus is ingested with both sides, so every mode evaluates the same collection.
             cfg.retrieval.mode = RetrievalMode::Hybrid;
             let pipeline = build_pipeline(&cfg, Needs::All).await?;
@@ -531,7 +532,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!(
                 "{}{}: nDCG@10 {:.4} (half A {:.4}, half B {:.4})  Recall@100 {:.4}  MRR@10 {:.4}  ({} queries, {:.1} s)",
-                report.retriever,
+                report.mode,
                 if report.rerank { " + rerank" } else { "" },
                 report.ndcg_at_10,
                 report.ndcg_at_10_half_a,

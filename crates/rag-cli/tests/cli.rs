@@ -120,7 +120,7 @@ fn json_shapes_idempotent_ingest_and_changed_files() {
     let typo = rag(&data, &["--set", "store.chroma_mode=htpp", "stats"]);
     let err = String::from_utf8_lossy(&typo.stderr);
     assert!(!typo.status.success() && err.contains("htpp") && err.contains("persistent"), "{err}");
-    let typo = rag(&data, &["query", "tea", "--retriever", "hybird"]);
+    let typo = rag(&data, &["query", "tea", "--mode", "hybird"]);
     let err = String::from_utf8_lossy(&typo.stderr);
     assert!(!typo.status.success() && err.contains("hybird") && err.contains("bm25"), "{err}");
 
@@ -164,7 +164,7 @@ fn eval_and_bench_print_their_json() {
     std::fs::write(ds.join("qrels/test.tsv"), format!("query-id\tcorpus-id\tscore\n{}\n", kept.join("\n"))).unwrap();
     std::fs::copy(scifact().join("queries.jsonl"), ds.join("queries.jsonl")).unwrap();
     let data = tmp.path().join("data");
-    let e = json(&rag(&data, &["eval", "--dataset", ds.to_str().unwrap(), "--retriever", "hybrid", "--json"]));
+    let e = json(&rag(&data, &["eval", "--dataset", ds.to_str().unwrap(), "--mode", "hybrid", "--json"]));
     keys(&e, &["ndcg_at_10", "recall_at_100", "mrr_at_10", "queries"]);
     assert_eq!(
         e["queries"].as_u64().unwrap() as usize,
@@ -251,6 +251,7 @@ fn bad_inputs_are_reported_and_lose_nothing() {
     for (args, needle) in [
         (vec!["query", "x", "--where", "year>>2"], "--where"),
         (vec!["--set", "retrieval.kk=3", "stats"], "retrieval.kk"),
+        // `--retriever` is the old name of `--mode`, still read.
         (vec!["query", "x", "--retriever", "fuzzy"], "fuzzy"),
         (vec!["ingest", "/no/such/path"], "/no/such/path"),
     ] {

@@ -178,7 +178,7 @@ async fn two_workers_share_one_chroma_server_and_one_redis_cache() {
     assert_eq!(report["embedded"], 3, "{report}");
     // Dense retrieval reads the shared Chroma collection: worker B answers with what A ingested.
     for q in ["Does vitamin D prevent fractures?", "cholesterol and mortality", "gene regulation in cancer"] {
-        let body = json!({ "question": q, "retriever": "dense", "k": 3 });
+        let body = json!({ "question": q, "mode": "dense", "k": 3 });
         let (sa, ra) = post(&format!("{}/v1/collections/rag/search", a.url), body.clone()).await;
         let (sb, rb) = post(&format!("{}/v1/collections/rag/search", b.url), body).await;
         assert_eq!((sa, sb), (200, 200), "{ra} {rb}");

@@ -29,17 +29,11 @@ pub struct ApiJson<T>(pub T);
 /// Shared handler state.
 pub type AppStateRef = Arc<AppState>;
 
-/// The retrieval modes, as the API spells them (for the OpenAPI schema).
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum RetrieverName {
-    /// BM25 and dense, fused.
-    Hybrid,
-    /// Dense vectors only.
-    Dense,
-    /// BM25 only.
-    Bm25,
+/// The schema of a retrieval mode: one of [`RetrievalMode::ALL`] (the type's own spellings).
+fn mode_schema(_: &mut rmcp::schemars::SchemaGenerator) -> rmcp::schemars::Schema {
+    let mut names: Vec<serde_json::Value> = RetrievalMode::ALL.iter().map(|m| (*m).into()).collect();
+    names.push(serde_json::Value::Null);
+    rmcp::schemars::json_schema!({ "type": ["string", "null"], "enum": names })
 }
 
 /// A query or search request.
@@ -51,10 +45,11 @@ pub struct QueryRequest {
     /// Chunks to retrieve (1 to 1000); default: the server's.
     #[serde(default)]
     pub k: Option<usize>,
-    /// `hybrid`, `dense` or `bm25`; default: the server's.
-    #[serde(default)]
-    #[schemars(with = "Option<RetrieverName>")]
-    pub retriever: Option<RetrievalMode>,
+    /// `hybrid`, `dense` or `bm25` (`retrieval.mode`); default: the server's. `retriever` is
+    /// its old name, still read.
+    #[serde(default, alias = "retriever")]
+    #[schemars(schema_with = "mode_schema")]
+    pub mode: Option<RetrievalMode>,
     /// Rerank with the configured cross-encoder (`true` needs one).
     #[serde(default)]
     pub rerank: Option<bool>,
@@ -88,7 +83,7 @@ impl AppState {
         if let Some(k) = req.k {
             opts = opts.k(k);
         }
-        if let Some(m) = req.retriever {
+        if let Some(m) = req.mode {
             opts = opts.mode(m);
         }
         if let Some(r) = req.rerank {

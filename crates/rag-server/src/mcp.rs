@@ -86,7 +86,7 @@ impl RagMcp {
     ) -> Result<(Principal, Arc<crate::state::Collection>, QueryRequest, rag::QueryOptions), ApiError> {
         let p = principal(ctx);
         let collection = self.default_collection(collection);
-        let req = QueryRequest { question, k, retriever: None, rerank: None, filter: None, stream: false };
+        let req = QueryRequest { question, k, mode: None, rerank: None, filter: None, stream: false };
         p.check(&collection, Need::Read)?;
         let opts = self.state.options(&p, &req)?;
         let c = self.state.readable_collection(&p, &collection).await?;

@@ -120,7 +120,7 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let collection = req.model.clone();
     p.check(&collection, Need::Read)?;
-    let q = QueryRequest { question: question(&req)?, k: None, retriever: None, rerank: None, filter: None, stream: req.stream };
+    let q = QueryRequest { question: question(&req)?, k: None, mode: None, rerank: None, filter: None, stream: req.stream };
     let opts = state.options(&p, &q)?;
     let c = state.readable_collection(&p, &collection).await?;
     let created = now();

@@ -245,7 +245,7 @@ mod tests {
     fn every_request_field_is_in_the_document() {
         let doc = document();
         let q = &doc["components"]["schemas"]["QueryRequest"]["properties"];
-        for field in ["question", "k", "retriever", "rerank", "filter", "stream"] {
+        for field in ["question", "k", "mode", "rerank", "filter", "stream"] {
             assert!(q.get(field).is_some(), "QueryRequest.{field} missing: {q}");
         }
         assert!(doc["paths"]["/v1/chat/completions"]["post"]["requestBody"].is_object());

@@ -101,7 +101,7 @@ async fn end_to_end() {
         assert_eq!(ids, vec![own], "a tenant sees its own chunk and nothing else");
         for retriever in ["bm25", "dense"] {
             let (_, r) =
-                api.post(Some(k), &format!("{papers}/search"), json!({ "question": "vitamin D", "retriever": retriever })).await;
+                api.post(Some(k), &format!("{papers}/search"), json!({ "question": "vitamin D", "mode": retriever })).await;
             assert!(r["hits"].as_array().unwrap().iter().all(|h| h["doc_id"] == own), "{retriever}: {r}");
         }
         let (_, chat) = api
@@ -115,7 +115,7 @@ async fn end_to_end() {
     }
     // The admin (no tenant) sees both.
     let (_, r) = api
-        .post(Some(ADMIN), &format!("{papers}/search"), json!({ "question": "Project Falcon budget", "retriever": "bm25" }))
+        .post(Some(ADMIN), &format!("{papers}/search"), json!({ "question": "Project Falcon budget", "mode": "bm25" }))
         .await;
     assert_eq!(r["hits"].as_array().unwrap().iter().filter(|h| h["doc_id"].as_str().unwrap().ends_with("falcon")).count(), 2);
 
@@ -136,8 +136,12 @@ async fn end_to_end() {
     assert_eq!((s, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("kk")), "{body}");
     let (s, body) = api.post(Some(READER), &format!("{papers}/query"), json!({ "question": "x", "k": 0 })).await;
     assert_eq!((s, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("k")), "{body}");
-    let (s, body) = api.post(Some(READER), &format!("{papers}/query"), json!({ "question": "x", "retriever": "fuzzy" })).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    // `retriever` is the old name of `mode`, still read: a bad value is refused either way.
+    for field in ["mode", "retriever"] {
+        let (s, body) = api.post(Some(READER), &format!("{papers}/query"), json!({ "question": "x", field: "fuzzy" })).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("fuzzy"), "{body}");
+    }
     let long = "why ".repeat(600);
     let (s, body) = api.post(Some(READER), &format!("{papers}/query"), json!({ "question": long })).await;
     assert_eq!((s, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("question")), "{body}");

@@ -44,7 +44,7 @@ async fn hits(api: &Api, k: &str, collection: &str, question: &str) -> Vec<(Stri
         .post(
             Some(k),
             &format!("/v1/collections/{collection}/search"),
-            json!({ "question": question, "retriever": "bm25", "k": 20 }),
+            json!({ "question": question, "mode": "bm25", "k": 20 }),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{r}");
@@ -233,7 +233,7 @@ fn bad_input_is_a_400_naming_the_field_and_a_refused_batch_writes_nothing() {
         ] {
             for retriever in ["hybrid", "dense", "bm25"] {
                 for k in [ADMIN, GLOBEX] {
-                    let body = json!({ "question": "rivers", "retriever": retriever, "filter": filter });
+                    let body = json!({ "question": "rivers", "mode": retriever, "filter": filter });
                     let (s, r) = api.post(Some(k), "/v1/collections/shared/search", body).await;
                     assert_eq!(
                         (s, r["error"]["field"].as_str()),
