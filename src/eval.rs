@@ -217,7 +217,11 @@ pub async fn run_eval(
     let mut sums = (0.0, 0.0, 0.0);
     let mut halves = [(0.0, 0usize), (0.0, 0usize)];
     for (i, r) in results.iter().enumerate() {
-        let (a, b, c) = r.as_ref().map_err(|e| RagError::Other(e.to_string()))?;
+        let (a, b, c) = match r {
+            Ok(scores) => *scores,
+            // The first failed query's error, as it was (results are borrowed: move it out).
+            Err(_) => return Err(results.into_iter().find_map(Result::err).unwrap_or_else(|| RagError::internal("a query failed"))),
+        };
         sums.0 += a;
         sums.1 += b;
         sums.2 += c;

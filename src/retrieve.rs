@@ -115,7 +115,7 @@ impl HybridRetriever {
         let start = Instant::now();
         let mut v = d.embedder.embed(vec![text.to_owned()]).await?;
         t.insert("embed_query".into(), ms(start));
-        v.pop().ok_or_else(|| RagError::Other("the embedder returned no vector for the query".into()))
+        v.pop().ok_or_else(|| RagError::internal("the embedder returned no vector for the query"))
     }
 
     /// Embeds the question once per call, then asks the vector store for its nearest `n`:

@@ -67,7 +67,7 @@ pub async fn run(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
-        .map_err(|e| RagError::Other(format!("HTTP client: {e}")))?;
+        .map_err(|e| RagError::remote("HTTP client", "could not be built", Some(e.into())))?;
     let path = match endpoint {
         LoadEndpoint::Query => "query",
         LoadEndpoint::Search => "search",

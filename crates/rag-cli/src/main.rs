@@ -233,7 +233,7 @@ impl RetrievalArgs {
             body["rerank"] = true.into();
         }
         if let Some(f) = self.filter()? {
-            body["filter"] = serde_json::to_value(f).map_err(|e| RagError::Other(e.to_string()))?;
+            body["filter"] = serde_json::to_value(f).map_err(|e| RagError::json("the filter", e))?;
         }
         Ok(body)
     }
@@ -307,7 +307,7 @@ fn progress_bar(json: bool, what: &'static str) -> (Option<Progress>, Option<ind
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| RagError::Other(e.to_string()))?;
+    let s = serde_json::to_string_pretty(v).map_err(|e| RagError::json("the output", e))?;
     println!("{s}");
     Ok(())
 }

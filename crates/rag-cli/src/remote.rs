@@ -42,7 +42,7 @@ impl RemoteServer {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| RagError::Other(format!("HTTP client: {e}")))?;
+            .map_err(|e| RagError::remote("HTTP client", "could not be built", Some(e.into())))?;
         let health = http.get(format!("{}/healthz", file.url)).timeout(Duration::from_secs(10)).send().await;
         match health {
             Ok(r) if r.status().is_success() => Ok(Some(Self { file, http })),
@@ -95,7 +95,7 @@ impl RemoteServer {
         if !status.is_success() {
             return Err(answer_error(status.as_u16(), &body));
         }
-        serde_json::from_value(body).map_err(|e| RagError::Other(format!("rag serve answered something unexpected: {e}")))
+        serde_json::from_value(body).map_err(|e| RagError::json("rag serve's answer", e))
     }
 
     /// `rag ingest PATH...`, run by the server (paths made absolute here).
@@ -142,7 +142,7 @@ impl RemoteServer {
                     }
                     "done" => {
                         return serde_json::from_str(&data)
-                            .map_err(|e| RagError::Other(format!("rag serve streamed something unexpected: {e}")));
+                            .map_err(|e| RagError::json("rag serve's stream", e));
                     }
                     "error" => {
                         let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
@@ -163,8 +163,8 @@ impl RemoteServer {
     /// Deletes a document.
     pub async fn delete(&self, collection: &str, doc_id: &str) -> Result<()> {
         let mut url = reqwest::Url::parse(&self.collection_url(collection, "documents/"))
-            .map_err(|e| RagError::Other(format!("URL: {e}")))?;
-        url.path_segments_mut().map_err(|()| RagError::Other("URL cannot take a path".into()))?.pop_if_empty().push(doc_id);
+            .map_err(|e| RagError::invalid_input("the server URL in serve.json", e.to_string()))?;
+        url.path_segments_mut().map_err(|()| RagError::invalid_input("the server URL in serve.json", "it cannot take a path"))?.pop_if_empty().push(doc_id);
         let _: Value = self.send(self.http.delete(url)).await?;
         Ok(())
     }
@@ -184,7 +184,7 @@ fn answer_error(status: u16, body: &Value) -> RagError {
         (Some("not_found"), _) => RagError::not_found(message, None),
         (Some("not_configured"), _) => RagError::config(message),
         (Some("backend_unavailable" | "overloaded"), _) => RagError::transient("rag serve", message),
-        _ => RagError::Other(format!("rag serve answered {status}: {message}")),
+        _ => RagError::remote("rag serve", format!("answered {status}: {message}"), None),
     }
 }
 

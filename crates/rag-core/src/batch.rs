@@ -56,8 +56,8 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
     /// Queues `item` and waits for its own answer.
     pub async fn submit(&self, item: I) -> Result<O> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((item, reply)).map_err(|_| RagError::Other(format!("the {} batch worker has stopped", self.what)))?;
-        answer.await.map_err(|_| RagError::Other(format!("the {} batch worker dropped a request", self.what)))?
+        self.queue.send((item, reply)).map_err(|_| RagError::internal(format!("the {} batch worker has stopped", self.what)))?;
+        answer.await.map_err(|e| RagError::internal_from(format!("the {} batch worker dropped a request", self.what), e))?
     }
 
     /// Batched calls made and the items they carried.

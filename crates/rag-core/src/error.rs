@@ -137,9 +137,53 @@ pub enum RagError {
         message: String,
     },
 
+    /// A value that could not be read from, or written as, JSON.
+    #[error("{what}: {source}")]
+    Json {
+        /// What was read or written (`rag serve's answer`, `the program's spec`).
+        what: String,
+        /// The parser's or serialiser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// Something of the pipeline's own broke (a worker thread stopped, a task panicked, a part
+    /// returned fewer results than asked): a bug or a crash, never bad input.
+    #[error("internal error: {what}{}", source_suffix(.source))]
+    Internal {
+        /// What broke.
+        what: String,
+        /// The cause, when there is one (a join error, a panic's message).
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A peer over the network (`rag serve`, an MCP transport, an HTTP client) failed or
+    /// answered something unexpected.
+    #[error("{peer}: {message}")]
+    Remote {
+        /// Who (`rag serve at http://…`, `MCP over stdio`).
+        peer: String,
+        /// What happened.
+        message: String,
+        /// The transport's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
+}
+
+/// A boxed error kept as a cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+fn source_suffix(source: &Option<BoxError>) -> String {
+    match source {
+        Some(s) => format!(": {s}"),
+        None => String::new(),
+    }
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
@@ -163,6 +207,26 @@ impl RagError {
     /// Shorthand for [`RagError::NotFound`].
     pub fn not_found(what: impl Into<String>, hint: Option<&str>) -> Self {
         Self::NotFound { what: what.into(), hint: hint.map(str::to_owned) }
+    }
+
+    /// Shorthand for [`RagError::Json`].
+    pub fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
+        Self::Json { what: what.into(), source }
+    }
+
+    /// Shorthand for [`RagError::Internal`] without a cause.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Self::Internal { what: what.into(), source: None }
+    }
+
+    /// Shorthand for [`RagError::Internal`] with its cause.
+    pub fn internal_from(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Internal { what: what.into(), source: Some(source.into()) }
+    }
+
+    /// Shorthand for [`RagError::Remote`]; `source` is the transport's error, if any.
+    pub fn remote(peer: impl Into<String>, message: impl Into<String>, source: Option<BoxError>) -> Self {
+        Self::Remote { peer: peer.into(), message: message.into(), source }
     }
 
     /// Shorthand for [`RagError::Transient`] with no source.

@@ -22,7 +22,7 @@ pub use engine::{
     EngineFusion, HybridQuery, HybridSearch, IngestLedger, LedgerEntry, SparseEncoder, SparseVector, entries_from_chunks,
     ledger_keys,
 };
-pub use error::{RagError, Result};
+pub use error::{BoxError, RagError, Result};
 pub use filter::Filter;
 pub use memory::InMemoryStore;
 pub use qa::{QaExample, read_qa_examples};

@@ -67,7 +67,7 @@ pub trait VectorStore: Send + Sync {
     /// by a store whose [`VectorStore::candidates`] leaves chunks out; the default says so.
     async fn chunks(&self, ids: Vec<String>) -> Result<Vec<Chunk>> {
         let _ = ids;
-        Err(crate::RagError::Other("this vector store does not fetch chunks by id: its `candidates` must return them".into()))
+        Err(crate::RagError::internal("this vector store does not fetch chunks by id: its `candidates` must return them"))
     }
 }
 

@@ -267,7 +267,7 @@ impl DspyProgram {
                 Ok(s)
             })
             .await?;
-        serde_json::from_str(&json).map_err(|e| RagError::Other(format!("program output is not JSON-able: {e}")))
+        serde_json::from_str(&json).map_err(|e| RagError::json("the program's output", e))
     }
 
     /// `(query, k)` pairs the Rust retriever received.

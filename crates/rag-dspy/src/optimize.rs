@@ -249,7 +249,7 @@ pub async fn optimize(
         std::fs::create_dir_all(dir).map_err(|e| RagError::io(dir, e))?;
     }
     let bound = build(&program, retriever, lm.clone()).await?;
-    let spec = serde_json::to_value(&program).map_err(|e| RagError::Other(e.to_string()))?;
+    let spec = serde_json::to_value(&program).map_err(|e| RagError::json("the program spec", e))?;
     let (train_json, dev_json) = (to_json(&train)?, to_json(&dev)?);
     let out_s = out.display().to_string();
     let (module, lm_py, rm) = (bound.module.clone(), bound.lm.clone(), bound.rm.clone());
@@ -280,7 +280,7 @@ pub async fn optimize(
         })
         .await
         .map_err(classify)?;
-    let r: serde_json::Value = serde_json::from_str(&result).map_err(|e| RagError::Other(e.to_string()))?;
+    let r: serde_json::Value = serde_json::from_str(&result).map_err(|e| RagError::json("the optimiser's result", e))?;
     let num = |k: &str| r.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     let report = OptimizeReport {
         program,
@@ -298,7 +298,7 @@ pub async fn optimize(
         saved: out.to_owned(),
     };
     let path = report_path(out);
-    let json = serde_json::to_string_pretty(&report).map_err(|e| RagError::Other(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| RagError::json("the optimisation report", e))?;
     std::fs::write(&path, json).map_err(|e| RagError::io(&path, e))?;
     Ok(report)
 }
@@ -311,11 +311,11 @@ pub fn report_path(out: &Path) -> PathBuf {
 }
 
 fn to_json(examples: &[Example]) -> Result<serde_json::Value> {
-    serde_json::to_value(examples).map_err(|e| RagError::Other(e.to_string()))
+    serde_json::to_value(examples).map_err(|e| RagError::json("the examples", e))
 }
 
 async fn build(program: &ProgramSpec, retriever: Arc<dyn Retriever>, lm: LmConfig) -> Result<Bound3> {
-    let spec = serde_json::to_value(program).map_err(|e| RagError::Other(e.to_string()))?;
+    let spec = serde_json::to_value(program).map_err(|e| RagError::json("the program spec", e))?;
     Bound3::new(retriever, lm, program.default_k(), move |py, ops| {
         let spec = rag_python::convert::json_to_py(py, &spec)?;
         ops.getattr("build_program").and_then(|f| f.call1((spec,))).py_context(py)

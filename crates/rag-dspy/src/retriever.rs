@@ -63,7 +63,7 @@ impl RustRetriever {
             Ok(h) => h,
             Err(_) => fallback_runtime()
                 .map(|r| r.handle().clone())
-                .ok_or_else(|| rag_core::RagError::Other("cannot start a tokio runtime".into()))?,
+                .ok_or_else(|| rag_core::RagError::internal("cannot start a tokio runtime"))?,
         };
         Ok(Self {
             inner,

@@ -146,7 +146,7 @@ impl<E: Embedder> CachedEmbedder<E> {
                 c
             }
             Ok(_) => {
-                self.cache_failed("read", &RagError::Other("wrong number of entries".into()));
+                self.cache_failed("read", &RagError::internal("the cache returned the wrong number of entries"));
                 vec![None; keys.len()]
             }
             Err(e) => {
@@ -189,7 +189,7 @@ impl<E: Embedder> CachedEmbedder<E> {
         }
         let vectors = out
             .into_iter()
-            .map(|v| v.ok_or_else(|| RagError::Other("internal: a cached embedding went missing".into())))
+            .map(|v| v.ok_or_else(|| RagError::internal("a cached embedding went missing")))
             .collect::<Result<_>>()?;
         Ok((vectors, hits))
     }
@@ -285,7 +285,7 @@ impl EmbeddingCache for LocalCache {
             keys.iter().map(|k| Ok(table.get(k.as_str()).map_err(local_err)?.and_then(|v| decode_vector(v.value())))).collect()
         })
         .await
-        .map_err(|e| RagError::Other(format!("cache task failed: {e}")))?
+        .map_err(|e| RagError::internal_from("a cache task failed", e))?
     }
 
     async fn put_many(&self, entries: Vec<(String, Vec<f32>)>) -> Result<()> {
@@ -304,7 +304,7 @@ impl EmbeddingCache for LocalCache {
             tx.commit().map_err(local_err)
         })
         .await
-        .map_err(|e| RagError::Other(format!("cache task failed: {e}")))?
+        .map_err(|e| RagError::internal_from("a cache task failed", e))?
     }
 
     fn describe(&self) -> String {

@@ -181,7 +181,7 @@ impl OnnxEmbedderBuilder {
     pub async fn build(self) -> Result<OnnxEmbedder> {
         tokio::task::spawn_blocking(move || self.build_blocking())
             .await
-            .map_err(|e| RagError::Other(format!("ONNX embedder set-up panicked: {e}")))?
+            .map_err(|e| RagError::internal_from("the ONNX embedder set-up panicked", e))?
     }
 
     fn build_blocking(self) -> Result<OnnxEmbedder> {
@@ -283,7 +283,7 @@ impl OnnxEmbedder {
                 let loader = self.inner.loader.clone();
                 tokio::task::spawn_blocking(move || loader.load())
                     .await
-                    .map_err(|e| RagError::Other(format!("loading the ONNX sessions panicked: {e}")))?
+                    .map_err(|e| RagError::internal_from("loading the ONNX sessions panicked", e))?
             })
             .await
     }
@@ -307,7 +307,7 @@ impl Inner {
             "attention_mask" => tensor(mask)?,
             "token_type_ids" => tensor(types)?,
         ];
-        let mut guard = session.lock().map_err(|_| RagError::Other("an ONNX session panicked earlier".into()))?;
+        let mut guard = session.lock().map_err(|_| RagError::internal("an ONNX session panicked earlier"))?;
         let outputs = guard.run(inputs).map_err(err)?;
         let (shape, hidden) = outputs["last_hidden_state"].try_extract_tensor::<f32>().map_err(err)?;
         let dim = shape.last().copied().unwrap_or(0) as usize;
@@ -349,7 +349,7 @@ impl Embedder for OnnxEmbedder {
                         .sessions
                         .get()
                         .and_then(|all| all.get((start + k) % sessions))
-                        .ok_or_else(|| RagError::Other("ONNX sessions missing after loading".into()))?;
+                        .ok_or_else(|| RagError::internal("ONNX sessions missing after loading"))?;
                     (k..texts.len())
                         .step_by(workers)
                         .map(|i| this.embed_one(session, &texts[i]).map(|v| (i, v)))
@@ -359,7 +359,7 @@ impl Embedder for OnnxEmbedder {
             .collect();
         let mut out = vec![Vec::new(); texts.len()];
         for t in tasks {
-            let part = t.await.map_err(|e| RagError::Other(format!("ONNX embedding task panicked: {e}")))??;
+            let part = t.await.map_err(|e| RagError::internal_from("an ONNX embedding task panicked", e))??;
             for (i, v) in part {
                 out[i] = v;
             }

@@ -525,7 +525,7 @@ impl KeywordIndex {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| RagError::Other(format!("keyword index task failed: {e}")))?
+            .map_err(|e| RagError::internal_from("a keyword index task failed", e))?
     }
 }
 

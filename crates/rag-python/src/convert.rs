@@ -30,10 +30,10 @@ pub fn matrix_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<Vec<Vec<
     let arr = np.getattr("ascontiguousarray").and_then(|f| f.call1((arr,))).py_context(py)?;
     let arr = arr
         .cast_into::<PyArray2<f32>>()
-        .map_err(|e| RagError::Other(format!("expected a 2-D float32 array from Python: {e}")))?;
+        .map_err(|e| RagError::internal_from("expected a 2-D float32 array from Python", e.to_string()))?;
     let (n, d) = (arr.shape()[0], arr.shape()[1]);
     let ro = arr.readonly();
-    let flat = ro.as_slice().map_err(|e| RagError::Other(format!("non-contiguous array: {e}")))?;
+    let flat = ro.as_slice().map_err(|e| RagError::internal_from("a non-contiguous array from Python", e.to_string()))?;
     Ok(if d == 0 { vec![Vec::new(); n] } else { flat.chunks_exact(d).map(<[f32]>::to_vec).collect() })
 }
 
@@ -43,8 +43,8 @@ pub fn vector_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<Vec<f32>
     let arr = np.getattr("asarray").and_then(|f| f.call1((obj, np.getattr("float32")?))).py_context(py)?;
     let arr = arr
         .cast_into::<PyArray1<f32>>()
-        .map_err(|e| RagError::Other(format!("expected a 1-D float32 array from Python: {e}")))?;
-    arr.to_vec().map_err(|e| RagError::Other(format!("non-contiguous array: {e}")))
+        .map_err(|e| RagError::internal_from("expected a 1-D float32 array from Python", e.to_string()))?;
+    arr.to_vec().map_err(|e| RagError::internal_from("a non-contiguous array from Python", e.to_string()))
 }
 
 /// A typed metadata value as a Python object (`int`, `float`, `bool`, `str`, `list[str]`).

@@ -108,7 +108,7 @@ fn start(config: &PythonConfig) -> Result<PythonRuntime> {
         )));
     }
     let sender = pool::spawn_workers(config.workers)
-        .map_err(|e| RagError::Other(format!("could not spawn Python worker threads: {e}")))?;
+        .map_err(|e| RagError::internal_from("could not spawn the Python worker threads", e))?;
     tracing::info!(venv = %venv.display(), %version, workers = config.workers, "embedded Python started");
     Ok(PythonRuntime { venv, version, sender })
 }
@@ -204,10 +204,10 @@ impl PythonRuntime {
     }
 
     fn submit(&self, job: Job) -> Result<()> {
-        self.sender.send(job).map_err(|_| RagError::Other("the Python worker threads have stopped".into()))
+        self.sender.send(job).map_err(|_| RagError::internal("the Python worker threads have stopped"))
     }
 }
 
 fn worker_panicked() -> RagError {
-    RagError::Other("a Python worker job panicked (a bug in rag: please report it with the log)".into())
+    RagError::internal("a Python worker job panicked (a bug in rag: please report it with the log)")
 }

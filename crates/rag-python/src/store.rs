@@ -237,7 +237,7 @@ impl EmbeddedModule {
             return Ok(m.bind(py).clone());
         }
         let code = CString::new(self.source)
-            .map_err(|_| RagError::Other(format!("embedded Python module {:?} contains a NUL byte", self.name)))?;
+            .map_err(|e| RagError::internal_from(format!("embedded Python module {:?} contains a NUL byte", self.name), e))?;
         let m = PyModule::from_code(py, code.as_c_str(), self.file, self.name).py_context(py)?;
         // Two threads may compile it at once; both results are equivalent and one is kept.
         let _ = self.cell.set(m.clone().unbind());

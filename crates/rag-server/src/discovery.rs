@@ -96,7 +96,7 @@ impl ServerFile {
         std::fs::create_dir_all(data_dir).map_err(|e| RagError::io(data_dir, e))?;
         let path = Self::path(data_dir);
         let staging = data_dir.join(format!(".{FILE_NAME}.{}", self.pid));
-        let body = serde_json::to_vec_pretty(&self).map_err(|e| RagError::Other(e.to_string()))?;
+        let body = serde_json::to_vec_pretty(&self).map_err(|e| RagError::json("serve.json", e))?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]

@@ -109,6 +109,10 @@ impl From<RagError> for ApiError {
                 tracing::warn!(error = %e, "a backend failed while serving a request (502)");
                 Self::new(StatusCode::BAD_GATEWAY, "backend_failed", format!("{backend}: {message}"))
             }
+            RagError::Remote { .. } => {
+                tracing::warn!(error = %e, "a peer failed while serving a request (502)");
+                Self::new(StatusCode::BAD_GATEWAY, "backend_failed", e.to_string())
+            }
             RagError::Timeout { .. } => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string()),
             // The traceback stays in the server's log; the client gets the exception itself.
             RagError::Python { exc_type, message, .. } => {
@@ -196,5 +200,12 @@ mod tests {
         assert_eq!((e.status, e.field.as_deref()), (StatusCode::BAD_REQUEST, Some("k")));
         let e = ApiError::from(RagError::not_found("collection `x`", None::<&str>));
         assert_eq!(e.status, StatusCode::NOT_FOUND);
+        let e = ApiError::from(RagError::EmptyCollection { collection: "x".into() });
+        assert_eq!((e.status, e.code), (StatusCode::NOT_FOUND, "not_found"));
+        let busy = RagError::Busy { what: "keyword index".into(), path: "/d/keyword".into(), message: "locked".into() };
+        let e = ApiError::from(busy);
+        assert_eq!((e.status, e.code, e.retry_after), (StatusCode::SERVICE_UNAVAILABLE, "busy", Some(1)));
+        let e = ApiError::from(RagError::remote("rag serve", "answered 500", None));
+        assert_eq!(e.status, StatusCode::BAD_GATEWAY);
     }
 }

@@ -178,8 +178,8 @@ pub async fn serve_stdio(state: AppStateRef) -> rag::Result<()> {
     let running = RagMcp::new(state)
         .serve(rmcp::transport::stdio())
         .await
-        .map_err(|e| rag::RagError::Other(format!("MCP over stdio could not start: {e}")))?;
-    running.waiting().await.map_err(|e| rag::RagError::Other(format!("MCP over stdio stopped: {e}")))?;
+        .map_err(|e| rag::RagError::remote("MCP over stdio", "could not start", Some(e.into())))?;
+    running.waiting().await.map_err(|e| rag::RagError::remote("MCP over stdio", "stopped", Some(e.into())))?;
     Ok(())
 }
 
@@ -194,15 +194,15 @@ pub async fn forward_stdio(url: &str, token: &str) -> rag::Result<()> {
     let upstream =
         ().serve(StreamableHttpClientTransport::from_config(config))
             .await
-            .map_err(|e| rag::RagError::Other(format!("MCP: rag serve at {url} did not answer: {e}")))?;
+            .map_err(|e| rag::RagError::remote(format!("MCP: rag serve at {url}"), "did not answer", Some(e.into())))?;
     let forward = ForwardedTools { upstream: upstream.peer().clone() };
     let running = forward
         .serve(rmcp::transport::stdio())
         .await
-        .map_err(|e| rag::RagError::Other(format!("MCP over stdio could not start: {e}")))?;
+        .map_err(|e| rag::RagError::remote("MCP over stdio", "could not start", Some(e.into())))?;
     let waited = running.waiting().await;
     let _ = upstream.cancel().await;
-    waited.map_err(|e| rag::RagError::Other(format!("MCP over stdio stopped: {e}")))?;
+    waited.map_err(|e| rag::RagError::remote("MCP over stdio", "stopped", Some(e.into())))?;
     Ok(())
 }
 

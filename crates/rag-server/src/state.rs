@@ -179,21 +179,29 @@ impl AppState {
     /// The collection `name`, opened on first use. With `create`, a collection that does not
     /// exist yet is created (ingest); without, it is a 404.
     pub async fn collection(&self, name: &str, create: bool) -> std::result::Result<Arc<Collection>, ApiError> {
+        let cell = self.collection_cell(name, create).await?;
+        Ok(self.open_collection(name, &cell).await?)
+    }
+
+    /// The slot of collection `name` (checked; created when `create` or when it exists on disk).
+    async fn collection_cell(&self, name: &str, create: bool) -> std::result::Result<Arc<OnceCell<Arc<Collection>>>, ApiError> {
         check_collection_name(name)?;
-        let cell = {
-            let mut map = self.collections.lock().await;
-            match map.get(name) {
-                Some(c) => c.clone(),
-                None => {
-                    if !create && !self.exists(name) {
-                        return Err(missing_collection(name));
-                    }
-                    let c = Arc::new(OnceCell::new());
-                    map.insert(name.to_owned(), c.clone());
-                    c
+        let mut map = self.collections.lock().await;
+        Ok(match map.get(name) {
+            Some(c) => c.clone(),
+            None => {
+                if !create && !self.exists(name) {
+                    return Err(missing_collection(name));
                 }
+                let c = Arc::new(OnceCell::new());
+                map.insert(name.to_owned(), c.clone());
+                c
             }
-        };
+        })
+    }
+
+    /// Opens the pipeline of `name` into its slot, once.
+    async fn open_collection(&self, name: &str, cell: &OnceCell<Arc<Collection>>) -> Result<Arc<Collection>> {
         let c = cell
             .get_or_try_init(|| async {
                 let pipeline = self.factory.pipeline(name).await?;
@@ -213,7 +221,11 @@ impl AppState {
     /// first query does not pay for it; then the server reports ready.
     pub async fn warm_up(&self) -> Result<()> {
         for name in self.configured_collections() {
-            let c = self.collection(&name, true).await.map_err(|e| rag::RagError::Other(e.message))?;
+            let cell = self
+                .collection_cell(&name, true)
+                .await
+                .map_err(|e| rag::RagError::invalid_input(format!("configured collection `{name}`"), e.message))?;
+            let c = self.open_collection(&name, &cell).await?;
             if let Some(e) = c.pipeline.embedder() {
                 e.embed(vec!["warm-up".to_owned()]).await?;
             }

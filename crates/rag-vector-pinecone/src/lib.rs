@@ -315,7 +315,7 @@ impl VectorStore for PineconeStore {
         let stats: BTreeMap<String, String> = self
             .call(|py, ops, index, ns| {
                 let s = ops.getattr("stats").and_then(|f| f.call1((index, ns))).py_context(py)?;
-                let d = s.cast::<PyDict>().map_err(|e| RagError::Other(e.to_string()))?;
+                let d = s.cast::<PyDict>().map_err(|e| RagError::internal_from("a Pinecone row is not a dict", e.to_string()))?;
                 let mut out = BTreeMap::new();
                 for (k, v) in d.iter() {
                     out.insert(k.to_string(), v.str().map(|s| s.to_string()).unwrap_or_default());
