@@ -220,7 +220,9 @@ pub async fn run_eval(
         let (a, b, c) = match r {
             Ok(scores) => *scores,
             // The first failed query's error, as it was (results are borrowed: move it out).
-            Err(_) => return Err(results.into_iter().find_map(Result::err).unwrap_or_else(|| RagError::internal("a query failed"))),
+            Err(_) => {
+                return Err(results.into_iter().find_map(Result::err).unwrap_or_else(|| RagError::internal("a query failed")));
+            }
         };
         sums.0 += a;
         sums.1 += b;

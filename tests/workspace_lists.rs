@@ -110,7 +110,12 @@ fn every_configuration_in_the_repository_loads() {
         cfg.validate().unwrap_or_else(|e| panic!("{}: {e}", f.display()));
     }
     let mut docs: Vec<PathBuf> = vec![root().join("README.md"), root().join("ARCHITECTURE.md")];
-    docs.extend(std::fs::read_dir(root().join("docs")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "md")));
+    docs.extend(
+        std::fs::read_dir(root().join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
     let mut checked = 0;
     for d in &docs {
         for (line, block) in toml_blocks(d) {

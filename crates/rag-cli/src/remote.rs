@@ -141,8 +141,7 @@ impl RemoteServer {
                         on_token(v["text"].as_str().unwrap_or_default());
                     }
                     "done" => {
-                        return serde_json::from_str(&data)
-                            .map_err(|e| RagError::json("rag serve's stream", e));
+                        return serde_json::from_str(&data).map_err(|e| RagError::json("rag serve's stream", e));
                     }
                     "error" => {
                         let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
@@ -164,7 +163,10 @@ impl RemoteServer {
     pub async fn delete(&self, collection: &str, doc_id: &str) -> Result<()> {
         let mut url = reqwest::Url::parse(&self.collection_url(collection, "documents/"))
             .map_err(|e| RagError::invalid_input("the server URL in serve.json", e.to_string()))?;
-        url.path_segments_mut().map_err(|()| RagError::invalid_input("the server URL in serve.json", "it cannot take a path"))?.pop_if_empty().push(doc_id);
+        url.path_segments_mut()
+            .map_err(|()| RagError::invalid_input("the server URL in serve.json", "it cannot take a path"))?
+            .pop_if_empty()
+            .push(doc_id);
         let _: Value = self.send(self.http.delete(url)).await?;
         Ok(())
     }

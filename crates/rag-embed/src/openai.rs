@@ -240,7 +240,9 @@ impl OpenAIEmbedder {
         if tokens.len() <= max {
             return Ok(vec![(text.to_owned(), tokens.len().max(1))]);
         }
-        let decode = |t: &[u32]| self.bpe.decode(t).map_err(|e| RagError::internal_from("tiktoken could not decode its own tokens", e.to_string()));
+        let decode = |t: &[u32]| {
+            self.bpe.decode(t).map_err(|e| RagError::internal_from("tiktoken could not decode its own tokens", e.to_string()))
+        };
         match self.cfg.overlong {
             OverlongInput::Error => Err(RagError::invalid_input(
                 format!("embedding input #{index}"),

@@ -114,9 +114,8 @@ async fn end_to_end() {
         assert!(chat["citations"].as_array().unwrap().iter().all(|c| c["doc_id"] != other), "{chat}");
     }
     // The admin (no tenant) sees both.
-    let (_, r) = api
-        .post(Some(ADMIN), &format!("{papers}/search"), json!({ "question": "Project Falcon budget", "mode": "bm25" }))
-        .await;
+    let (_, r) =
+        api.post(Some(ADMIN), &format!("{papers}/search"), json!({ "question": "Project Falcon budget", "mode": "bm25" })).await;
     assert_eq!(r["hits"].as_array().unwrap().iter().filter(|h| h["doc_id"].as_str().unwrap().ends_with("falcon")).count(), 2);
 
     // Keys: none, unknown, read-only, wrong collection.

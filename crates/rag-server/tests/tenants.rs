@@ -41,11 +41,7 @@ fn docs(list: &[(&str, &str)]) -> Value {
 /// `(doc_id, text)` of the hits of a BM25 search.
 async fn hits(api: &Api, k: &str, collection: &str, question: &str) -> Vec<(String, String)> {
     let (s, r) = api
-        .post(
-            Some(k),
-            &format!("/v1/collections/{collection}/search"),
-            json!({ "question": question, "mode": "bm25", "k": 20 }),
-        )
+        .post(Some(k), &format!("/v1/collections/{collection}/search"), json!({ "question": question, "mode": "bm25", "k": 20 }))
         .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     r["hits"]

@@ -1,0 +1,379 @@
+//! One function a subcommand: each reads its settings, forwards to a running `rag serve` where
+//! one owns the data directory, or builds the pipeline, then prints through [`crate::output`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use rag::assemble::{Needs, build_pipeline};
+use rag::config::CacheBackend;
+use rag::core::GenerationEvent;
+use rag::{FileSource, IngestOptions, QueryOptions, RagError, Result, RetrievalMode};
+
+use crate::output::{print_answer, print_ingest, print_json, print_level, print_passages};
+use crate::remote::RemoteServer;
+use crate::{Global, RetrievalArgs, config, load, optimize, progress_bar};
+
+/// `rag serve`.
+pub async fn serve(g: &Global, addr: Option<String>) -> Result<()> {
+    let cfg = config(g)?;
+    let on_listen: Arc<dyn Fn(std::net::SocketAddr) + Send + Sync> = Arc::new(|bound| {
+        // One line on stdout, so scripts and tests learn the port when it was 0.
+        println!("rag serve listening on http://{bound}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    });
+    rag_server::serve(cfg, rag_server::ServeOptions { addr, on_listen: Some(on_listen) }).await
+}
+
+/// `rag load`.
+pub async fn load_test(
+    g: &Global,
+    url: String,
+    dataset: PathBuf,
+    requests: usize,
+    concurrency: usize,
+    endpoint: load::LoadEndpoint,
+    key: Option<String>,
+) -> Result<()> {
+    let collection = config(g)?.collection;
+    let r = load::run(&url, &collection, endpoint, &dataset, requests, concurrency, key.as_deref()).await?;
+    if g.json {
+        return print_json(&r);
+    }
+    println!(
+        "{} {:?} requests at concurrency {} against {}: {:.1} QPS, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {} errors {:?}",
+        r.requests, r.endpoint, r.concurrency, r.url, r.qps, r.p50_ms, r.p95_ms, r.p99_ms, r.errors, r.statuses
+    );
+    Ok(())
+}
+
+/// `rag mcp`.
+pub async fn mcp(g: &Global) -> Result<()> {
+    // stdout carries the protocol: everything else goes to stderr.
+    let cfg = config(g)?;
+    if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+        server.announce();
+        return rag_server::mcp::forward_stdio(server.url(), server.token()).await;
+    }
+    rag_server::mcp::serve_stdio(rag_server::state(cfg)?).await
+}
+
+/// `rag ingest`.
+pub async fn ingest(g: &Global, paths: Vec<PathBuf>, prune: bool) -> Result<()> {
+    let cfg = config(g)?;
+    if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+        server.announce();
+        let report = server.ingest(&cfg.collection, &paths, prune).await?;
+        return print_ingest(g.json, &report);
+    }
+    let pipeline = build_pipeline(&cfg, Needs::All).await?;
+    let (progress, bar) = progress_bar(g.json, "ingesting");
+    let mut options = IngestOptions::new().prune(prune);
+    let abort_after = crash_test_abort_after();
+    if progress.is_some() || abort_after.is_some() {
+        options = options.progress(move |done, total| {
+            if let Some(p) = &progress {
+                p(done, total);
+            }
+            if abort_after.is_some_and(|n| done >= n) {
+                std::process::abort();
+            }
+        });
+    }
+    let report = pipeline.ingest(FileSource::new(paths), options).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    print_ingest(g.json, &report)
+}
+
+/// `rag query`.
+pub async fn query(g: &Global, question: String, retrieval: RetrievalArgs, stream: bool, program: Option<PathBuf>) -> Result<()> {
+    let mut cfg = config(g)?;
+    let (opts, needs) = retrieval.options(&mut cfg)?;
+    if program.is_some() {
+        RemoteServer::refuse(&cfg.data_dir, "rag query --program")?;
+    } else if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+        server.announce();
+        let body = retrieval.request(&question)?;
+        if stream && !g.json {
+            let result = server
+                .query_stream(&cfg.collection, &body, |t| {
+                    print!("{t}");
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                })
+                .await?;
+            println!();
+            print_passages(&result.citations);
+            return Ok(());
+        }
+        let result = server.query(&cfg.collection, &body).await?;
+        return print_answer(g, &result);
+    }
+    if let Some(program) = program {
+        let a = optimize::query_program(&cfg, &program, &question, opts).await?;
+        if g.json {
+            return print_json(&a);
+        }
+        println!("{}\n", a.answer);
+        if let Some(r) = &a.reasoning {
+            println!("Reasoning: {r}\n");
+        }
+        for (i, h) in a.hops.iter().enumerate() {
+            println!("hop {}: {}", i + 1, h.query);
+        }
+        for (i, p) in a.passages.iter().enumerate() {
+            let text: String = p.text.chars().take(100).collect();
+            println!("[{}] {} ({}): {text}", i + 1, p.doc_id, p.id);
+        }
+        return Ok(());
+    }
+    let pipeline = build_pipeline(&cfg, needs).await?;
+    if stream && !g.json {
+        let (head, mut events) = pipeline.stream_query(&question, &opts).await?;
+        let mut last = None;
+        while let Some(ev) = events.next().await {
+            match ev? {
+                GenerationEvent::Token(t) => {
+                    print!("{t}");
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                }
+                GenerationEvent::Final(f) => last = Some(f),
+            }
+        }
+        if let Some(f) = last {
+            println!("\r{}", f.answer);
+        }
+        print_passages(&head.citations);
+        return Ok(());
+    }
+    let result = pipeline.query(&question, &opts).await?;
+    print_answer(g, &result)
+}
+
+/// `rag search`.
+pub async fn search(g: &Global, query: String, retrieval: RetrievalArgs) -> Result<()> {
+    let mut cfg = config(g)?;
+    let (opts, needs) = retrieval.options(&mut cfg)?;
+    if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+        server.announce();
+        let found = server.search(&cfg.collection, &retrieval.request(&query)?).await?;
+        if g.json {
+            return print_json(&serde_json::json!({"hits": found.hits, "degraded": found.degraded}));
+        }
+        print_passages(&found.hits);
+        for d in &found.degraded {
+            println!("note: {d}");
+        }
+        return Ok(());
+    }
+    let pipeline = build_pipeline(&cfg, needs).await?;
+    let found = pipeline.search(&query, &opts).await?;
+    if g.json {
+        return print_json(&found);
+    }
+    print_passages(&found.hits);
+    for d in &found.degraded {
+        println!("note: {d}");
+    }
+    Ok(())
+}
+
+/// `rag delete`.
+pub async fn delete(g: &Global, doc_id: String) -> Result<()> {
+    let cfg = config(g)?;
+    if let Some(server) = RemoteServer::find(&cfg.data_dir).await? {
+        server.announce();
+        server.delete(&cfg.collection, &doc_id).await?;
+    } else {
+        let pipeline = build_pipeline(&cfg, Needs::All).await?;
+        pipeline.delete_document(&doc_id).await.map_err(|e| match e {
+            RagError::NotFound { what, hint: None } => {
+                RagError::NotFound { what, hint: Some("`rag search QUESTION` shows the ids of stored documents".into()) }
+            }
+            e => e,
+        })?;
+    }
+    if g.json {
+        return print_json(&serde_json::json!({"deleted": doc_id}));
+    }
+    println!("deleted {doc_id}");
+    Ok(())
+}
+
+/// `rag eval`.
+pub async fn eval(
+    g: &Global,
+    dataset: PathBuf,
+    mode: Option<RetrievalMode>,
+    rerank: bool,
+    limit: Option<usize>,
+    answers: Option<Option<PathBuf>>,
+) -> Result<()> {
+    let mut cfg = config(g)?;
+    RemoteServer::refuse(&cfg.data_dir, "rag eval")?;
+    if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
+        cfg.collection = dataset.file_name().map_or("eval".into(), |n| n.to_string_lossy().into_owned());
+    }
+    if rerank {
+        cfg.rerank.enabled = true;
+    }
+    if let Some(file) = answers {
+        let mut opts = QueryOptions::new();
+        if let Some(m) = mode {
+            opts = opts.mode(m);
+        }
+        let (progress, bar) = progress_bar(g.json, "answers");
+        let r = optimize::eval_answers(&cfg, &dataset, file, limit, opts, progress).await?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        if g.json {
+            return print_json(&r);
+        }
+        let show = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.4}"));
+        println!(
+            "{} answers by {}: EM {}  F1 {}  citation precision {}  recall {}  ({} degraded, {:.1} s)",
+            r.examples,
+            r.generator,
+            show(r.exact_match),
+            show(r.f1),
+            show(r.citation_precision),
+            show(r.citation_recall),
+            r.degraded,
+            r.seconds
+        );
+        return Ok(());
+    }
+    let mode = mode.unwrap_or(RetrievalMode::Hybrid);
+    // The corpus is ingested with both sides, so every mode evaluates the same collection.
+    cfg.retrieval.mode = RetrievalMode::Hybrid;
+    let pipeline = build_pipeline(&cfg, Needs::All).await?;
+    let (progress, bar) = progress_bar(g.json, "eval");
+    let report = rag::eval::run_eval(&pipeline, &dataset, mode, rerank, limit, progress).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if g.json {
+        return print_json(&report);
+    }
+    println!(
+        "{}{}: nDCG@10 {:.4} (half A {:.4}, half B {:.4})  Recall@100 {:.4}  MRR@10 {:.4}  ({} queries, {:.1} s)",
+        report.mode,
+        if report.rerank { " + rerank" } else { "" },
+        report.ndcg_at_10,
+        report.ndcg_at_10_half_a,
+        report.ndcg_at_10_half_b,
+        report.recall_at_100,
+        report.mrr_at_10,
+        report.queries,
+        report.query_seconds
+    );
+    Ok(())
+}
+
+/// `rag bench`.
+pub async fn bench(g: &Global, dataset: PathBuf, docs: usize, queries: usize, concurrency: Vec<usize>, cold: bool) -> Result<()> {
+    let mut cfg = config(g)?;
+    RemoteServer::refuse(&cfg.data_dir, "rag bench")?;
+    cfg.collection = format!("bench-{docs}");
+    let dir = cfg.collection_dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
+    }
+    if cold {
+        cfg.cache.backend = CacheBackend::None;
+    }
+    let pipeline = build_pipeline(&cfg, Needs::All).await?;
+    let corpus = cfg.data_dir.join(format!("bench-corpus-{docs}.jsonl"));
+    rag::bench::slice_corpus(&dataset, docs, &corpus)?;
+    let data = rag::eval::BeirDataset::load(&dataset)?;
+    // Each level gets its own `queries` questions (cached embeddings would flatter a level).
+    let questions: Vec<String> = data.queries.values().cycle().take(queries * concurrency.len()).cloned().collect();
+    let report = rag::bench::run_bench(&pipeline, &corpus, &questions, &concurrency).await?;
+    if g.json {
+        return print_json(&report);
+    }
+    if let Some(load) = report.model_load_seconds {
+        println!("embedding model loaded in {load:.1} s (before the ingest clock starts)");
+    }
+    println!(
+        "ingest: {} docs at {:.1} docs/s ({} embedded, {} cached)",
+        report.documents, report.ingest_docs_per_s, report.ingest.embedded, report.ingest.cache_hits,
+    );
+    for level in &report.levels {
+        print_level(level);
+    }
+    if let Some(ceiling) = report.model_ceiling_qps {
+        println!("the embedding model alone, batches of 32: {ceiling:.1} queries/s");
+        for level in &report.levels {
+            println!("  concurrency {:>3} reaches {:.0}% of it", level.concurrency, 100.0 * level.qps / ceiling);
+        }
+    }
+    Ok(())
+}
+
+/// `rag optimize`.
+pub async fn optimize(g: &Global, args: optimize::OptimizeArgs, retrieval: RetrievalArgs) -> Result<()> {
+    let mut cfg = config(g)?;
+    RemoteServer::refuse(&cfg.data_dir, "rag optimize")?;
+    let (opts, _) = retrieval.options(&mut cfg)?;
+    // Passages per retrieval (per hop for multihop): --k, else 3.
+    let r = optimize::optimize(&cfg, args, opts, retrieval.k.unwrap_or(3)).await?;
+    if g.json {
+        return print_json(&r);
+    }
+    println!(
+        "{} with {} on {} examples: {} {:.4} before, {:.4} after ({} demos; devset {} examples; {:.0} s)",
+        r.lm,
+        r.optimizer,
+        r.train,
+        r.metric_fn.as_ref().map_or(r.metric.to_string(), |m| format!("{}:{}", m.path.display(), m.function)),
+        r.before,
+        r.after,
+        r.demos,
+        r.dev,
+        r.seconds
+    );
+    println!("saved {} (report: {})", r.saved.display(), rag::dspy::report_path(&r.saved).display());
+    Ok(())
+}
+
+/// `rag stats`.
+pub async fn stats(g: &Global) -> Result<()> {
+    let cfg = config(g)?;
+    let s = match RemoteServer::find(&cfg.data_dir).await? {
+        Some(server) => {
+            server.announce();
+            server.stats(&cfg.collection).await?
+        }
+        None => build_pipeline(&cfg, Needs::All).await?.stats().await?,
+    };
+    if g.json {
+        return print_json(&s);
+    }
+    println!(
+        "collection {}: {} documents, {} chunks ({} in the keyword index)",
+        s.collection, s.documents, s.chunks, s.keyword_chunks
+    );
+    match (s.chunks_over_embedder_limit, s.embedder_max_tokens) {
+        (Some(over), Some(max)) => {
+            println!("  {over} stored chunks exceed the embedder's {max}-token window (truncated when embedded)")
+        }
+        _ => println!("  the embedder's token window is unknown: chunks over it cannot be counted"),
+    }
+    if let Some(m) = s.mean_chunk_terms {
+        println!("  {m:.1} analysed terms per chunk on average (keyword.avg_chunk_terms for store.index = engine)");
+    }
+    for (k, v) in &s.backends {
+        println!("  {k:<10} {v}");
+    }
+    Ok(())
+}
+
+/// Fault injection for the crash-recovery test (`RAG_TEST_ABORT_AFTER_DOCS`): the ingest dies
+/// like a killed process once this many documents are through, so the test is driven by a
+/// count, not by timing.
+fn crash_test_abort_after() -> Option<u64> {
+    std::env::var("RAG_TEST_ABORT_AFTER_DOCS").ok().and_then(|v| v.parse().ok())
+}

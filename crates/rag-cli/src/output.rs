@@ -1,0 +1,103 @@
+//! How the `rag` command prints: one JSON object with `--json`, else lines for people.
+
+use rag::{Citation, Hit, RagError, Result};
+
+/// Prints `v` as pretty JSON on stdout.
+pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| RagError::json("the output", e))?;
+    println!("{s}");
+    Ok(())
+}
+
+pub fn print_ingest(json: bool, report: &rag::IngestReport) -> Result<()> {
+    if json {
+        return print_json(report);
+    }
+    println!(
+        "{} documents ({} unchanged, {} removed), {} chunks written, {} embedded, {} from cache, in {:.1} s",
+        report.documents, report.unchanged, report.removed, report.chunks, report.embedded, report.cache_hits, report.seconds
+    );
+    for s in &report.skipped {
+        println!("skipped {}: {}", s.path, s.reason);
+    }
+    Ok(())
+}
+
+pub fn print_answer(g: &crate::Global, result: &rag::QueryResult) -> Result<()> {
+    if g.json {
+        return print_json(result);
+    }
+    println!("{}\n", result.answer);
+    if let Some(r) = &result.reasoning {
+        println!("Reasoning: {r}\n");
+    }
+    print_passages(&result.citations);
+    if g.verbose > 0 {
+        print_passages(&result.hits);
+    }
+    for d in &result.degraded {
+        println!("note: {d}");
+    }
+    println!("({} in {:.0} ms)", result.generator, result.timings_ms.get("total").copied().unwrap_or(0.0));
+    Ok(())
+}
+
+pub fn print_level(level: &rag::bench::QueryLevel) {
+    let batch = level.mean_embed_batch.map_or_else(|| "no batching".to_owned(), |b| format!("mean embed batch {b:.1}"));
+    println!(
+        "concurrency {:>3}: {:>6.1} QPS, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {batch} ({} queries)",
+        level.concurrency, level.qps, level.p50_ms, level.p95_ms, level.p99_ms, level.queries
+    );
+    println!(
+        "  hybrid retrieval without the embedding model: p50 {:.2} ms, p95 {:.2} ms",
+        level.retrieval_excl_embed_p50_ms, level.retrieval_excl_embed_p95_ms
+    );
+    for (stage, share) in &level.stage_share {
+        println!(
+            "  {stage:<20} {:>5.1}%  ({:.2} ms mean)",
+            share * 100.0,
+            level.stage_mean_ms.get(stage).copied().unwrap_or(0.0)
+        );
+    }
+}
+
+/// A retrieved passage as printed: a hit (`#rank`) or a citation (`[number]`).
+pub trait Passage {
+    /// `#3` or `[2]`.
+    fn marker(&self) -> String;
+    /// The hit or citation itself.
+    fn parts(&self) -> (String, &str, [usize; 2], f32, &str);
+}
+
+impl Passage for Hit {
+    fn marker(&self) -> String {
+        format!("#{}", self.rank)
+    }
+    fn parts(&self) -> (String, &str, [usize; 2], f32, &str) {
+        (self.label(), &self.chunk_id, self.span, self.score, &self.text)
+    }
+}
+
+impl Passage for Citation {
+    fn marker(&self) -> String {
+        format!("[{}]", self.number)
+    }
+    fn parts(&self) -> (String, &str, [usize; 2], f32, &str) {
+        (self.label(), &self.chunk_id, self.span, self.score, &self.text)
+    }
+}
+
+/// Prints hits or citations: marker, label, chunk id, span, score, then the text's start.
+pub fn print_passages(passages: &[impl Passage]) {
+    for p in passages {
+        let (label, chunk_id, span, score, text) = p.parts();
+        let snippet: String = text.chars().take(160).collect();
+        println!(
+            "{} {label} ({chunk_id}, bytes {}..{}, score {score:.3})\n    {}",
+            p.marker(),
+            span[0],
+            span[1],
+            snippet.replace('\n', " ")
+        );
+    }
+}
