@@ -9,10 +9,9 @@ use rag_core::{Chunker, Embedder, Generator, RagError, Reranker, Result, VectorS
 use rag_keyword::KeywordIndex;
 
 #[allow(unused_imports)]
-use crate::config::{CacheBackend, ChromaModeSetting, ChunkerKind, EmbedderBackend, FusionKind, QdrantModeSetting, StoreBackend};
+use crate::config::{CacheBackend, ChromaModeSetting, ChunkerKind, EmbedderBackend, QdrantModeSetting, StoreBackend};
 use crate::config::{RagConfig, RetrievalMode};
 use crate::pipeline::RagPipeline;
-use crate::retrieve::Fusion;
 
 /// Which parts of the pipeline a command needs (a bm25 query needs no model at all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,11 +477,6 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
         window = window.reserved_for_answer(r);
     }
     let mode = cfg.retrieval.mode;
-    let fusion = match cfg.retrieval.fusion {
-        FusionKind::Convex => Fusion::Convex { alpha: cfg.retrieval.alpha },
-        FusionKind::Rrf => Fusion::Rrf { k: cfg.retrieval.rrf_k },
-        FusionKind::Dbsf => Fusion::Dbsf,
-    };
     let mut b =
         RagPipeline::builder().collection(cfg.collection.clone()).data_dir(dir.clone()).keyword_config(cfg.keyword.clone());
     if local {
@@ -490,9 +484,7 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
     }
     let mut b = b
         .context_window(window)
-        .fusion(fusion)
-        .k(cfg.retrieval.k)
-        .candidates(cfg.retrieval.candidates)
+        .retrieval(cfg.retrieval.clone())
         .initial_k(cfg.rerank.initial_k)
         .final_k(cfg.rerank.final_k)
         .rerank(cfg.rerank.enabled)

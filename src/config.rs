@@ -13,39 +13,13 @@ use serde::{Deserialize, Serialize};
 pub use rag_chunk::ContextOrder;
 pub use rag_keyword::KeywordConfig;
 
-/// The one source of defaults, shared by [`RagConfig`] and [`crate::RagPipelineBuilder`].
-pub mod defaults {
-    /// Chunks returned / packed per query.
-    pub const K: usize = 5;
-    /// Candidates taken from each retrieval side before fusion.
-    pub const CANDIDATES: usize = 100;
-    /// Convex fusion weight of the dense side: measured best on SciFact (docs/benchmarks.md).
-    pub const ALPHA: f32 = 0.5;
-    /// RRF constant.
-    pub const RRF_K: f32 = 60.0;
-    /// First-stage candidates when reranking.
-    pub const RERANK_INITIAL_K: usize = 20;
-    /// Kept after reranking.
-    pub const RERANK_FINAL_K: usize = 5;
-    /// Seconds before a generation is abandoned for the extractive answer.
-    pub const GENERATION_TIMEOUT_SECS: u64 = 60;
-    /// Texts per embedding model call.
-    pub const EMBED_BATCH: usize = 64;
-    /// Context window in tokens.
-    pub const CONTEXT_TOKENS: usize = 4096;
-    /// Smallest chunk the semantic and Markdown chunkers close at a paragraph break.
-    pub const CHUNK_MIN_TOKENS: usize = 64;
-    /// Largest chunk of the semantic and Markdown chunkers.
-    pub const CHUNK_MAX_TOKENS: usize = 256;
-    /// Largest `k` a query may ask for.
-    pub const MAX_K: usize = 1000;
-}
-
-/// `lo <= v <= hi`, or an [`RagError::InvalidInput`] naming `key` and the range: the one range
-/// rule of the configuration, the builder and query options.
-pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(key: &str, v: T, lo: T, hi: T) -> Result<()> {
-    if v >= lo && v <= hi { Ok(()) } else { Err(RagError::invalid_input(key, format!("{v} is out of range: use {lo} to {hi}"))) }
-}
+pub(crate) use crate::pipeline::check_range;
+/// The defaults, owned by the pipeline (shared by this configuration and the builder).
+pub use crate::pipeline::defaults;
+/// The retrieval settings and mode: the `[retrieval]` table is the pipeline's own type.
+pub use crate::retrieve::{RetrievalMode, RetrievalSettings};
+/// How hybrid retrieval fuses its two sides.
+pub use rag_core::fusion::Fusion;
 
 use rag_core::choice;
 
@@ -134,30 +108,6 @@ choice! {
 }
 
 choice! {
-    /// Which side(s) retrieval uses.
-    RetrievalMode {
-        /// Vector and keyword search, fused.
-        Hybrid = "hybrid",
-        /// Vector search only.
-        Dense = "dense",
-        /// BM25 keyword search only.
-        Bm25 = "bm25",
-    }
-}
-
-choice! {
-    /// How hybrid retrieval combines the two sides.
-    FusionKind {
-        /// `alpha * dense + (1 - alpha) * keyword` over min-max-normalised scores.
-        Convex = "convex",
-        /// Reciprocal Rank Fusion.
-        Rrf = "rrf",
-        /// Distribution-Based Score Fusion (mean ± 3σ normalisation, summed).
-        Dbsf = "dbsf",
-    }
-}
-
-choice! {
     /// Where keyword search and the ingest record live.
     IndexPlacement {
         /// Beside the store, under the data directory: a tantivy keyword index and the ingest
@@ -211,8 +161,8 @@ pub struct RagConfig {
     pub chunker: ChunkerConfig,
     /// Keyword index analysis.
     pub keyword: KeywordConfig,
-    /// Retrieval.
-    pub retrieval: RetrievalConfig,
+    /// Retrieval (the pipeline's own settings type).
+    pub retrieval: RetrievalSettings,
     /// Reranking.
     pub rerank: RerankConfig,
     /// Context window.
@@ -235,7 +185,7 @@ impl Default for RagConfig {
             cache: CacheConfig::default(),
             chunker: ChunkerConfig::default(),
             keyword: KeywordConfig::default(),
-            retrieval: RetrievalConfig::default(),
+            retrieval: RetrievalSettings::default(),
             rerank: RerankConfig::default(),
             context: ContextConfig::default(),
             generator: GeneratorConfig::default(),
@@ -422,37 +372,6 @@ impl Default for ChunkerConfig {
             overlap: 32,
             encoding: EncodingSetting::Cl100kBase,
             fit_to_embedder: true,
-        }
-    }
-}
-
-/// Retrieval settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetrievalConfig {
-    /// `hybrid` (default), `dense`, or `bm25`.
-    pub mode: RetrievalMode,
-    /// Chunks returned to the caller / packed into the context.
-    pub k: usize,
-    /// Candidates taken from each side before fusion.
-    pub candidates: usize,
-    /// `convex` (default) or `rrf`.
-    pub fusion: FusionKind,
-    /// RRF constant.
-    pub rrf_k: f32,
-    /// Convex weight of the dense side.
-    pub alpha: f32,
-}
-
-impl Default for RetrievalConfig {
-    fn default() -> Self {
-        Self {
-            mode: RetrievalMode::Hybrid,
-            k: defaults::K,
-            candidates: defaults::CANDIDATES,
-            fusion: FusionKind::Convex,
-            rrf_k: defaults::RRF_K,
-            alpha: defaults::ALPHA,
         }
     }
 }
@@ -835,8 +754,7 @@ impl RagConfig {
     /// Checks each value on its own (rules between keys wait for [`RagConfig::validate`], so
     /// overrides can be applied in any order). Choices are checked by their types.
     fn validate_values(&self) -> Result<()> {
-        let r = &self.retrieval;
-        check_range("retrieval.k", r.k, 1, defaults::MAX_K)?;
+        self.retrieval.validate()?;
         check_range("keyword.avg_chunk_terms", self.keyword.avg_chunk_terms, 1, 1_000_000)?;
         for (key, v) in
             [("store.qdrant_shards", self.store.qdrant_shards), ("store.qdrant_replication", self.store.qdrant_replication)]
@@ -845,9 +763,6 @@ impl RagConfig {
                 check_range(key, v, 1, 1024)?;
             }
         }
-        check_range("retrieval.candidates", r.candidates, 1, 100_000)?;
-        check_range("retrieval.alpha", r.alpha, 0.0, 1.0)?;
-        check_range("retrieval.rrf_k", r.rrf_k, 1.0, 10_000.0)?;
         let c = &self.chunker;
         check_range("chunker.min_tokens", c.min_tokens, 1, 100_000)?;
         check_range("chunker.max_tokens", c.max_tokens, c.min_tokens, 100_000)?;
@@ -1013,7 +928,7 @@ mod choice_tests {
             ("chunker", "kind", "semantik", ChunkerKind::ALL),
             ("chunker", "encoding", "cl100k", EncodingSetting::ALL),
             ("retrieval", "mode", "hybird", RetrievalMode::ALL),
-            ("retrieval", "fusion", "rff", FusionKind::ALL),
+            ("retrieval", "fusion", "rff", Fusion::ALL),
             ("context", "order", "random", &["by_rank", "lost_in_the_middle"]),
         ];
         let dir = tempfile::tempdir().unwrap();

@@ -15,12 +15,12 @@ pub mod retrieve;
 pub mod sources;
 pub mod sys;
 
-pub use config::{RagConfig, RetrievalMode};
+pub use config::RagConfig;
 pub use generate::ExtractiveGenerator;
 pub use ingest::{IngestOptions, IngestReport};
 pub use pipeline::{OriginCounts, RagPipeline, RagPipelineBuilder, Stats};
 pub use query::{Citation, Hit, Pages, PipelineRetriever, QueryOptions, QueryResult, Rerank, Retrieval, SearchResult};
-pub use retrieve::{DenseSide, Fusion, HybridRetriever};
+pub use retrieve::{DenseSide, Fusion, HybridRetriever, RetrievalMode, RetrievalSettings};
 pub use sources::FileSource;
 
 /// Chunking and context windows (`rag-chunk`).

@@ -12,11 +12,45 @@ use rag_core::{
 };
 use serde::Serialize;
 
-use crate::config::{RetrievalMode, check_range, defaults};
 use crate::generate::ExtractiveGenerator;
 use crate::manifest::Manifest;
-use crate::retrieve::Fusion;
+use crate::retrieve::{RetrievalMode, RetrievalSettings};
 use rag_chunk::EmbedderTokenizer;
+
+/// The one source of defaults, shared by [`RagPipelineBuilder`] and the configuration file
+/// ([`crate::RagConfig`]).
+pub mod defaults {
+    /// Chunks returned / packed per query.
+    pub const K: usize = 5;
+    /// Candidates taken from each retrieval side before fusion.
+    pub const CANDIDATES: usize = 100;
+    /// Convex fusion weight of the dense side: measured best on SciFact (docs/benchmarks.md).
+    pub const ALPHA: f32 = 0.5;
+    /// RRF constant.
+    pub const RRF_K: f32 = 60.0;
+    /// First-stage candidates when reranking.
+    pub const RERANK_INITIAL_K: usize = 20;
+    /// Kept after reranking.
+    pub const RERANK_FINAL_K: usize = 5;
+    /// Seconds before a generation is abandoned for the extractive answer.
+    pub const GENERATION_TIMEOUT_SECS: u64 = 60;
+    /// Texts per embedding model call.
+    pub const EMBED_BATCH: usize = 64;
+    /// Context window in tokens.
+    pub const CONTEXT_TOKENS: usize = 4096;
+    /// Smallest chunk the semantic and Markdown chunkers close at a paragraph break.
+    pub const CHUNK_MIN_TOKENS: usize = 64;
+    /// Largest chunk of the semantic and Markdown chunkers.
+    pub const CHUNK_MAX_TOKENS: usize = 256;
+    /// Largest `k` a query may ask for.
+    pub const MAX_K: usize = 1000;
+}
+
+/// `lo <= v <= hi`, or an [`RagError::InvalidInput`] naming `key` and the range: the one range
+/// rule of the configuration, the builder and query options.
+pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(key: &str, v: T, lo: T, hi: T) -> Result<()> {
+    if v >= lo && v <= hi { Ok(()) } else { Err(RagError::invalid_input(key, format!("{v} is out of range: use {lo} to {hi}"))) }
+}
 
 /// Hit / miss counters of the embedding cache, if there is one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -70,7 +104,7 @@ pub struct OriginCounts {
     pub chunks: usize,
 }
 
-/// Builder for [`RagPipeline`]. Every default comes from [`crate::config::defaults`], the
+/// Builder for [`RagPipeline`]. Every default comes from [`defaults`], the
 /// same source the configuration file uses: the chunkers (semantic, and Markdown-aware for
 /// Markdown), the context window, the extractive generator, hybrid retrieval and its numbers.
 pub struct RagPipelineBuilder {
@@ -92,10 +126,7 @@ pub struct RagPipelineBuilder {
     window: Option<ContextWindow>,
     keyword_config: rag_keyword::KeywordConfig,
     index_fingerprint: Option<String>,
-    mode: RetrievalMode,
-    fusion: Fusion,
-    k: usize,
-    candidates: usize,
+    retrieval: RetrievalSettings,
     rerank: bool,
     initial_k: usize,
     final_k: usize,
@@ -126,10 +157,7 @@ impl Default for RagPipelineBuilder {
             window: None,
             keyword_config: Default::default(),
             index_fingerprint: None,
-            mode: RetrievalMode::Hybrid,
-            fusion: Fusion::default(),
-            k: defaults::K,
-            candidates: defaults::CANDIDATES,
+            retrieval: RetrievalSettings::default(),
             rerank: false,
             initial_k: defaults::RERANK_INITIAL_K,
             final_k: defaults::RERANK_FINAL_K,
@@ -189,14 +217,8 @@ impl RagPipelineBuilder {
         keyword_config: rag_keyword::KeywordConfig => keyword_config,
         /// What else shapes the stored chunks (a store's sparse encoder): part of each document's hash, so a change re-ingests.
         index_fingerprint: String => index_fingerprint,
-        /// Default retrieval mode.
-        mode: RetrievalMode => mode,
-        /// Fusion for hybrid retrieval.
-        fusion: Fusion => fusion,
-        /// Default chunks per query.
-        k: usize => k,
-        /// Candidates per side before fusion.
-        candidates: usize => candidates,
+        /// The retrieval settings, whole (mode, k, candidates, fusion): `[retrieval]` of the configuration.
+        retrieval: RetrievalSettings => retrieval,
         /// Rerank by default.
         rerank: bool => rerank,
         /// First-stage candidates when reranking.
@@ -215,6 +237,18 @@ impl RagPipelineBuilder {
         self
     }
 
+    /// The default retrieval mode (`retrieval.mode`).
+    pub fn mode(mut self, mode: RetrievalMode) -> Self {
+        self.retrieval.mode = mode;
+        self
+    }
+
+    /// The default chunks per query (`retrieval.k`).
+    pub fn k(mut self, k: usize) -> Self {
+        self.retrieval.k = k;
+        self
+    }
+
     /// Keeps the keyword index and the ingest record in memory (unless given), so the pipeline
     /// needs no data directory and writes nothing to disk: for prototypes and tests, with
     /// [`rag_core::InMemoryStore`] as the vector store.
@@ -227,11 +261,14 @@ impl RagPipelineBuilder {
     /// Everything is checked before anything is created on disk, and a build that fails after
     /// creating the keyword index or the manifest removes what it created.
     pub fn build(self) -> Result<RagPipeline> {
-        check_range("k", self.k, 1, defaults::MAX_K)?;
-        for (name, v) in [("candidates", self.candidates), ("final_k", self.final_k), ("embed_batch", self.embed_batch)] {
+        self.retrieval.validate()?;
+        for (name, v) in [("final_k", self.final_k), ("embed_batch", self.embed_batch)] {
             check_range(name, v, 1, usize::MAX)?;
         }
-        if self.retriever.is_none() && self.mode != RetrievalMode::Bm25 && (self.embedder.is_none() || self.store.is_none()) {
+        if self.retriever.is_none()
+            && self.retrieval.mode != RetrievalMode::Bm25
+            && (self.embedder.is_none() || self.store.is_none())
+        {
             return Err(RagError::config(
                 "dense and hybrid retrieval need an embedder and a vector store: add both, or use bm25",
             ));
@@ -322,10 +359,7 @@ impl RagPipelineBuilder {
             window,
             terms,
             index_fingerprint: self.index_fingerprint,
-            mode: self.mode,
-            fusion: self.fusion,
-            k: self.k,
-            candidates: self.candidates,
+            retrieval: self.retrieval,
             rerank: self.rerank,
             initial_k: self.initial_k.max(self.final_k),
             final_k: self.final_k,
@@ -397,10 +431,7 @@ pub struct RagPipeline {
     /// Counts analysed terms for `stats`.
     pub(crate) terms: rag_keyword::Bm25Encoder,
     pub(crate) index_fingerprint: Option<String>,
-    pub(crate) mode: RetrievalMode,
-    pub(crate) fusion: Fusion,
-    pub(crate) k: usize,
-    pub(crate) candidates: usize,
+    pub(crate) retrieval: RetrievalSettings,
     pub(crate) rerank: bool,
     pub(crate) initial_k: usize,
     pub(crate) final_k: usize,

@@ -12,8 +12,9 @@ use rag_core::{
 };
 use serde::Serialize;
 
-use crate::config::{RetrievalMode, check_range, defaults};
 use crate::pipeline::RagPipeline;
+use crate::pipeline::{check_range, defaults};
+use crate::retrieve::RetrievalMode;
 use crate::retrieve::{DenseSide, HybridRetriever};
 
 /// Per-query overrides of the pipeline's defaults, built with its methods:
@@ -261,7 +262,7 @@ impl RagPipeline {
             (RetrievalMode::Bm25, _) => HybridRetriever::keyword_only(self.keyword.clone()),
             (RetrievalMode::Dense, Some(d)) => HybridRetriever::dense_only(d),
             (RetrievalMode::Hybrid, Some(d)) => {
-                let r = HybridRetriever::hybrid(d, self.keyword.clone(), self.fusion);
+                let r = HybridRetriever::hybrid(d, self.keyword.clone(), &self.retrieval);
                 match &self.engine {
                     Some(e) => r.engine(e.clone()),
                     None => r,
@@ -273,7 +274,7 @@ impl RagPipeline {
                 )));
             }
         };
-        Ok(r.candidates(self.candidates))
+        Ok(r.candidates(self.retrieval.candidates))
     }
 
     async fn ensure_not_empty(&self) -> Result<()> {
@@ -314,7 +315,7 @@ impl RagPipeline {
 
     /// [`RagPipeline::retrieve`] after [`RagPipeline::check`] has passed.
     async fn retrieve_checked(&self, question: &str, opts: &QueryOptions) -> Result<Retrieval> {
-        let k = opts.k.unwrap_or(self.k);
+        let k = opts.k.unwrap_or(self.retrieval.k);
         let rerank = match opts.rerank {
             Rerank::Default => self.rerank,
             Rerank::On => true,
@@ -323,7 +324,7 @@ impl RagPipeline {
         if rerank && self.reranker.is_none() {
             return Err(RagError::config("reranking was asked for, but no reranker is configured (set rerank.model)"));
         }
-        if self.retriever.is_none() && opts.mode.unwrap_or(self.mode) != RetrievalMode::Bm25 {
+        if self.retriever.is_none() && opts.mode.unwrap_or(self.retrieval.mode) != RetrievalMode::Bm25 {
             self.check_dimensions().await?;
         }
         let first_k = if rerank { self.initial_k.max(k) } else { k };
@@ -338,7 +339,7 @@ impl RagPipeline {
                 ));
             }
             (Some(custom), None) => (custom.retrieve(q).await?, StageTimings::new()),
-            (None, mode) => self.retriever(mode.unwrap_or(self.mode))?.retrieve_timed(q).await?,
+            (None, mode) => self.retriever(mode.unwrap_or(self.retrieval.mode))?.retrieve_timed(q).await?,
         };
         // Wall time of retrieval (the two sides run concurrently, so this is not their sum).
         timings.insert("retrieve".into(), ms(start));

@@ -8,44 +8,66 @@ use std::time::Instant;
 use async_trait::async_trait;
 use rag_core::fusion::{convex_combination, distribution_based_score_fusion, reciprocal_rank_fusion};
 use rag_core::{
-    Candidate, Chunk, Embedder, EngineFusion, HybridQuery, HybridSearch, KeywordSearch, RagError, Result, RetrievalQuery,
-    Retriever, ScoredChunk, StageTimings, VectorQuery, VectorStore,
+    Candidate, Chunk, Embedder, HybridQuery, HybridSearch, KeywordSearch, RagError, Result, RetrievalQuery, Retriever,
+    ScoredChunk, StageTimings, VectorQuery, VectorStore,
 };
 
-use crate::config::defaults;
+use crate::pipeline::{check_range, defaults};
 
-/// How the two sides are combined.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Fusion {
-    /// Reciprocal Rank Fusion with constant `k` (60 by default).
-    Rrf {
-        /// The RRF constant.
-        k: f32,
-    },
-    /// `alpha * dense + (1 - alpha) * keyword` over min-max-normalised scores.
-    Convex {
-        /// Weight of the dense side.
-        alpha: f32,
-    },
-    /// Distribution-Based Score Fusion: each side normalised by its mean ± 3σ, then summed.
-    Dbsf,
+pub use rag_core::fusion::Fusion;
+
+rag_core::choice! {
+    /// Which side(s) retrieval uses.
+    RetrievalMode {
+        /// Vector and keyword search, fused.
+        Hybrid = "hybrid",
+        /// Vector search only.
+        Dense = "dense",
+        /// BM25 keyword search only.
+        Bm25 = "bm25",
+    }
 }
 
-impl Fusion {
-    /// The same fusion run by an engine, where it has a twin there (RRF, DBSF; convex has none).
-    pub fn in_engine(self) -> Option<EngineFusion> {
-        match self {
-            Self::Rrf { k } => Some(EngineFusion::Rrf { k }),
-            Self::Dbsf => Some(EngineFusion::Dbsf),
-            Self::Convex { .. } => None,
+/// How a pipeline retrieves: the one type the configuration file's `[retrieval]` table, the
+/// builder ([`crate::RagPipelineBuilder::retrieval`]) and the pipeline hold.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalSettings {
+    /// `hybrid` (default), `dense`, or `bm25`.
+    pub mode: RetrievalMode,
+    /// Chunks returned to the caller / packed into the context (1 to [`defaults::MAX_K`]).
+    pub k: usize,
+    /// Candidates taken from each side before fusion.
+    pub candidates: usize,
+    /// `convex` (default), `rrf` or `dbsf`.
+    pub fusion: Fusion,
+    /// The RRF constant (`rrf`).
+    pub rrf_k: f32,
+    /// Weight of the dense side (`convex`), 0 to 1.
+    pub alpha: f32,
+}
+
+impl Default for RetrievalSettings {
+    /// Hybrid, convex at [`defaults::ALPHA`]: measured best on SciFact (docs/benchmarks.md).
+    fn default() -> Self {
+        Self {
+            mode: RetrievalMode::Hybrid,
+            k: defaults::K,
+            candidates: defaults::CANDIDATES,
+            fusion: Fusion::Convex,
+            rrf_k: defaults::RRF_K,
+            alpha: defaults::ALPHA,
         }
     }
 }
 
-impl Default for Fusion {
-    /// Convex at [`defaults::ALPHA`]: measured best on SciFact (docs/benchmarks.md).
-    fn default() -> Self {
-        Self::Convex { alpha: defaults::ALPHA }
+impl RetrievalSettings {
+    /// Checks every number's range; the error names the key (`retrieval.k`).
+    pub fn validate(&self) -> Result<()> {
+        check_range("retrieval.k", self.k, 1, defaults::MAX_K)?;
+        check_range("retrieval.candidates", self.candidates, 1, 100_000)?;
+        check_range("retrieval.alpha", self.alpha, 0.0, 1.0)?;
+        check_range("retrieval.rrf_k", self.rrf_k, 1.0, 10_000.0)
     }
 }
 
@@ -63,10 +85,10 @@ pub struct DenseSide {
 pub struct HybridRetriever {
     dense: Option<DenseSide>,
     keyword: Option<Arc<dyn KeywordSearch>>,
-    /// Runs both sides and the fusion in one request, when the fusion has a twin there.
+    /// Runs both sides and the fusion in one request, when the engine runs the fusion.
     engine: Option<Arc<dyn HybridSearch>>,
-    fusion: Fusion,
-    candidates: usize,
+    /// Fusion, its parameters, and the candidates per side (the mode is the caller's).
+    settings: RetrievalSettings,
 }
 
 impl std::fmt::Debug for HybridRetriever {
@@ -75,30 +97,30 @@ impl std::fmt::Debug for HybridRetriever {
             .field("dense", &self.dense.is_some())
             .field("keyword", &self.keyword.is_some())
             .field("engine", &self.engine.is_some())
-            .field("fusion", &self.fusion)
-            .field("candidates", &self.candidates)
+            .field("fusion", &self.settings.fusion)
+            .field("candidates", &self.settings.candidates)
             .finish()
     }
 }
 
 impl HybridRetriever {
-    /// Both sides, fused.
-    pub fn hybrid(dense: DenseSide, keyword: Arc<dyn KeywordSearch>, fusion: Fusion) -> Self {
-        Self { dense: Some(dense), keyword: Some(keyword), engine: None, fusion, candidates: defaults::CANDIDATES }
+    /// Both sides, fused as `settings` say (fusion, its parameters, candidates per side).
+    pub fn hybrid(dense: DenseSide, keyword: Arc<dyn KeywordSearch>, settings: &RetrievalSettings) -> Self {
+        Self { dense: Some(dense), keyword: Some(keyword), engine: None, settings: settings.clone() }
     }
 
     /// Dense only.
     pub fn dense_only(dense: DenseSide) -> Self {
-        Self { dense: Some(dense), keyword: None, engine: None, fusion: Fusion::default(), candidates: defaults::CANDIDATES }
+        Self { dense: Some(dense), keyword: None, engine: None, settings: RetrievalSettings::default() }
     }
 
     /// Keyword (BM25) only.
     pub fn keyword_only(keyword: Arc<dyn KeywordSearch>) -> Self {
-        Self { dense: None, keyword: Some(keyword), engine: None, fusion: Fusion::default(), candidates: defaults::CANDIDATES }
+        Self { dense: None, keyword: Some(keyword), engine: None, settings: RetrievalSettings::default() }
     }
 
-    /// Lets `engine` run hybrid retrieval and its fusion in one request when the fusion has a
-    /// twin there (RRF, DBSF); convex fusion still runs here, over the engine's two lists.
+    /// Lets `engine` run hybrid retrieval and its fusion in one request for RRF and DBSF;
+    /// convex fusion still runs here, over the engine's two lists.
     pub fn engine(mut self, engine: Arc<dyn HybridSearch>) -> Self {
         self.engine = Some(engine);
         self
@@ -106,7 +128,7 @@ impl HybridRetriever {
 
     /// Candidates taken from each side before fusion (default 100; at least `k`).
     pub fn candidates(mut self, n: usize) -> Self {
-        self.candidates = n.max(1);
+        self.settings.candidates = n.max(1);
         self
     }
 
@@ -134,14 +156,21 @@ impl HybridRetriever {
     /// Retrieves with per-stage timings.
     pub async fn retrieve_timed(&self, query: RetrievalQuery) -> Result<(Vec<ScoredChunk>, StageTimings)> {
         let mut t = StageTimings::new();
-        let n = self.candidates.max(query.k);
-        if let (Some(d), Some(_), Some(engine), Some(fusion)) =
-            (&self.dense, &self.keyword, &self.engine, self.fusion.in_engine())
-        {
+        let n = self.settings.candidates.max(query.k);
+        let fusion = self.settings.fusion;
+        if let (Some(d), Some(_), Some(engine), true) = (&self.dense, &self.keyword, &self.engine, fusion != Fusion::Convex) {
             let vector = Self::embed_query(d, &query.text, &mut t).await?;
             let start = Instant::now();
             let hits = engine
-                .hybrid_search(HybridQuery { text: query.text, vector, k: query.k, candidates: n, filter: query.filter, fusion })
+                .hybrid_search(HybridQuery {
+                    text: query.text,
+                    vector,
+                    k: query.k,
+                    candidates: n,
+                    filter: query.filter,
+                    fusion,
+                    rrf_k: self.settings.rrf_k,
+                })
                 .await?;
             t.insert("engine_hybrid_search".into(), ms(start));
             return Ok((hits, t));
@@ -170,7 +199,7 @@ impl HybridRetriever {
         t.extend(tk);
         let (dense, keyword) = (dense?, keyword?);
         let start = Instant::now();
-        let ranked = fused_ranking(&dense, &keyword, self.fusion);
+        let ranked = fused_ranking(&dense, &keyword, &self.settings);
         t.insert("fusion".into(), ms(start));
         // Chunks are needed only for the fused top k. Those neither side handed over are read
         // from the keyword index first (local, no Python), then from the vector store (the index
@@ -199,14 +228,14 @@ impl HybridRetriever {
 }
 
 /// The fused ranking of the two sides' candidates, as (chunk id, score).
-fn fused_ranking(dense: &[Candidate], keyword: &[Candidate], fusion: Fusion) -> Vec<(String, f32)> {
+fn fused_ranking(dense: &[Candidate], keyword: &[Candidate], settings: &RetrievalSettings) -> Vec<(String, f32)> {
     let [dense, keyword]: [Vec<(&str, f32)>; 2] = [dense, keyword].map(|l| l.iter().map(|c| (c.id.as_str(), c.score)).collect());
-    match fusion {
-        Fusion::Rrf { k } => {
+    match settings.fusion {
+        Fusion::Rrf => {
             let lists: [Vec<&str>; 2] = [&dense, &keyword].map(|l| l.iter().map(|(id, _)| *id).collect());
-            reciprocal_rank_fusion(&lists, k)
+            reciprocal_rank_fusion(&lists, settings.rrf_k)
         }
-        Fusion::Convex { alpha } => convex_combination(&dense, &keyword, alpha),
+        Fusion::Convex => convex_combination(&dense, &keyword, settings.alpha),
         Fusion::Dbsf => distribution_based_score_fusion(&[dense, keyword]),
     }
 }
@@ -241,6 +270,10 @@ mod tests {
     use rag_core::Chunk;
     use rag_core::mocks::{MockEmbedder, MockVectorStore};
 
+    fn rrf() -> RetrievalSettings {
+        RetrievalSettings { fusion: Fusion::Rrf, ..RetrievalSettings::default() }
+    }
+
     fn hit(id: &str, score: f32) -> ScoredChunk {
         ScoredChunk { chunk: Chunk::new(id, "d", format!("text of {id}")), score }
     }
@@ -263,7 +296,7 @@ mod tests {
         keyword.commit().unwrap();
         let dense = DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) };
         let keyword: Arc<dyn KeywordSearch> = Arc::new(keyword);
-        let r = HybridRetriever::hybrid(dense.clone(), keyword.clone(), Fusion::Rrf { k: 60.0 }).candidates(10);
+        let r = HybridRetriever::hybrid(dense.clone(), keyword.clone(), &rrf()).candidates(10);
         let mut q = RetrievalQuery::new("rust", 3);
         q.filter = Some(rag_core::Filter::eq("lang", "en"));
         let (hits, timings) = r.retrieve_timed(q.clone()).await.unwrap();
@@ -272,7 +305,7 @@ mod tests {
         assert_eq!(ids.len(), 3);
         // Convex (the default): each side's best gets 1 after normalisation, so the dense top
         // ("a") and the BM25 top ("c", three mentions) tie at 0.5 ahead of "b", last on both.
-        let convex = HybridRetriever::hybrid(dense, keyword, Fusion::default()).candidates(10);
+        let convex = HybridRetriever::hybrid(dense, keyword, &RetrievalSettings::default()).candidates(10);
         let (chunks, _) = convex.retrieve_timed(q).await.unwrap();
         let ids: Vec<&str> = chunks.iter().map(|h| h.chunk.id.as_str()).collect();
         assert_eq!(ids.len(), 3);
@@ -312,7 +345,7 @@ mod tests {
             .withf(|ids| ids == &["b".to_owned(), "a".to_owned(), "k1".to_owned()])
             .returning(move |ids| Ok(texts(&ids).into_iter().filter(|c| c.id != "a").collect()));
         let dense = DenseSide { embedder: Arc::new(embedder), store: Arc::new(store) };
-        let r = HybridRetriever::hybrid(dense, Arc::new(keyword), Fusion::Rrf { k: 60.0 }).candidates(10);
+        let r = HybridRetriever::hybrid(dense, Arc::new(keyword), &rrf()).candidates(10);
         let (hits, timings) = r.retrieve_timed(RetrievalQuery::new("rust", 3)).await.unwrap();
         let got: Vec<(&str, &str)> = hits.iter().map(|h| (h.chunk.id.as_str(), h.chunk.text.as_str())).collect();
         assert_eq!(got, [("b", "text of b"), ("a", "text of a"), ("k1", "text of k1")]);

@@ -309,8 +309,9 @@ async fn changed_removed_and_bad_inputs() {
 /// with the filter and the candidates, never a separate keyword search.
 #[tokio::test]
 async fn a_store_that_is_its_own_index_and_ingest_record() {
+    use rag_core::fusion::Fusion;
     use rag_core::mocks::{MockHybridSearch, MockIngestLedger, MockKeywordSearch};
-    use rag_core::{EngineFusion, Filter, ledger_keys};
+    use rag_core::{Filter, ledger_keys};
     let dir = tempfile::tempdir().unwrap();
     let records = Arc::new(Mutex::new(Vec::new()));
     let embedded = Arc::new(Mutex::new(0));
@@ -339,7 +340,8 @@ async fn a_store_that_is_its_own_index_and_ingest_record() {
         .expect_hybrid_search()
         .times(1)
         .withf(|q| {
-            q.fusion == EngineFusion::Rrf { k: 60.0 }
+            q.fusion == Fusion::Rrf
+                && q.rrf_k == 60.0
                 && q.filter == Some(Filter::eq("lang", "en"))
                 && q.candidates == 100
                 && q.k == 2
@@ -354,7 +356,7 @@ async fn a_store_that_is_its_own_index_and_ingest_record() {
         .keyword_index(Arc::new(keyword))
         .hybrid_engine(Arc::new(engine))
         .ingest_ledger(Arc::new(ledger))
-        .fusion(rag::Fusion::Rrf { k: 60.0 })
+        .retrieval(rag::RetrievalSettings { fusion: Fusion::Rrf, rrf_k: 60.0, ..Default::default() })
         .k(2)
         .build()
         .unwrap();

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use rag::assemble::{Needs, build_pipeline};
-use rag::config::{CacheBackend, FusionKind, IndexPlacement, QdrantModeSetting, RagConfig, RetrievalMode, StoreBackend};
+use rag::config::{CacheBackend, Fusion, IndexPlacement, QdrantModeSetting, RagConfig, RetrievalMode, StoreBackend};
 use rag::{Document, Filter, IngestOptions, QueryOptions, RagPipeline};
 use rag_core::{EmbeddedChunk, MetadataValue, ledger_keys};
 
@@ -90,11 +90,9 @@ async fn hybrid_search_and_the_ingest_record_live_in_qdrant() {
 
     // Hybrid: RRF and DBSF run inside Qdrant (one request), convex in Rust over its two lists.
     let question = docs[4].metadata["title"].as_str().unwrap();
-    for (fusion, stage) in [
-        (FusionKind::Rrf, "engine_hybrid_search"),
-        (FusionKind::Dbsf, "engine_hybrid_search"),
-        (FusionKind::Convex, "keyword_search"),
-    ] {
+    for (fusion, stage) in
+        [(Fusion::Rrf, "engine_hybrid_search"), (Fusion::Dbsf, "engine_hybrid_search"), (Fusion::Convex, "keyword_search")]
+    {
         let mut c = cfg.clone();
         c.retrieval.fusion = fusion;
         let p = build_pipeline(&c, Needs::All).await.unwrap();
@@ -102,7 +100,7 @@ async fn hybrid_search_and_the_ingest_record_live_in_qdrant() {
         assert_eq!(r.hits.len(), 5, "{fusion}");
         assert_eq!(r.hits[0].chunk.doc_id, docs[4].id, "{fusion}: the titled document first");
         assert!(r.timings.contains_key(stage), "{fusion}: {:?}", r.timings);
-        if fusion == FusionKind::Rrf {
+        if fusion == Fusion::Rrf {
             // Qdrant's RRF with k = 60 counts ranks from 0: first in both lists gives 2/60, and
             // a fused score above 1/60 means the chunk is in both lists.
             assert!(r.hits[0].score <= 2.0 / 60.0 + 1e-6 && r.hits[0].score > 1.0 / 60.0, "{}", r.hits[0].score);

@@ -64,18 +64,6 @@ macro_rules! forward_encoder {
 }
 forward_encoder!(Arc, Box);
 
-/// Fusion an engine runs itself.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum EngineFusion {
-    /// Reciprocal Rank Fusion with constant `k`.
-    Rrf {
-        /// The RRF constant.
-        k: f32,
-    },
-    /// Distribution-Based Score Fusion: each list's scores normalised by mean ± 3σ, then summed.
-    Dbsf,
-}
-
 /// One hybrid query for an engine: a dense and a sparse candidate list fused in the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HybridQuery {
@@ -89,8 +77,11 @@ pub struct HybridQuery {
     pub candidates: usize,
     /// Applied inside both candidate lists, before fusion.
     pub filter: Option<Filter>,
-    /// How the lists are fused.
-    pub fusion: EngineFusion,
+    /// How the lists are fused: an engine runs [`crate::fusion::Fusion::Rrf`] and
+    /// [`crate::fusion::Fusion::Dbsf`] (convex fusion runs in Rust over the engine's two lists).
+    pub fusion: crate::fusion::Fusion,
+    /// The RRF constant (for [`crate::fusion::Fusion::Rrf`]).
+    pub rrf_k: f32,
 }
 
 /// A store that runs hybrid (dense + sparse) retrieval and its fusion in one request.

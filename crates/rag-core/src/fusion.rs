@@ -3,6 +3,19 @@
 
 use std::collections::HashMap;
 
+crate::choice! {
+    /// How hybrid retrieval combines its dense and keyword candidate lists (the parameters,
+    /// `alpha` and `rrf_k`, travel beside it).
+    Fusion {
+        /// `alpha * dense + (1 - alpha) * keyword` over min-max-normalised scores.
+        Convex = "convex",
+        /// Reciprocal Rank Fusion with constant `rrf_k`.
+        Rrf = "rrf",
+        /// Distribution-Based Score Fusion: each list normalised by its mean ± 3σ, then summed.
+        Dbsf = "dbsf",
+    }
+}
+
 /// Reciprocal Rank Fusion: `score(d) = sum over lists of 1 / (k + rank(d))`, ranks from 1.
 /// Returns `(id, fused score)` best first; ties keep the order of first appearance.
 pub fn reciprocal_rank_fusion<S: AsRef<str>>(lists: &[Vec<S>], k: f32) -> Vec<(String, f32)> {

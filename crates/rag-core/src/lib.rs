@@ -19,8 +19,7 @@ mod traits;
 mod types;
 
 pub use engine::{
-    EngineFusion, HybridQuery, HybridSearch, IngestLedger, LedgerEntry, SparseEncoder, SparseVector, entries_from_chunks,
-    ledger_keys,
+    HybridQuery, HybridSearch, IngestLedger, LedgerEntry, SparseEncoder, SparseVector, entries_from_chunks, ledger_keys,
 };
 pub use error::{BoxError, RagError, Result};
 pub use filter::Filter;

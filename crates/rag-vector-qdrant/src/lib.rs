@@ -24,10 +24,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rag_core::fusion::Fusion;
 use rag_core::{
-    Chunk, Distance, EmbeddedChunk, EngineFusion, Filter, HybridQuery, HybridSearch, IngestLedger, KeywordSearch, LedgerEntry,
-    MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk, SparseEncoder, SparseVector, StoreDescription, VectorQuery,
-    VectorStore,
+    Chunk, Distance, EmbeddedChunk, Filter, HybridQuery, HybridSearch, IngestLedger, KeywordSearch, LedgerEntry, MetadataValue,
+    RagError, Result, RetrievalQuery, ScoredChunk, SparseEncoder, SparseVector, StoreDescription, VectorQuery, VectorStore,
 };
 use rag_python::PyResultExt;
 use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules};
@@ -568,8 +568,14 @@ impl HybridSearch for QdrantStore {
         }
         let spec = query.filter.as_ref().map(to_qdrant_filter).transpose()?;
         let (fusion, rrf_k) = match query.fusion {
-            EngineFusion::Rrf { k } => ("rrf", k),
-            EngineFusion::Dbsf => ("dbsf", 0.0),
+            Fusion::Rrf => ("rrf", query.rrf_k),
+            Fusion::Dbsf => ("dbsf", 0.0),
+            Fusion::Convex => {
+                return Err(RagError::invalid_input(
+                    "fusion",
+                    "Qdrant fuses with rrf or dbsf: convex fusion runs in the pipeline",
+                ));
+            }
         };
         let candidates = query.candidates.max(query.k);
         let rows = self
