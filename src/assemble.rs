@@ -24,7 +24,7 @@ pub enum Needs {
 
 /// The main and the Markdown chunker; with `fit`, both split chunks the embedder would truncate.
 fn chunkers(cfg: &RagConfig, fit: Option<&EmbedderTokenizer>) -> Result<(Arc<dyn Chunker>, Arc<dyn Chunker>)> {
-    let counter = TokenCounter::new(cfg.chunker.encoding.encoding())?;
+    let counter = TokenCounter::new(cfg.chunker.encoding)?;
     let c = &cfg.chunker;
     let main: Arc<dyn Chunker> = match c.kind {
         ChunkerKind::Token => Arc::new(TokenChunker::new(counter.clone(), c.chunk_size, c.overlap)?),
@@ -471,7 +471,7 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
     if local {
         std::fs::create_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
     }
-    let counter = TokenCounter::new(cfg.chunker.encoding.encoding())?;
+    let counter = TokenCounter::new(cfg.chunker.encoding)?;
     let mut window = ContextWindow::new(counter, cfg.context.max_tokens).order(cfg.context.order);
     if let Some(r) = cfg.context.reserved_for_answer {
         window = window.reserved_for_answer(r);

@@ -120,29 +120,6 @@ choice! {
     }
 }
 
-choice! {
-    /// tiktoken encoding for chunk and context budgets.
-    EncodingSetting {
-        /// GPT-4 / GPT-3.5.
-        Cl100kBase = "cl100k_base",
-        /// GPT-4o.
-        O200kBase = "o200k_base",
-        /// Codex / GPT-3.
-        P50kBase = "p50k_base",
-    }
-}
-
-impl EncodingSetting {
-    /// The tokenizer encoding.
-    pub fn encoding(self) -> rag_chunk::Encoding {
-        match self {
-            Self::Cl100kBase => rag_chunk::Encoding::Cl100kBase,
-            Self::O200kBase => rag_chunk::Encoding::O200kBase,
-            Self::P50kBase => rag_chunk::Encoding::P50kBase,
-        }
-    }
-}
-
 /// Everything a pipeline is built from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -356,7 +333,7 @@ pub struct ChunkerConfig {
     /// Window overlap (token).
     pub overlap: usize,
     /// tiktoken encoding: cl100k_base, o200k_base, p50k_base.
-    pub encoding: EncodingSetting,
+    pub encoding: rag_chunk::Encoding,
     /// Split any chunk longer than the embedding model's input window (counted with the
     /// model's own tokenizer), so no chunk is silently truncated when embedded.
     pub fit_to_embedder: bool,
@@ -370,7 +347,7 @@ impl Default for ChunkerConfig {
             max_tokens: defaults::CHUNK_MAX_TOKENS,
             chunk_size: 256,
             overlap: 32,
-            encoding: EncodingSetting::Cl100kBase,
+            encoding: rag_chunk::Encoding::Cl100kBase,
             fit_to_embedder: true,
         }
     }
@@ -926,7 +903,7 @@ mod choice_tests {
             ("embedder", "backend", "open-ai", EmbedderBackend::ALL),
             ("cache", "backend", "rediss", CacheBackend::ALL),
             ("chunker", "kind", "semantik", ChunkerKind::ALL),
-            ("chunker", "encoding", "cl100k", EncodingSetting::ALL),
+            ("chunker", "encoding", "cl100k", rag_chunk::Encoding::ALL),
             ("retrieval", "mode", "hybird", RetrievalMode::ALL),
             ("retrieval", "fusion", "rff", Fusion::ALL),
             ("context", "order", "random", &["by_rank", "lost_in_the_middle"]),

@@ -10,42 +10,24 @@ use rustc_hash::FxHashMap;
 use rag_core::{RagError, Result};
 use tiktoken_rs::CoreBPE;
 
-/// A tiktoken encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    /// GPT-4 / GPT-3.5 / text-embedding-3 (default).
-    #[default]
-    Cl100kBase,
-    /// GPT-4o family.
-    O200kBase,
-    /// Codex / text-davinci-002/003.
-    P50kBase,
+rag_core::choice! {
+    /// A tiktoken encoding (`chunker.encoding` in the configuration).
+    #[derive(Hash, Default)]
+    Encoding {
+        /// GPT-4 / GPT-3.5 / text-embedding-3 (default).
+        #[default]
+        Cl100kBase = "cl100k_base",
+        /// GPT-4o family.
+        O200kBase = "o200k_base",
+        /// Codex / text-davinci-002/003.
+        P50kBase = "p50k_base",
+    }
 }
 
 impl Encoding {
     /// The encoding's tiktoken name.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Cl100kBase => "cl100k_base",
-            Self::O200kBase => "o200k_base",
-            Self::P50kBase => "p50k_base",
-        }
-    }
-}
-
-impl std::str::FromStr for Encoding {
-    type Err = RagError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cl100k_base" => Ok(Self::Cl100kBase),
-            "o200k_base" => Ok(Self::O200kBase),
-            "p50k_base" => Ok(Self::P50kBase),
-            other => Err(RagError::invalid_input(
-                "encoding",
-                format!("unknown tiktoken encoding `{other}`: use cl100k_base, o200k_base or p50k_base"),
-            )),
-        }
+        self.as_str()
     }
 }
 
