@@ -9,7 +9,7 @@ use rag_core::{Chunker, Embedder, Generator, RagError, Reranker, Result, VectorS
 use rag_keyword::KeywordIndex;
 
 #[allow(unused_imports)]
-use crate::config::{CacheBackend, ChromaModeSetting, ChunkerKind, EmbedderBackend, QdrantModeSetting, StoreBackend};
+use crate::config::{CacheBackend, ChunkerKind, EmbedderBackend, StoreBackend};
 use crate::config::{RagConfig, RetrievalMode};
 use crate::pipeline::RagPipeline;
 
@@ -114,11 +114,7 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
             (Arc::new(e), Some(file))
         }
         #[allow(unreachable_patterns)]
-        other => {
-            return Err(RagError::config(format!(
-                "embedder.backend = `{other}` is not compiled into this build (enable its Cargo feature)"
-            )));
-        }
+        other => return Err(not_compiled("embedder.backend", other.as_str(), Some(other.as_str()))),
     };
     // Concurrent queries share model calls; ingest batches (>= batch_size texts) go straight through.
     let (base, batches): (Arc<dyn Embedder>, _) = if cfg.embedder.batch_queries {
@@ -142,11 +138,7 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
         }
         CacheBackend::Local => Some(Arc::new(LocalCache::open(cfg.data_dir.join("cache").join("embeddings.redb"))?)),
         #[allow(unreachable_patterns)]
-        other => {
-            return Err(RagError::config(format!(
-                "cache.backend = `{other}` is not compiled into this build (enable the redis-cache feature)"
-            )));
-        }
+        other => return Err(not_compiled("cache.backend", other.as_str(), Some("redis-cache"))),
     };
     let model = base.model_id();
     Ok(match cache {
@@ -188,110 +180,62 @@ struct EngineParts {
     fingerprint: String,
 }
 
+/// The vector store `cfg.store` names, built by its crate from its own settings table: one
+/// line a backend.
 #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
 #[allow(unused_variables)]
 async fn store(cfg: &RagConfig, dimension: usize) -> Result<StoreParts> {
     let s = &cfg.store;
+    let ctx =
+        rag_core::StoreContext { collection: cfg.collection.clone(), dir: cfg.collection_dir(), distance: s.distance, dimension };
+    let plain = |store: Arc<dyn VectorStore>, label: String| StoreParts { store, label, engine: None };
     match s.backend {
         #[cfg(feature = "chroma")]
         StoreBackend::Chroma => {
-            use rag_vector_chroma::{ChromaMode, ChromaStore};
-            let mode = match s.chroma_mode {
-                ChromaModeSetting::Memory => ChromaMode::InMemory,
-                ChromaModeSetting::Http => ChromaMode::Http {
-                    host: s.chroma_host.clone(),
-                    port: s.chroma_port,
-                    ssl: s.chroma_ssl,
-                    headers: Default::default(),
-                },
-                ChromaModeSetting::Persistent => ChromaMode::Persistent(cfg.collection_dir().join("chroma")),
-            };
-            let store = ChromaStore::builder(mode.clone())
-                .collection(chroma_name(&cfg.collection))
-                .distance(s.distance)
-                .dimension(dimension)
-                .build()
-                .await?;
-            Ok(StoreParts { store: Arc::new(store), label: format!("chroma ({mode:?})"), engine: None })
+            Ok(plain(Arc::new(rag_vector_chroma::ChromaStore::from_settings(&s.chroma, &ctx).await?), s.label()))
         }
         #[cfg(feature = "qdrant")]
-        StoreBackend::Qdrant => {
-            use rag_vector_qdrant::{QdrantMode, QdrantStore};
-            let mode = match s.qdrant_mode {
-                QdrantModeSetting::Memory => QdrantMode::InMemory,
-                QdrantModeSetting::Server => QdrantMode::Server {
-                    url: s
-                        .qdrant_url
-                        .clone()
-                        .ok_or_else(|| RagError::config("store.qdrant_mode = server needs store.qdrant_url"))?,
-                    api_key: std::env::var(&s.qdrant_api_key_env).ok(),
-                    prefer_grpc: s.qdrant_prefer_grpc,
-                    grpc_port: s.qdrant_grpc_port,
-                },
-                QdrantModeSetting::Local => QdrantMode::Local(cfg.collection_dir().join("qdrant")),
-            };
-            let label = match &mode {
-                QdrantMode::Server { url, .. } => format!("qdrant (server {url})"),
-                m => format!("qdrant ({m:?})"),
-            };
-            let mut b = QdrantStore::builder(mode).collection(&cfg.collection).distance(s.distance).dimension(dimension);
-            // With the index in the engine, BM25 is the collection's sparse vectors.
-            let fingerprint = if s.index == crate::config::IndexPlacement::Engine {
-                let encoder = Arc::new(rag_keyword::Bm25Encoder::new(&cfg.keyword)?);
-                let fingerprint = rag_core::SparseEncoder::fingerprint(&*encoder);
-                b = b.sparse(encoder);
-                Some(fingerprint)
-            } else {
-                None
-            };
-            if let Some(n) = s.qdrant_shards {
-                b = b.shards(n);
-            }
-            if let Some(n) = s.qdrant_replication {
-                b = b.replication_factor(n);
-            }
-            let store = Arc::new(b.build().await?);
-            let engine = fingerprint.map(|fingerprint| EngineParts {
-                keyword: store.clone(),
-                hybrid: store.clone(),
-                ledger: store.clone(),
-                fingerprint,
-            });
-            let label = if engine.is_some() { format!("{label}, bm25 + hybrid + ingest record in the engine") } else { label };
-            Ok(StoreParts { store, label, engine })
-        }
+        StoreBackend::Qdrant => qdrant(cfg, &ctx).await,
         #[cfg(feature = "pinecone")]
         StoreBackend::Pinecone => {
-            use rag_vector_pinecone::{PineconeIndex, PineconeStore};
-            let index = match (&s.pinecone_host, &s.pinecone_index) {
-                (Some(h), _) => PineconeIndex::Host(h.clone()),
-                (None, Some(n)) => PineconeIndex::Name(n.clone()),
-                (None, None) => PineconeIndex::Name(cfg.collection.clone()),
-            };
-            let mut b = PineconeStore::builder(index.clone())
-                .namespace(&s.pinecone_namespace)
-                .distance(s.distance)
-                .dimension(dimension)
-                .serverless(&s.pinecone_cloud, &s.pinecone_region);
-            if let Ok(k) = std::env::var(&s.pinecone_api_key_env) {
-                b = b.api_key(k);
-            }
-            if let Some(h) = &s.pinecone_control_host {
-                b = b.control_host(h);
-            }
-            Ok(StoreParts { store: Arc::new(b.build().await?), label: format!("pinecone ({index:?})"), engine: None })
+            Ok(plain(Arc::new(rag_vector_pinecone::PineconeStore::from_settings(&s.pinecone, &ctx).await?), s.label()))
         }
-        #[allow(unreachable_patterns)]
-        other => {
-            Err(RagError::config(format!("store.backend = `{other}` is not compiled into this build (enable its Cargo feature)")))
-        }
+        other => Err(not_compiled("store.backend", other.as_str(), other.feature().map(|(f, _)| f))),
     }
 }
 
-/// Chroma wants 3 to 512 characters: short collection names are padded predictably.
-#[cfg(feature = "chroma")]
-fn chroma_name(name: &str) -> String {
-    if name.chars().count() < 3 { format!("rag-{name}") } else { name.to_owned() }
+/// Qdrant, and with `store.index = engine` also the keyword index, the hybrid engine and the
+/// ingest record (BM25 as the collection's sparse vectors).
+#[cfg(all(feature = "qdrant", any(feature = "sentence-transformers", feature = "openai", feature = "onnx")))]
+async fn qdrant(cfg: &RagConfig, ctx: &rag_core::StoreContext) -> Result<StoreParts> {
+    let encoder = match cfg.store.index {
+        crate::config::IndexPlacement::Engine => Some(Arc::new(rag_keyword::Bm25Encoder::new(&cfg.keyword)?)),
+        crate::config::IndexPlacement::Local => None,
+    };
+    let sparse = encoder.clone().map(|e| e as Arc<dyn rag_core::SparseEncoder>);
+    let store = Arc::new(rag_vector_qdrant::QdrantStore::from_settings(&cfg.store.qdrant, ctx, sparse).await?);
+    let engine = encoder.map(|e| EngineParts {
+        keyword: store.clone(),
+        hybrid: store.clone(),
+        ledger: store.clone(),
+        fingerprint: rag_core::SparseEncoder::fingerprint(&*e),
+    });
+    let label = match engine {
+        Some(_) => format!("{}, bm25 + hybrid + ingest record in the engine", cfg.store.label()),
+        None => cfg.store.label(),
+    };
+    Ok(StoreParts { store, label, engine })
+}
+
+/// The error for a backend this build lacks, naming the Cargo feature that has it.
+#[allow(dead_code)] // reached only in builds without some backend
+fn not_compiled(key: &str, value: &str, feature: Option<&str>) -> RagError {
+    match feature {
+        Some(f) => RagError::config(format!(
+            "{key} = \"{value}\" needs the `{f}` Cargo feature, which this build lacks: build with `--features {f}`"
+        )),
+        None => RagError::config(format!("{key} = \"{value}\" is not available in this build")),
+    }
 }
 
 /// The LM `generator.lm` names, as DSPy programs take it (`local` starts llama.cpp's server in
@@ -435,7 +379,7 @@ impl PipelineFactory {
                     }
                     #[cfg(not(any(feature = "sentence-transformers", feature = "openai", feature = "onnx")))]
                     return Err(RagError::config(
-                        "dense and hybrid retrieval need an embedder feature (onnx, sentence-transformers or openai); this build has none: use --retriever bm25",
+                        "dense and hybrid retrieval need an embedder feature (onnx, sentence-transformers or openai); this build has none: use retrieval.mode = bm25 (--mode bm25)",
                     ));
                 }
                 if self.needs == Needs::All {

@@ -38,30 +38,6 @@ choice! {
 }
 
 choice! {
-    /// Where Chroma keeps its data.
-    ChromaModeSetting {
-        /// On disk under the data directory.
-        Persistent = "persistent",
-        /// In memory, gone at exit.
-        Memory = "memory",
-        /// A `chroma run` server.
-        Http = "http",
-    }
-}
-
-choice! {
-    /// Where Qdrant keeps its data.
-    QdrantModeSetting {
-        /// Local mode on disk under the data directory.
-        Local = "local",
-        /// Local mode in memory.
-        Memory = "memory",
-        /// A Qdrant server or cluster.
-        Server = "server",
-    }
-}
-
-choice! {
     /// Which embedding backend.
     EmbedderBackend {
         /// sentence-transformers in the embedded Python (the bundled MiniLM by default).
@@ -172,7 +148,9 @@ impl Default for RagConfig {
     }
 }
 
-/// Which vector store, and its settings.
+/// Which vector store, and its settings. The backend is a choice; each backend's own table
+/// (`[store.chroma]`, `[store.qdrant]`, `[store.pinecone]`) is its crate's settings type, read
+/// and validated by it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
@@ -183,42 +161,12 @@ pub struct StoreConfig {
     /// Where keyword search and the ingest record live: `local` (default) or `engine`
     /// (Qdrant: inside the collection, for several workers).
     pub index: IndexPlacement,
-    /// Chroma: `persistent` (under the data directory), `memory`, or `http`.
-    pub chroma_mode: ChromaModeSetting,
-    /// Chroma server host (http mode).
-    pub chroma_host: String,
-    /// Chroma server port (http mode).
-    pub chroma_port: u16,
-    /// Chroma server over HTTPS.
-    pub chroma_ssl: bool,
-    /// Qdrant: `local` (under the data directory), `memory`, or `server`.
-    pub qdrant_mode: QdrantModeSetting,
-    /// Qdrant server URL (server mode).
-    pub qdrant_url: Option<String>,
-    /// Environment variable holding the Qdrant API key.
-    pub qdrant_api_key_env: String,
-    /// Qdrant over gRPC (server mode).
-    pub qdrant_prefer_grpc: bool,
-    /// The Qdrant server's gRPC port (server mode).
-    pub qdrant_grpc_port: u16,
-    /// Shards of a new Qdrant collection (server or cluster).
-    pub qdrant_shards: Option<u32>,
-    /// Copies of each shard of a new Qdrant collection (cluster).
-    pub qdrant_replication: Option<u32>,
-    /// Pinecone index name (created if missing).
-    pub pinecone_index: Option<String>,
-    /// Pinecone index host (instead of a name).
-    pub pinecone_host: Option<String>,
-    /// Pinecone control-plane URL override.
-    pub pinecone_control_host: Option<String>,
-    /// Pinecone namespace.
-    pub pinecone_namespace: String,
-    /// Environment variable holding the Pinecone API key.
-    pub pinecone_api_key_env: String,
-    /// Serverless cloud for a new Pinecone index.
-    pub pinecone_cloud: String,
-    /// Serverless region for a new Pinecone index.
-    pub pinecone_region: String,
+    /// `[store.chroma]`: [`rag_vector_chroma::ChromaSettings`].
+    pub chroma: rag_vector_chroma::ChromaSettings,
+    /// `[store.qdrant]`: [`rag_vector_qdrant::QdrantSettings`].
+    pub qdrant: rag_vector_qdrant::QdrantSettings,
+    /// `[store.pinecone]`: [`rag_vector_pinecone::PineconeSettings`].
+    pub pinecone: rag_vector_pinecone::PineconeSettings,
 }
 
 impl Default for StoreConfig {
@@ -227,24 +175,43 @@ impl Default for StoreConfig {
             backend: StoreBackend::Chroma,
             distance: Distance::Cosine,
             index: IndexPlacement::Local,
-            chroma_mode: ChromaModeSetting::Persistent,
-            chroma_host: "127.0.0.1".into(),
-            chroma_port: 8000,
-            chroma_ssl: false,
-            qdrant_mode: QdrantModeSetting::Local,
-            qdrant_url: None,
-            qdrant_api_key_env: "QDRANT_API_KEY".into(),
-            qdrant_prefer_grpc: false,
-            qdrant_grpc_port: 6334,
-            qdrant_shards: None,
-            qdrant_replication: None,
-            pinecone_index: None,
-            pinecone_host: None,
-            pinecone_control_host: None,
-            pinecone_namespace: String::new(),
-            pinecone_api_key_env: "PINECONE_API_KEY".into(),
-            pinecone_cloud: "aws".into(),
-            pinecone_region: "us-east-1".into(),
+            chroma: Default::default(),
+            qdrant: Default::default(),
+            pinecone: Default::default(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// How `stats` names the store: backend and where its data is (never a key).
+    pub fn label(&self) -> String {
+        match self.backend {
+            StoreBackend::Chroma => match self.chroma.mode {
+                rag_vector_chroma::ChromaClient::Http => format!("chroma (server {}:{})", self.chroma.host, self.chroma.port),
+                mode => format!("chroma ({mode})"),
+            },
+            StoreBackend::Qdrant => match (&self.qdrant.mode, &self.qdrant.url) {
+                (rag_vector_qdrant::QdrantClient::Server, Some(url)) => format!("qdrant (server {url})"),
+                (mode, _) => format!("qdrant ({mode})"),
+            },
+            StoreBackend::Pinecone => match (&self.pinecone.host, &self.pinecone.index) {
+                (Some(host), _) => format!("pinecone (host {host})"),
+                (None, Some(index)) => format!("pinecone (index {index})"),
+                (None, None) => "pinecone (index named as the collection)".to_owned(),
+            },
+            StoreBackend::None => "none".to_owned(),
+        }
+    }
+}
+
+impl StoreBackend {
+    /// The Cargo feature that compiles this backend in, and whether this build has it.
+    pub fn feature(self) -> Option<(&'static str, bool)> {
+        match self {
+            Self::Chroma => Some(("chroma", cfg!(feature = "chroma"))),
+            Self::Qdrant => Some(("qdrant", cfg!(feature = "qdrant"))),
+            Self::Pinecone => Some(("pinecone", cfg!(feature = "pinecone"))),
+            Self::None => None,
         }
     }
 }
@@ -617,6 +584,65 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RAG_SERVER_ADDR", "server.addr"),
 ];
 
+/// Configuration keys read under their old names (old, current): each backend's settings moved
+/// into its own table (`store.qdrant_url` is `store.qdrant.url`), and a configuration written
+/// before keeps its meaning.
+pub const RENAMED_KEYS: &[(&str, &str)] = &[
+    ("store.chroma_mode", "store.chroma.mode"),
+    ("store.chroma_host", "store.chroma.host"),
+    ("store.chroma_port", "store.chroma.port"),
+    ("store.chroma_ssl", "store.chroma.ssl"),
+    ("store.qdrant_mode", "store.qdrant.mode"),
+    ("store.qdrant_url", "store.qdrant.url"),
+    ("store.qdrant_api_key_env", "store.qdrant.api_key_env"),
+    ("store.qdrant_prefer_grpc", "store.qdrant.prefer_grpc"),
+    ("store.qdrant_grpc_port", "store.qdrant.grpc_port"),
+    ("store.qdrant_shards", "store.qdrant.shards"),
+    ("store.qdrant_replication", "store.qdrant.replication"),
+    ("store.pinecone_index", "store.pinecone.index"),
+    ("store.pinecone_host", "store.pinecone.host"),
+    ("store.pinecone_control_host", "store.pinecone.control_host"),
+    ("store.pinecone_namespace", "store.pinecone.namespace"),
+    ("store.pinecone_api_key_env", "store.pinecone.api_key_env"),
+    ("store.pinecone_cloud", "store.pinecone.cloud"),
+    ("store.pinecone_region", "store.pinecone.region"),
+];
+
+/// Moves keys written under an old name ([`RENAMED_KEYS`]) to the current one, with a warning.
+/// True when any was moved; an old and a current spelling of one key together are an error
+/// naming both.
+fn migrate_renamed_keys(root: &mut toml::Table) -> Result<bool> {
+    let mut moved = false;
+    for (old, new) in RENAMED_KEYS {
+        let (old_path, old_leaf) = old.rsplit_once('.').unwrap_or(("", old));
+        let Some(value) = table_at(root, old_path).and_then(|t| t.remove(old_leaf)) else { continue };
+        let (new_path, new_leaf) = new.rsplit_once('.').unwrap_or(("", new));
+        let mut table = &mut *root;
+        for part in new_path.split('.').filter(|p| !p.is_empty()) {
+            table = table
+                .entry(part)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| RagError::invalid_input(*new, format!("`{part}` must be a table")))?;
+        }
+        if table.contains_key(new_leaf) {
+            return Err(RagError::invalid_input(
+                *old,
+                format!("`{old}` is the old name of `{new}`, and both are set: keep `{new}`"),
+            ));
+        }
+        tracing::warn!("{old} is the old name of {new}: rename it");
+        table.insert(new_leaf.to_owned(), value);
+        moved = true;
+    }
+    Ok(moved)
+}
+
+/// The table at a dotted `path` under `root`, if there is one.
+fn table_at<'a>(root: &'a mut toml::Table, path: &str) -> Option<&'a mut toml::Table> {
+    path.split('.').filter(|p| !p.is_empty()).try_fold(root, |t, part| t.get_mut(part)?.as_table_mut())
+}
+
 /// Environment variables read under their old names (old, current), with a warning: a
 /// deployment that sets the old one keeps its meaning.
 pub const RENAMED_ENV_VARS: &[(&str, &str)] = &[("RAG_RETRIEVER", "RAG_RETRIEVAL_MODE")];
@@ -637,9 +663,30 @@ impl RagConfig {
     /// Parses a TOML file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| RagError::io(path, e))?;
-        toml::from_str(&text).map_err(|e| {
-            RagError::invalid_input(path.display().to_string(), format!("{e}(see docs/configuration.md for every key)"))
+        Self::from_toml(&text).map_err(|e| match e {
+            RagError::InvalidInput { input, message } if input == "configuration" => {
+                RagError::invalid_input(path.display().to_string(), message)
+            }
+            e => e,
         })
+    }
+
+    /// Parses a configuration from TOML text. Keys written under their old names
+    /// ([`RENAMED_KEYS`]) are read as the current ones, with a warning.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let bad = |e: toml::de::Error| {
+            RagError::invalid_input("configuration", format!("{e}(see docs/configuration.md for every key)"))
+        };
+        let first = match toml::from_str::<Self>(text) {
+            Ok(cfg) => return Ok(cfg),
+            Err(e) => e,
+        };
+        // Only a configuration with old key names is read again (the first error keeps its line).
+        let mut root: toml::Table = toml::from_str(text).map_err(bad)?;
+        if !migrate_renamed_keys(&mut root)? {
+            return Err(bad(first));
+        }
+        toml::Value::Table(root).try_into().map_err(bad)
     }
 
     /// Applies `RAG_*` variables read through `get`.
@@ -666,6 +713,13 @@ impl RagConfig {
     /// that names the key.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let bad = |msg: String| RagError::invalid_input(key.to_owned(), msg);
+        let key = match RENAMED_KEYS.iter().find(|(old, _)| *old == key) {
+            Some((old, new)) => {
+                tracing::warn!("{old} is the old name of {new}: rename it");
+                *new
+            }
+            None => key,
+        };
         let mut root = toml::Value::try_from(&*self).map_err(|e| bad(e.to_string()))?;
         let mut parts: Vec<&str> = key.split('.').collect();
         let leaf = parts.pop().filter(|l| !l.is_empty()).ok_or_else(|| bad("empty key".into()))?;
@@ -711,11 +765,8 @@ impl RagConfig {
         if self.store.backend == StoreBackend::None && self.retrieval.mode != RetrievalMode::Bm25 {
             return Err(RagError::config("store.backend = none needs retrieval.mode = bm25"));
         }
-        if self.store.backend == StoreBackend::Qdrant
-            && self.store.qdrant_mode == QdrantModeSetting::Server
-            && self.store.qdrant_url.is_none()
-        {
-            return Err(RagError::config("store.qdrant_mode = server needs store.qdrant_url (http://host:6333)"));
+        if self.store.backend == StoreBackend::Qdrant {
+            self.store.qdrant.validate("store.qdrant")?;
         }
         if self.store.index == IndexPlacement::Engine && self.store.backend != StoreBackend::Qdrant {
             return Err(RagError::config(format!(
@@ -734,7 +785,7 @@ impl RagConfig {
         self.retrieval.validate()?;
         check_range("keyword.avg_chunk_terms", self.keyword.avg_chunk_terms, 1, 1_000_000)?;
         for (key, v) in
-            [("store.qdrant_shards", self.store.qdrant_shards), ("store.qdrant_replication", self.store.qdrant_replication)]
+            [("store.qdrant.shards", self.store.qdrant.shards), ("store.qdrant.replication", self.store.qdrant.replication)]
         {
             if let Some(v) = v {
                 check_range(key, v, 1, 1024)?;
@@ -815,7 +866,7 @@ impl RagConfig {
     pub fn holds_local_state(&self) -> bool {
         self.store.index == IndexPlacement::Local
             || self.cache.backend == CacheBackend::Local
-            || (self.store.backend == StoreBackend::Qdrant && self.store.qdrant_mode == QdrantModeSetting::Local)
+            || (self.store.backend == StoreBackend::Qdrant && self.store.qdrant.mode == rag_vector_qdrant::QdrantClient::Local)
     }
 
     /// The collection's own directory under the data directory.
@@ -893,12 +944,36 @@ mod choice_tests {
 
     /// Every choice key rejects a misspelling, from a file and from `--set`, naming the key, the
     /// bad value and the allowed values, and leaves the configuration as it was.
+    /// A configuration written before each backend owned its table keeps its meaning: the old
+    /// flat keys are read as the new ones (files and `--set`), and both spellings at once are
+    /// refused naming both.
+    #[test]
+    fn old_key_names_keep_their_meaning() {
+        let old = "[store]\nbackend = \"qdrant\"\nqdrant_mode = \"server\"\nqdrant_url = \"http://q:6333\"\nqdrant_replication = 2\nchroma_port = 9000\n";
+        let cfg = RagConfig::from_toml(old).unwrap();
+        let new = "[store]\nbackend = \"qdrant\"\n[store.qdrant]\nmode = \"server\"\nurl = \"http://q:6333\"\nreplication = 2\n[store.chroma]\nport = 9000\n";
+        assert_eq!(cfg, RagConfig::from_toml(new).unwrap());
+        assert_eq!(cfg.store.qdrant.url.as_deref(), Some("http://q:6333"));
+        let mut set = RagConfig::default();
+        set.set("store.qdrant_replication", "3").unwrap();
+        set.set("store.qdrant.shards", "2").unwrap();
+        assert_eq!((set.store.qdrant.replication, set.store.qdrant.shards), (Some(3), Some(2)));
+        let both = "[store]\nqdrant_url = \"http://a\"\n[store.qdrant]\nurl = \"http://b\"\n";
+        let err = RagConfig::from_toml(both).unwrap_err().to_string();
+        assert!(err.contains("store.qdrant_url") && err.contains("store.qdrant.url"), "{err}");
+        // A misspelling is still an error naming it, old format or new.
+        let err = RagConfig::from_toml("[store]\nqdrant_urll = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("qdrant_urll"), "{err}");
+        let err = RagConfig::from_toml("[store.qdrant]\nurll = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
     #[test]
     fn misspelt_choices_are_rejected_with_the_allowed_values() {
         let cases: &[(&str, &str, &str, &[&str])] = &[
             ("store", "backend", "chromma", StoreBackend::ALL),
-            ("store", "chroma_mode", "htpp", ChromaModeSetting::ALL),
-            ("store", "qdrant_mode", "sever", QdrantModeSetting::ALL),
+            ("store.chroma", "mode", "htpp", rag_vector_chroma::ChromaClient::ALL),
+            ("store.qdrant", "mode", "sever", rag_vector_qdrant::QdrantClient::ALL),
             ("store", "distance", "cosin", &["cosine", "l2", "ip"]),
             ("embedder", "backend", "open-ai", EmbedderBackend::ALL),
             ("cache", "backend", "rediss", CacheBackend::ALL),
@@ -949,8 +1024,8 @@ mod choice_tests {
         }
         let mut cfg = RagConfig::default();
         cfg.set("store.backend", "qdrant").unwrap();
-        cfg.set("store.qdrant_mode", "server").unwrap();
-        assert!(cfg.validate().unwrap_err().to_string().contains("store.qdrant_url"));
+        cfg.set("store.qdrant.mode", "server").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("store.qdrant.url"));
     }
 
     #[test]
@@ -984,7 +1059,19 @@ mod doc_tests {
         for (section, v) in value.as_table().unwrap() {
             match v.as_table() {
                 Some(t) => {
-                    for key in t.keys() {
+                    for (key, v) in t {
+                        // A backend's own table is documented under its header, key by key.
+                        if let Some(sub) = v.as_table() {
+                            if !doc.contains(&format!("[{section}.{key}]")) {
+                                missing.push(format!("[{section}.{key}]"));
+                            }
+                            missing.extend(
+                                sub.keys()
+                                    .filter(|k| !doc.contains(&format!("\n{k} =")) && !doc.contains(&format!("# {k} =")))
+                                    .map(|k| format!("{section}.{key}.{k}")),
+                            );
+                            continue;
+                        }
                         // A list of tables is documented as `[[section.key]]`.
                         if !doc.contains(&format!("\n{key} ="))
                             && !doc.contains(&format!("# {key} ="))

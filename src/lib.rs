@@ -38,8 +38,8 @@ pub use rag_keyword::{KeywordConfig, KeywordIndex};
 /// DSPy generators, the Rust retriever for DSPy, BasicRag, MultiHopRag (feature `dspy`).
 #[cfg(feature = "dspy")]
 pub use rag_dspy as dspy;
-/// Embedders and the embedding cache (features `onnx`, `sentence-transformers`, `openai`, `redis-cache`).
-#[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx", feature = "redis-cache"))]
+/// Embedders and the embedding cache: the local cache and the settings always, each embedder
+/// with its feature (`onnx`, `sentence-transformers`, `openai`), Redis with `redis-cache`.
 pub use rag_embed as embed;
 /// The embedded Python runtime.
 #[cfg(feature = "python")]
@@ -47,14 +47,11 @@ pub use rag_python as python;
 /// Cross-encoder reranking (feature `cross-encoder`).
 #[cfg(feature = "cross-encoder")]
 pub use rag_rerank as rerank;
-/// ChromaDB vector store (feature `chroma`).
-#[cfg(feature = "chroma")]
+/// ChromaDB vector store: its settings always, the store with feature `chroma`.
 pub use rag_vector_chroma as chroma;
-/// Pinecone vector store (feature `pinecone`).
-#[cfg(feature = "pinecone")]
+/// Pinecone vector store: its settings always, the store with feature `pinecone`.
 pub use rag_vector_pinecone as pinecone;
-/// Qdrant vector store (feature `qdrant`).
-#[cfg(feature = "qdrant")]
+/// Qdrant vector store: its settings always, the store with feature `qdrant`.
 pub use rag_vector_qdrant as qdrant;
 
 /// mockall mocks of every core trait (feature `test-utils`).

@@ -10,7 +10,8 @@
 use std::collections::BTreeSet;
 
 use rag::assemble::{Needs, build_pipeline};
-use rag::config::{CacheBackend, Fusion, IndexPlacement, QdrantModeSetting, RagConfig, RetrievalMode, StoreBackend};
+use rag::config::{CacheBackend, Fusion, IndexPlacement, RagConfig, RetrievalMode, StoreBackend};
+use rag::qdrant::QdrantClient;
 use rag::{Document, Filter, IngestOptions, QueryOptions, RagPipeline};
 use rag_core::{EmbeddedChunk, MetadataValue, ledger_keys};
 
@@ -36,9 +37,9 @@ fn scifact(n: usize) -> Vec<Document> {
 fn config(data: &std::path::Path, node: &rag_testkit::QdrantNode, collection: &str) -> RagConfig {
     let mut cfg = RagConfig { data_dir: data.to_owned(), collection: collection.into(), ..RagConfig::default() };
     cfg.store.backend = StoreBackend::Qdrant;
-    cfg.store.qdrant_mode = QdrantModeSetting::Server;
-    cfg.store.qdrant_url = Some(node.url());
-    cfg.store.qdrant_grpc_port = node.grpc_port;
+    cfg.store.qdrant.mode = QdrantClient::Server;
+    cfg.store.qdrant.url = Some(node.url());
+    cfg.store.qdrant.grpc_port = node.grpc_port;
     cfg.store.index = IndexPlacement::Engine;
     cfg.cache.backend = CacheBackend::None;
     cfg

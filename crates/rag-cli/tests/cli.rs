@@ -117,7 +117,7 @@ fn json_shapes_idempotent_ingest_and_changed_files() {
     let bad_k = rag(&data, &["query", "tea", "--k", "0"]);
     let err = String::from_utf8_lossy(&bad_k.stderr);
     assert!(!bad_k.status.success() && err.contains("1 to 1000"), "{err}");
-    let typo = rag(&data, &["--set", "store.chroma_mode=htpp", "stats"]);
+    let typo = rag(&data, &["--set", "store.chroma.mode=htpp", "stats"]);
     let err = String::from_utf8_lossy(&typo.stderr);
     assert!(!typo.status.success() && err.contains("htpp") && err.contains("persistent"), "{err}");
     let typo = rag(&data, &["query", "tea", "--mode", "hybird"]);

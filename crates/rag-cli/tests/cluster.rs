@@ -31,12 +31,12 @@ fn worker(node: &QdrantNode, redis_port: u16, collection: &str) -> Vec<String> {
     vec![
         format!("collection={collection}"),
         "store.backend=qdrant".into(),
-        "store.qdrant_mode=server".into(),
-        format!("store.qdrant_url={}", node.url()),
-        format!("store.qdrant_grpc_port={}", node.grpc_port),
+        "store.qdrant.mode=server".into(),
+        format!("store.qdrant.url={}", node.url()),
+        format!("store.qdrant.grpc_port={}", node.grpc_port),
         "store.index=engine".into(),
-        "store.qdrant_shards=3".into(),
-        "store.qdrant_replication=2".into(),
+        "store.qdrant.shards=3".into(),
+        "store.qdrant.replication=2".into(),
         "retrieval.fusion=rrf".into(),
         "cache.backend=redis".into(),
         format!("cache.redis_url=redis://127.0.0.1:{redis_port}/"),
@@ -147,12 +147,12 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
 
     // A collection created with one copy of each shard on this 3-node cluster is warned about.
     let mut single = worker(n0, redis_port, "single");
-    single.retain(|s| !s.starts_with("store.qdrant_replication"));
-    single.push("store.qdrant_replication=1".into());
+    single.retain(|s| !s.starts_with("store.qdrant.replication"));
+    single.push("store.qdrant.replication=1".into());
     let out = rag(&dir.path().join("ws"), &single).args(["ingest", corpus, "--json"]).output().unwrap();
     let warned = String::from_utf8_lossy(&out.stderr).into_owned();
     report(out);
-    assert!(warned.contains("one copy of each shard") && warned.contains("store.qdrant_replication >= 2"), "{warned}");
+    assert!(warned.contains("one copy of each shard") && warned.contains("store.qdrant.replication >= 2"), "{warned}");
 
     // Two `rag serve` workers, on nodes 0 and 1, answer hybrid queries; node 2 is SIGKILLed
     // a third of the way through. No query fails (the store retries on a lost node) and every
@@ -203,7 +203,7 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert_eq!(status, 503, "{body}");
     assert!(
-        message.contains("shard") && message.contains("does not answer") && message.contains("store.qdrant_replication >= 2"),
+        message.contains("shard") && message.contains("does not answer") && message.contains("store.qdrant.replication >= 2"),
         "{body}"
     );
     // Nothing lost: every chunk is still there, read through a surviving node.

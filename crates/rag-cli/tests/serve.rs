@@ -165,9 +165,9 @@ async fn two_workers_share_one_chroma_server_and_one_redis_cache() {
     let redis_port = free_port().unwrap();
     let _redis = spawn_redis(redis_port).unwrap();
     let sets = vec![
-        "store.chroma_mode=http".to_owned(),
-        "store.chroma_host=127.0.0.1".to_owned(),
-        format!("store.chroma_port={chroma_port}"),
+        "store.chroma.mode=http".to_owned(),
+        "store.chroma.host=127.0.0.1".to_owned(),
+        format!("store.chroma.port={chroma_port}"),
         "cache.backend=redis".to_owned(),
         format!("cache.redis_url=redis://127.0.0.1:{redis_port}/"),
     ];

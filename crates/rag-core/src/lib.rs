@@ -35,7 +35,8 @@ pub use traits::{Chunker, Embedder, Generator, KeywordSearch, NamespacedEmbeddin
 pub type StageTimings = std::collections::BTreeMap<String, f64>;
 pub use types::{
     BatchCounters, Candidate, Chunk, ContextPassage, Distance, Document, EmbeddedChunk, Generation, GenerationEvent,
-    GenerationRequest, Metadata, MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreDescription, VectorQuery, content_hash,
+    GenerationRequest, Metadata, MetadataValue, RetrievalQuery, ScoredChunk, Span, StoreContext, StoreDescription, VectorQuery,
+    content_hash,
 };
 
 /// mockall mocks of every core trait, for tests that assemble pipelines without Python.

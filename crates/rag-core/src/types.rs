@@ -294,6 +294,20 @@ pub struct VectorQuery {
     pub filter: Option<crate::Filter>,
 }
 
+/// What a vector store built from its settings (a backend's `from_settings`) needs from the
+/// pipeline around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreContext {
+    /// The collection's name.
+    pub collection: String,
+    /// The collection's local directory, for stores that keep files there (embedded modes).
+    pub dir: std::path::PathBuf,
+    /// Distance of a new collection (an existing one must match).
+    pub distance: Distance,
+    /// The embedder's dimension.
+    pub dimension: usize,
+}
+
 /// What a vector store says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoreDescription {

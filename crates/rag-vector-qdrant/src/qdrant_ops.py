@@ -109,7 +109,7 @@ def _explained(client, name, e):
     copies = f"{factor} cop{'y' if factor == 1 else 'ies'} of each shard" if factor else "its shards' copies"
     return ShardUnavailable(
         f"collection `{name}`: {shards} does not answer, and the collection keeps {copies}. Bring the node back, or "
-        f"keep store.qdrant_replication >= 2 (set before the collection is created) so that a collection survives "
+        f"keep store.qdrant.replication >= 2 (set before the collection is created) so that a collection survives "
         f"the loss of a node. Qdrant said: {str(e).strip()[:300]}"
     )
 
@@ -142,7 +142,7 @@ def warn_single_copy(client, name, replication):
     if len(peers) < 2:
         return None
     return (f"collection `{name}` is created with one copy of each shard on a cluster of {len(peers)} nodes: losing "
-            f"any node makes every query fail until it is back; set store.qdrant_replication >= 2 to survive it")
+            f"any node makes every query fail until it is back; set store.qdrant.replication >= 2 to survive it")
 
 
 def connect(mode, path=None, url=None, api_key=None, prefer_grpc=False, grpc_port=6334, timeout=None):
