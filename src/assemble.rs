@@ -44,7 +44,7 @@ fn chunkers(cfg: &RagConfig, fit: Option<&EmbedderTokenizer>) -> Result<(Arc<dyn
 /// Starts the embedded interpreter with the configured venv and workers (once per process).
 #[cfg(feature = "python")]
 pub fn start_python(cfg: &RagConfig) -> Result<()> {
-    rag_python::init(rag_python::PythonConfig { venv: cfg.python.venv.clone(), workers: cfg.python.workers.max(1) }).map(|_| ())
+    rag_python::init(cfg.python.venv.clone(), cfg.python.workers).map(|_| ())
 }
 
 /// What the embedder part of a pipeline is made of.
@@ -62,30 +62,14 @@ struct EmbedderParts {
 async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
     use rag_embed::{CachedEmbedder, EmbeddingCache, LocalCache};
 
-    let (base, tokenizer_file): (Arc<dyn Embedder>, Option<std::path::PathBuf>) = match cfg.embedder.backend {
+    let e = &cfg.embedder;
+    let model = e.model.as_deref();
+    let (base, tokenizer_file): (Arc<dyn Embedder>, Option<std::path::PathBuf>) = match e.backend {
         #[cfg(feature = "openai")]
-        EmbedderBackend::Openai => {
-            let mut b = rag_embed::OpenAIEmbedder::builder()
-                .model(cfg.embedder.model.clone().unwrap_or_else(|| "text-embedding-3-small".into()));
-            if let Some(url) = &cfg.embedder.api_base {
-                b = b.base_url(url);
-            }
-            if let Ok(key) = std::env::var(&cfg.embedder.api_key_env) {
-                b = b.api_key(key);
-            }
-            if let Some(d) = cfg.embedder.dimensions {
-                b = b.dimensions(d);
-            }
-            (Arc::new(b.build().await?), None)
-        }
+        EmbedderBackend::Openai => (Arc::new(rag_embed::OpenAIEmbedder::from_settings(&e.openai, model).build().await?), None),
         #[cfg(feature = "sentence-transformers")]
         EmbedderBackend::SentenceTransformers => {
-            let mut b = rag_embed::SentenceTransformerEmbedder::builder()
-                .batch_size(cfg.embedder.batch_size)
-                .device(&cfg.embedder.device);
-            if let Some(m) = &cfg.embedder.model {
-                b = b.model(m);
-            }
+            let b = rag_embed::SentenceTransformerEmbedder::from_settings(&e.sentence_transformers, model, e.batch_size);
             // Lazily where the model describes itself: an unchanged re-ingest never loads it.
             match b.clone().build_lazy().await? {
                 Some(lazy) => {
@@ -93,25 +77,17 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
                     (Arc::new(lazy), file)
                 }
                 None => {
-                    let e = b.build().await?;
-                    let file = e.tokenizer_file().map(std::path::Path::to_path_buf);
-                    (Arc::new(e), file)
+                    let built = b.build().await?;
+                    let file = built.tokenizer_file().map(std::path::Path::to_path_buf);
+                    (Arc::new(built), file)
                 }
             }
         }
         #[cfg(feature = "onnx")]
         EmbedderBackend::Onnx => {
-            let mut b =
-                rag_embed::OnnxEmbedder::builder().sessions(cfg.embedder.onnx_sessions).precision(match cfg.embedder.precision {
-                    crate::config::OnnxPrecisionSetting::Fp32 => rag_embed::OnnxPrecision::Fp32,
-                    crate::config::OnnxPrecisionSetting::Int8 => rag_embed::OnnxPrecision::Int8,
-                });
-            if let Some(m) = &cfg.embedder.model {
-                b = b.model_dir(m);
-            }
-            let e = b.build().await?;
-            let file = e.tokenizer_file().to_path_buf();
-            (Arc::new(e), Some(file))
+            let built = rag_embed::OnnxEmbedder::from_settings(&e.onnx, model).build().await?;
+            let file = built.tokenizer_file().to_path_buf();
+            (Arc::new(built), Some(file))
         }
         #[allow(unreachable_patterns)]
         other => return Err(not_compiled("embedder.backend", other.as_str(), Some(other.as_str()))),

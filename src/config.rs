@@ -50,16 +50,6 @@ choice! {
 }
 
 choice! {
-    /// Which weights the ONNX embedder runs.
-    OnnxPrecisionSetting {
-        /// fp32: the same vectors as torch.
-        Fp32 = "fp32",
-        /// Dynamically quantised int8: faster, vectors move (measured in the README).
-        Int8 = "int8",
-    }
-}
-
-choice! {
     /// Which embedding cache.
     CacheBackend {
         /// On disk under the data directory (redb).
@@ -216,7 +206,8 @@ impl StoreBackend {
     }
 }
 
-/// Embedding model settings.
+/// Embedding model settings: the backend, what every backend shares, and each backend's own
+/// table (its settings type in rag-embed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbedderConfig {
@@ -233,18 +224,13 @@ pub struct EmbedderConfig {
     /// How long a query waits for others to share its model call, in milliseconds (0: only
     /// those already waiting, no added latency).
     pub batch_wait_ms: u64,
-    /// torch device for sentence-transformers.
-    pub device: String,
-    /// OpenAI-compatible base URL.
-    pub api_base: Option<String>,
-    /// Environment variable holding the OpenAI API key.
-    pub api_key_env: String,
-    /// OpenAI `dimensions`.
-    pub dimensions: Option<usize>,
-    /// ONNX: `fp32` (default) or `int8`.
-    pub precision: OnnxPrecisionSetting,
-    /// ONNX: sessions run at once (one per core is best on CPU).
-    pub onnx_sessions: usize,
+    /// `[embedder.onnx]`: [`rag_embed::OnnxSettings`].
+    pub onnx: rag_embed::OnnxSettings,
+    /// `[embedder.sentence-transformers]`: [`rag_embed::SentenceTransformersSettings`].
+    #[serde(rename = "sentence-transformers")]
+    pub sentence_transformers: rag_embed::SentenceTransformersSettings,
+    /// `[embedder.openai]`: [`rag_embed::OpenAiSettings`].
+    pub openai: rag_embed::OpenAiSettings,
 }
 
 impl Default for EmbedderConfig {
@@ -257,12 +243,9 @@ impl Default for EmbedderConfig {
             batch_size: defaults::EMBED_BATCH,
             batch_queries: true,
             batch_wait_ms: 0,
-            device: "cpu".into(),
-            api_base: None,
-            api_key_env: "OPENAI_API_KEY".into(),
-            dimensions: None,
-            precision: OnnxPrecisionSetting::Fp32,
-            onnx_sessions: 2,
+            onnx: Default::default(),
+            sentence_transformers: Default::default(),
+            openai: Default::default(),
         }
     }
 }
@@ -445,7 +428,7 @@ pub struct PythonSettings {
 
 impl Default for PythonSettings {
     fn default() -> Self {
-        Self { venv: None, workers: 4 }
+        Self { venv: None, workers: 4 } // rag_python::DEFAULT_WORKERS (rag-python is optional)
     }
 }
 
@@ -606,6 +589,12 @@ pub const RENAMED_KEYS: &[(&str, &str)] = &[
     ("store.pinecone_api_key_env", "store.pinecone.api_key_env"),
     ("store.pinecone_cloud", "store.pinecone.cloud"),
     ("store.pinecone_region", "store.pinecone.region"),
+    ("embedder.precision", "embedder.onnx.precision"),
+    ("embedder.onnx_sessions", "embedder.onnx.sessions"),
+    ("embedder.device", "embedder.sentence-transformers.device"),
+    ("embedder.api_base", "embedder.openai.api_base"),
+    ("embedder.api_key_env", "embedder.openai.api_key_env"),
+    ("embedder.dimensions", "embedder.openai.dimensions"),
 ];
 
 /// Moves keys written under an old name ([`RENAMED_KEYS`]) to the current one, with a warning.
@@ -798,7 +787,7 @@ impl RagConfig {
         check_range("chunker.overlap", c.overlap, 0, c.chunk_size.saturating_sub(1))?;
         check_range("embedder.batch_size", self.embedder.batch_size, 1, 4096)?;
         check_range("embedder.batch_wait_ms", self.embedder.batch_wait_ms, 0, 1000)?;
-        check_range("embedder.onnx_sessions", self.embedder.onnx_sessions, 1, 64)?;
+        check_range("embedder.onnx.sessions", self.embedder.onnx.sessions, 1, 64)?;
         check_range("rerank.final_k", self.rerank.final_k, 1, defaults::MAX_K)?;
         check_range("rerank.initial_k", self.rerank.initial_k, self.rerank.final_k, 10_000)?;
         check_range("rerank.batch_size", self.rerank.batch_size, 1, 4096)?;
@@ -926,7 +915,7 @@ mod tests {
         cfg.set("embedder.dimensions", "256").unwrap();
         cfg.set("data_dir", "/tmp/x").unwrap();
         assert_eq!((cfg.retrieval.alpha, cfg.rerank.enabled), (0.3, true));
-        assert_eq!((cfg.generator.lm.as_deref(), cfg.embedder.dimensions), (Some("openai/gpt-4o-mini"), Some(256)));
+        assert_eq!((cfg.generator.lm.as_deref(), cfg.embedder.openai.dimensions), (Some("openai/gpt-4o-mini"), Some(256)));
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
         let err = cfg.set("retrieval.kk", "3").unwrap_err().to_string();
         assert!(err.contains("retrieval.kk") && err.contains("kk"), "{err}");

@@ -20,6 +20,7 @@ mod onnx;
 mod openai;
 #[cfg(feature = "sentence-transformers")]
 mod sentence_transformers;
+mod settings;
 
 pub use batch::{BatchStats, BatchingEmbedder};
 #[cfg(feature = "redis-cache")]
@@ -28,13 +29,14 @@ pub use cache::{
     CacheStats, CachedEmbedder, EmbeddingCache, LocalCache, cache_key, decode_vector, encode_vector, namespaced_cache_key,
 };
 #[cfg(feature = "onnx")]
-pub use onnx::{OnnxEmbedder, OnnxEmbedderBuilder, OnnxPrecision, default_model_dir, venv_runtime_library};
+pub use onnx::{OnnxEmbedder, OnnxEmbedderBuilder, default_model_dir, venv_runtime_library};
 #[cfg(feature = "openai")]
 pub use openai::{OpenAIEmbedder, OpenAIEmbedderBuilder, OverlongInput};
 #[cfg(feature = "sentence-transformers")]
 pub use sentence_transformers::{
     LazySentenceTransformer, SentenceTransformerEmbedder, SentenceTransformerEmbedderBuilder, default_model_path,
 };
+pub use settings::{OnnxPrecision, OnnxSettings, OpenAiSettings, SentenceTransformersSettings};
 
 /// Embedding models loaded into this process so far (a sentence-transformers model built, an
 /// ONNX embedder's sessions loaded).

@@ -7,6 +7,7 @@
 //! intra-op thread each, and every text runs alone (no padding), the texts of a call spread over
 //! the sessions. The runtime library is the venv's onnxruntime wheel's, loaded at run time.
 
+use crate::settings::{OnnxPrecision, OnnxSettings};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -15,18 +16,12 @@ use ort::session::Session;
 use ort::value::Tensor;
 use rag_core::{Embedder, RagError, Result};
 
-/// Which exported model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnnxPrecision {
-    /// The fp32 export: the same vectors as torch (cosine 1.0 to sentence-transformers).
-    #[default]
-    Fp32,
-    /// Dynamically quantised int8 weights (AVX-512 VNNI): faster, slightly different vectors;
-    /// measure retrieval quality before using it.
-    Int8,
+/// The export file of a precision.
+trait ExportFile {
+    fn file(self) -> &'static str;
 }
 
-impl OnnxPrecision {
+impl ExportFile for OnnxPrecision {
     fn file(self) -> &'static str {
         match self {
             Self::Fp32 => "model.onnx",
@@ -187,7 +182,7 @@ impl OnnxEmbedderBuilder {
     fn build_blocking(self) -> Result<OnnxEmbedder> {
         if self.sessions == 0 || self.sessions > 64 {
             return Err(RagError::invalid_input(
-                "embedder.onnx_sessions",
+                "embedder.onnx.sessions",
                 format!("{} is out of range: use 1 to 64", self.sessions),
             ));
         }
@@ -222,10 +217,7 @@ impl OnnxEmbedderBuilder {
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| RagError::invalid_input(tokenizer_file.display().to_string(), e.to_string()))?;
-        let precision = match self.precision {
-            OnnxPrecision::Fp32 => "fp32",
-            OnnxPrecision::Int8 => "int8",
-        };
+        let precision = self.precision.as_str();
         // The id keys the embedding cache and each document's hash: `make setup`'s export of
         // the bundled MiniLM has a name; any other export is named by its directory, so its
         // vectors can never be served for MiniLM's (or the other way round).
@@ -258,6 +250,16 @@ impl OnnxEmbedder {
     /// A builder.
     pub fn builder() -> OnnxEmbedderBuilder {
         OnnxEmbedderBuilder::default()
+    }
+
+    /// The builder for `settings` (`[embedder.onnx]`), running the export in `model_dir`
+    /// (unset: the one `make setup` made): how the configuration builds it.
+    pub fn from_settings(settings: &OnnxSettings, model_dir: Option<&str>) -> OnnxEmbedderBuilder {
+        let b = Self::builder().precision(settings.precision).sessions(settings.sessions);
+        match model_dir {
+            Some(dir) => b.model_dir(dir),
+            None => b,
+        }
     }
 
     /// The model's `tokenizer.json` (what chunk fitting counts with).

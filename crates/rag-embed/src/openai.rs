@@ -184,6 +184,23 @@ impl OpenAIEmbedder {
         OpenAIEmbedderBuilder::default()
     }
 
+    /// The builder for `settings` (`[embedder.openai]`) and `model` (unset:
+    /// `text-embedding-3-small`), the key read from `api_key_env` now: how the configuration
+    /// builds it.
+    pub fn from_settings(settings: &crate::OpenAiSettings, model: Option<&str>) -> OpenAIEmbedderBuilder {
+        let mut b = Self::builder().model(model.unwrap_or("text-embedding-3-small"));
+        if let Some(url) = &settings.api_base {
+            b = b.base_url(url);
+        }
+        if let Ok(key) = std::env::var(&settings.api_key_env) {
+            b = b.api_key(key);
+        }
+        if let Some(d) = settings.dimensions {
+            b = b.dimensions(d);
+        }
+        b
+    }
+
     /// One request, retried with exponential backoff and jitter while the failure is transient.
     async fn request(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>> {
         let mut attempt = 0u32;

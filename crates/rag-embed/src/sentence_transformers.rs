@@ -287,6 +287,20 @@ impl SentenceTransformerEmbedder {
         SentenceTransformerEmbedderBuilder::default()
     }
 
+    /// The builder for `settings` (`[embedder.sentence-transformers]`), `model` (unset: the
+    /// bundled MiniLM) and `batch_size` texts per call: how the configuration builds it.
+    pub fn from_settings(
+        settings: &crate::SentenceTransformersSettings,
+        model: Option<&str>,
+        batch_size: usize,
+    ) -> SentenceTransformerEmbedderBuilder {
+        let b = Self::builder().batch_size(batch_size).device(&settings.device);
+        match model {
+            Some(m) => b.model(m),
+            None => b,
+        }
+    }
+
     /// The Python model object, for code that wants to call it directly (benchmarks).
     pub fn python_model(&self) -> Arc<Py<PyAny>> {
         self.model.clone()

@@ -13,21 +13,9 @@ use rag_core::{RagError, Result};
 use crate::pool::{self, Job};
 use crate::{PyResultExt, venv};
 
-/// How to start Python. The defaults need no settings at all.
-#[derive(Debug, Clone)]
-pub struct PythonConfig {
-    /// The venv to use; `None` searches (see [`venv::find_venv`]).
-    pub venv: Option<PathBuf>,
-    /// Worker threads that run GIL work. Pure-Python work serialises on the GIL anyway; more than
-    /// one lets torch and the chromadb core (which release the GIL while computing) overlap.
-    pub workers: usize,
-}
-
-impl Default for PythonConfig {
-    fn default() -> Self {
-        Self { venv: None, workers: 4 }
-    }
-}
+/// Worker threads when nothing asks for a number: pure-Python work serialises on the GIL anyway;
+/// more than one lets torch and the chromadb core (which release the GIL while computing) overlap.
+pub const DEFAULT_WORKERS: usize = 4;
 
 /// The running interpreter and its worker threads.
 #[derive(Debug)]
@@ -39,18 +27,19 @@ pub struct PythonRuntime {
 
 static RUNTIME: OnceLock<std::result::Result<PythonRuntime, String>> = OnceLock::new();
 
-/// Starts Python with `config` the first time; later calls return the same runtime (and ignore
-/// `config`, since CPython cannot be started twice in one process).
-pub fn init(config: PythonConfig) -> Result<&'static PythonRuntime> {
+/// Starts Python the first time, from `venv` (`None` searches: see [`venv::find_venv`]) with
+/// `workers` threads that run GIL work (the configuration's `[python]` table); later calls
+/// return the same runtime and ignore both, since CPython cannot be started twice in one process.
+pub fn init(venv: Option<PathBuf>, workers: usize) -> Result<&'static PythonRuntime> {
     RUNTIME
-        .get_or_init(|| start(&config).map_err(|e| e.to_string()))
+        .get_or_init(|| start(venv.as_deref(), workers.max(1)).map_err(|e| e.to_string()))
         .as_ref()
         .map_err(|e| RagError::config(format!("the embedded Python interpreter could not start: {e}")))
 }
 
 /// The runtime, started with default settings if nothing started it yet.
 pub fn runtime() -> Result<&'static PythonRuntime> {
-    init(PythonConfig::default())
+    init(None, DEFAULT_WORKERS)
 }
 
 /// Environment defaults applied inside Python before any package is imported. `setdefault` keeps
@@ -75,8 +64,8 @@ for k, v in {
     os.environ.setdefault(k, v)
 ";
 
-fn start(config: &PythonConfig) -> Result<PythonRuntime> {
-    let venv = venv::find_venv(config.venv.as_deref())?;
+fn start(venv: Option<&std::path::Path>, workers: usize) -> Result<PythonRuntime> {
+    let venv = venv::find_venv(venv)?;
     // SAFETY: guarded by the OnceLock, so this runs once per process, before any other Python use.
     unsafe { initialize_from_venv(&venv)? };
     let version = Python::attach(|py| -> Result<String> {
@@ -107,9 +96,9 @@ fn start(config: &PythonConfig) -> Result<PythonRuntime> {
             crate::SETUP_COMMAND
         )));
     }
-    let sender = pool::spawn_workers(config.workers)
-        .map_err(|e| RagError::internal_from("could not spawn the Python worker threads", e))?;
-    tracing::info!(venv = %venv.display(), %version, workers = config.workers, "embedded Python started");
+    let sender =
+        pool::spawn_workers(workers).map_err(|e| RagError::internal_from("could not spawn the Python worker threads", e))?;
+    tracing::info!(venv = %venv.display(), %version, workers, "embedded Python started");
     Ok(PythonRuntime { venv, version, sender })
 }
 

@@ -1,4 +1,4 @@
-//! [`ChromaStore`]: a [`VectorStore`] over ChromaDB, driven through PyO3.
+//! [`ChromaStore`]: a [`VectorStore`](rag_core::VectorStore) over ChromaDB, driven through PyO3.
 //!
 //! * Modes: embedded persistent ([`ChromaMode::Persistent`], the project's default), in-memory,
 //!   and client/server ([`ChromaMode::Http`], against `chroma run` or a hosted Chroma).
@@ -12,7 +12,7 @@
 //! * Scores: cosine `1 - d`; l2 `-d`; ip `1 - d` (= the dot product). Higher is more similar.
 //! * List-valued metadata follows rag-core's semantics (a list equals a value it contains):
 //!   Chroma's `$eq` / `$in` look at scalars only, so string conditions are sent with a
-//!   `$contains` / `$not_contains` twin ([`OperatorDialect::list_membership`]).
+//!   `$contains` / `$not_contains` twin ([`OperatorDialect::list_membership`](rag_python::store::OperatorDialect::list_membership)).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod settings;

@@ -38,7 +38,7 @@ rag_core::choice! {
 
 /// A Chroma store's settings: the `[store.chroma]` table of the configuration. The
 /// configuration names the backend (`[store] backend = "chroma"`); this crate reads its own
-/// table and builds the store ([`ChromaStore::from_settings`]).
+/// table and builds the store ([`ChromaStore::from_settings`](crate::ChromaStore::from_settings)).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChromaSettings {

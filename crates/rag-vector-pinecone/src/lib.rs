@@ -1,4 +1,4 @@
-//! [`PineconeStore`]: a [`VectorStore`] over a Pinecone index through the Python `pinecone` client.
+//! [`PineconeStore`]: a [`VectorStore`](rag_core::VectorStore) over a Pinecone index through the Python `pinecone` client.
 //!
 //! * `Pinecone(api_key)` with an index name (resolved, and created as a serverless index with
 //!   dimension, metric, cloud and region if missing) or an index host; namespaces.

@@ -11,7 +11,7 @@ pub enum PineconeIndex {
 }
 
 /// A Pinecone store's settings: the `[store.pinecone]` table of the configuration, read by
-/// this crate ([`PineconeStore::from_settings`]).
+/// this crate ([`PineconeStore::from_settings`](crate::PineconeStore::from_settings)).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PineconeSettings {

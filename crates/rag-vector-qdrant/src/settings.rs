@@ -38,7 +38,7 @@ rag_core::choice! {
 }
 
 /// A Qdrant store's settings: the `[store.qdrant]` table of the configuration, read by this
-/// crate ([`QdrantStore::from_settings`]).
+/// crate ([`QdrantStore::from_settings`](crate::QdrantStore::from_settings)).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QdrantSettings {

@@ -1,0 +1,64 @@
+//! The settings the configuration reads for each embedder (`[embedder.onnx]`,
+//! `[embedder.sentence-transformers]`, `[embedder.openai]`): plain data, defined whatever
+//! features are on, so a configuration naming any embedder loads in every build.
+
+rag_core::choice! {
+    /// Which exported model the ONNX embedder runs.
+    #[derive(Default)]
+    OnnxPrecision {
+        /// The fp32 export: the same vectors as torch (cosine 1.0 to sentence-transformers).
+        #[default]
+        Fp32 = "fp32",
+        /// Dynamically quantised int8 weights (AVX-512 VNNI): faster, slightly different
+        /// vectors; measure retrieval quality before using it.
+        Int8 = "int8",
+    }
+}
+
+/// The ONNX embedder's settings: `[embedder.onnx]`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnnxSettings {
+    /// `fp32` (default) or `int8`.
+    pub precision: OnnxPrecision,
+    /// Sessions run at once (one per core is best on CPU), 1 to 64.
+    pub sessions: usize,
+}
+
+impl Default for OnnxSettings {
+    fn default() -> Self {
+        Self { precision: OnnxPrecision::Fp32, sessions: 2 }
+    }
+}
+
+/// The sentence-transformers embedder's settings: `[embedder.sentence-transformers]`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SentenceTransformersSettings {
+    /// The torch device (`cpu`, `cuda`).
+    pub device: String,
+}
+
+impl Default for SentenceTransformersSettings {
+    fn default() -> Self {
+        Self { device: "cpu".into() }
+    }
+}
+
+/// The OpenAI-compatible embedder's settings: `[embedder.openai]`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiSettings {
+    /// The API's base URL; unset: OpenAI's.
+    pub api_base: Option<String>,
+    /// Environment variable holding the API key; the key is never logged.
+    pub api_key_env: String,
+    /// `dimensions` to ask the model for (text-embedding-3 models).
+    pub dimensions: Option<usize>,
+}
+
+impl Default for OpenAiSettings {
+    fn default() -> Self {
+        Self { api_base: None, api_key_env: "OPENAI_API_KEY".into(), dimensions: None }
+    }
+}
