@@ -11,7 +11,7 @@ use rag_core::qa::{exact_match, token_f1};
 use rag_core::{QaExample, RagError, Result, read_qa_examples};
 use serde::Serialize;
 
-use crate::config::RetrievalMode;
+use crate::retrieve::RetrievalMode;
 use crate::ingest::{IngestOptions, IngestReport};
 use crate::pipeline::{Progress, RagPipeline};
 use crate::query::QueryOptions;
