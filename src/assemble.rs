@@ -218,47 +218,20 @@ fn not_compiled(key: &str, value: &str, feature: Option<&str>) -> RagError {
 /// this process first); `None` without `generator.lm`.
 #[cfg(feature = "dspy")]
 pub async fn lm_config(cfg: &RagConfig) -> Result<Option<rag_dspy::LmConfig>> {
-    let Some(lm) = cfg.generator.lm.clone() else { return Ok(None) };
-    let g = &cfg.generator;
-    // `local`: llama.cpp's server in this process, then DSPy calls it like any
-    // OpenAI-compatible server (`hosted_vllm/` sends `max_tokens`, which llama.cpp honours).
-    let (model, api_base, api_key) = if lm == "local" {
-        let path = g.local_model.clone().or_else(rag_dspy::default_local_model).ok_or_else(|| {
-            RagError::config("generator.lm = local needs generator.local_model (a GGUF file), or run `make setup`")
-        })?;
-        let local = rag_dspy::LocalModel { path, context: g.local_context, threads: g.local_threads };
-        ("hosted_vllm/local".to_owned(), Some(format!("{}/v1", local.start().await?)), Some("local".to_owned()))
-    } else {
-        (lm, g.api_base.clone(), std::env::var(&g.api_key_env).ok())
-    };
-    Ok(Some(rag_dspy::LmConfig::Lm {
-        model,
-        api_base,
-        api_key,
-        max_tokens: g.max_tokens,
-        temperature: g.temperature,
-        retries: g.retries,
-        timeout: Duration::from_secs(g.timeout_secs),
-        cache: g.cache,
-    }))
+    cfg.generator.lm_config().await
 }
 
-#[allow(unused_variables)]
+/// The generator `[generator]` describes, built by rag-dspy; `None`: extractive answers.
 async fn generator(cfg: &RagConfig) -> Result<Option<Arc<dyn Generator>>> {
-    let Some(lm) = cfg.generator.lm.clone() else { return Ok(None) };
+    let Some(lm) = &cfg.generator.lm else { return Ok(None) };
     #[cfg(feature = "dspy")]
     {
-        let g = &cfg.generator;
-        let Some(lm) = lm_config(cfg).await? else { return Ok(None) };
-        let mut b =
-            rag_dspy::DspyGenerator::with_lm(lm).signature(&g.signature).cache_dir(cfg.data_dir.join("cache").join("dspy"));
-        if let Some(p) = &g.program {
-            b = b.program(p.clone());
-        }
-        Ok(Some(Arc::new(b.build().await?)))
+        let _ = lm;
+        let built = rag_dspy::DspyGenerator::from_settings(&cfg.generator, cfg.data_dir.join("cache").join("dspy")).await?;
+        Ok(built.map(|g| Arc::new(g) as Arc<dyn Generator>))
     }
     #[cfg(not(feature = "dspy"))]
-    Err(RagError::config(format!("generator.lm = `{lm}` needs the `dspy` feature, which this build lacks")))
+    Err(not_compiled("generator.lm", lm, Some("dspy")))
 }
 
 #[allow(unused_variables)]

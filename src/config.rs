@@ -111,7 +111,8 @@ pub struct RagConfig {
     /// Context window.
     pub context: ContextConfig,
     /// Answer generation.
-    pub generator: GeneratorConfig,
+    /// `[generator]`: [`rag_dspy::GeneratorSettings`] (the DSPy generator's own settings).
+    pub generator: rag_dspy::GeneratorSettings,
     /// Embedded Python.
     pub python: PythonSettings,
     /// `rag serve`: address, limits, API keys.
@@ -131,7 +132,7 @@ impl Default for RagConfig {
             retrieval: RetrievalSettings::default(),
             rerank: RerankConfig::default(),
             context: ContextConfig::default(),
-            generator: GeneratorConfig::default(),
+            generator: rag_dspy::GeneratorSettings::default(),
             python: PythonSettings::default(),
             server: ServerConfig::default(),
         }
@@ -359,60 +360,6 @@ pub struct ContextConfig {
 impl Default for ContextConfig {
     fn default() -> Self {
         Self { max_tokens: defaults::CONTEXT_TOKENS, reserved_for_answer: None, order: ContextOrder::ByRank }
-    }
-}
-
-/// Answer generation settings. Without `lm`, answers are extractive.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GeneratorConfig {
-    /// LM for DSPy (`openai/gpt-4o-mini`, `hosted_vllm/NAME`); unset: extractive answers.
-    pub lm: Option<String>,
-    /// OpenAI-compatible base URL.
-    pub api_base: Option<String>,
-    /// Environment variable holding the LM API key.
-    pub api_key_env: String,
-    /// Max tokens per answer.
-    pub max_tokens: usize,
-    /// Sampling temperature.
-    pub temperature: f32,
-    /// Seconds before a generation is abandoned for the extractive answer.
-    pub timeout_secs: u64,
-    /// LM retries (DSPy / litellm).
-    pub retries: u32,
-    /// DSPy signature.
-    pub signature: String,
-    /// DSPy's response cache (on: a repeated question is answered from disk, without streaming).
-    pub cache: bool,
-    /// `lm = "local"`: the GGUF file llama.cpp serves in-process; unset: the one `make setup`
-    /// assembles (`RAG_LOCAL_MODEL`, else ~/.cache/rag/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf).
-    pub local_model: Option<PathBuf>,
-    /// `lm = "local"`: CPU threads for generation.
-    pub local_threads: usize,
-    /// `lm = "local"`: context window in tokens.
-    pub local_context: usize,
-    /// A program compiled by `rag optimize`: the generator answers with its answer predictor's
-    /// demos and instructions (the pipeline's retrieval stays the pipeline's).
-    pub program: Option<PathBuf>,
-}
-
-impl Default for GeneratorConfig {
-    fn default() -> Self {
-        Self {
-            lm: None,
-            api_base: None,
-            api_key_env: "OPENAI_API_KEY".into(),
-            max_tokens: 512,
-            temperature: 0.0,
-            timeout_secs: defaults::GENERATION_TIMEOUT_SECS,
-            retries: 2,
-            signature: "context, question -> answer".into(),
-            cache: true,
-            local_model: None,
-            local_threads: 2,
-            local_context: 4096,
-            program: None,
-        }
     }
 }
 
@@ -936,6 +883,13 @@ mod choice_tests {
     /// A configuration written before each backend owned its table keeps its meaning: the old
     /// flat keys are read as the new ones (files and `--set`), and both spellings at once are
     /// refused naming both.
+    /// The generation deadline has one default whether the pipeline comes from the builder or
+    /// from the configuration (whose `[generator]` table is rag-dspy's type).
+    #[test]
+    fn the_generation_deadline_defaults_agree() {
+        assert_eq!(RagConfig::default().generator.timeout_secs, defaults::GENERATION_TIMEOUT_SECS);
+    }
+
     #[test]
     fn old_key_names_keep_their_meaning() {
         let old = "[store]\nbackend = \"qdrant\"\nqdrant_mode = \"server\"\nqdrant_url = \"http://q:6333\"\nqdrant_replication = 2\nchroma_port = 9000\n";

@@ -11,10 +11,10 @@ use rag_core::qa::{exact_match, token_f1};
 use rag_core::{QaExample, RagError, Result, read_qa_examples};
 use serde::Serialize;
 
-use crate::retrieve::RetrievalMode;
 use crate::ingest::{IngestOptions, IngestReport};
 use crate::pipeline::{Progress, RagPipeline};
 use crate::query::QueryOptions;
+use crate::retrieve::RetrievalMode;
 use crate::sources::FileSource;
 
 /// Evaluation results (the keys `rag eval --json` prints).

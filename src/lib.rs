@@ -35,8 +35,8 @@ pub use rag_core::{
 pub use rag_keyword as keyword;
 pub use rag_keyword::{KeywordConfig, KeywordIndex};
 
-/// DSPy generators, the Rust retriever for DSPy, BasicRag, MultiHopRag (feature `dspy`).
-#[cfg(feature = "dspy")]
+/// DSPy: the `[generator]` settings always; generators, the Rust retriever for DSPy, BasicRag,
+/// MultiHopRag with feature `dspy`.
 pub use rag_dspy as dspy;
 /// Embedders and the embedding cache: the local cache and the settings always, each embedder
 /// with its feature (`onnx`, `sentence-transformers`, `openai`), Redis with `redis-cache`.

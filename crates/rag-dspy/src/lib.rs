@@ -14,67 +14,16 @@
 //! * [`optimize`] (`rag optimize`): DSPy optimisers (BootstrapFewShot, random search,
 //!   LabeledFewShot, MIPROv2) compiling a program whose retrieval is Rust, scored by a [`Metric`]
 //!   before and after, saved in DSPy's JSON format; [`CompiledProgram`] loads and runs it.
+//! * [`GeneratorSettings`]: the `[generator]` table (always built); everything else needs the
+//!   `runtime` feature (Python through PyO3).
 //! * [`LocalModel`]: llama.cpp's server inside the embedded Python (`xllamacpp`), from a local
 //!   GGUF file, for DSPy to call offline.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-mod generator;
-mod lm;
-mod local;
-mod modules;
-mod optimize;
-mod retriever;
+mod settings;
+pub use settings::GeneratorSettings;
 
-pub use generator::{DspyGenerator, DspyGeneratorBuilder};
-pub use lm::LmConfig;
-pub use local::{LocalModel, default_local_model};
-pub use modules::{BasicRag, DspyProgram, Hop, MultiHopRag, PassageRef, RagAnswer};
-pub use optimize::{
-    CompiledProgram, Example, Metric, MetricFn, OptimizeOptions, OptimizeReport, Optimizer, ProgramSpec, optimize, read_examples,
-    report_path,
-};
-pub use retriever::{Passage, RustRetriever};
-
-use std::sync::OnceLock;
-
-use rag_core::{RagError, Result};
-use rag_python::PyResultExt;
-use rag_python::classify::{ErrorRules, OPENAI_COMPATIBLE};
-use rag_python::pyo3::prelude::*;
-use rag_python::pyo3::types::PyModule;
-use rag_python::store::EmbeddedModule;
-
-/// The embedded `rag_dspy.py` module, imported once (after pointing DSPy's disk cache at
-/// `cache_dir` or a temp directory, so nothing writes to `~/.dspy_cache`).
-pub(crate) fn ops(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
-    static OPS: EmbeddedModule = EmbeddedModule::new(c"rag_dspy", c"rag_dspy.py", include_str!("rag_dspy.py"));
-    static CACHE_SET: OnceLock<()> = OnceLock::new();
-    if CACHE_SET.get().is_some() {
-        return OPS.bind(py);
-    }
-    let os = rag_python::import(py, "os")?;
-    let environ = os.getattr("environ").py_context(py)?;
-    let default_cache = std::env::temp_dir().join("rag-dspy-cache").display().to_string();
-    environ.call_method1("setdefault", ("DSPY_CACHEDIR", default_cache)).py_context(py)?;
-    let m = OPS.bind(py)?;
-    let _ = CACHE_SET.set(());
-    Ok(m)
-}
-
-/// Sets DSPy's cache directory (must run before the first DSPy call of the process).
-pub async fn set_cache_dir(dir: std::path::PathBuf) -> Result<()> {
-    rag_python::runtime()?
-        .run(move |py| {
-            let environ = rag_python::import(py, "os")?.getattr("environ").py_context(py)?;
-            environ.call_method1("setdefault", ("DSPY_CACHEDIR", dir.display().to_string())).py_context(py)?;
-            Ok(())
-        })
-        .await
-}
-
-/// LM failures by class: rate limits, timeouts, connection problems and 5xx are transient;
-/// authentication and other 4xx are permanent ([`rag_python::classify::OPENAI_COMPATIBLE`]).
-pub(crate) fn classify(e: RagError) -> RagError {
-    const ERRORS: ErrorRules = ErrorRules { backend: "dspy LM", rules: OPENAI_COMPATIBLE };
-    ERRORS.classify(e, "generation")
-}
+#[cfg(feature = "runtime")]
+mod runtime;
+#[cfg(feature = "runtime")]
+pub use runtime::*;

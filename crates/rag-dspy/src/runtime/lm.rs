@@ -119,5 +119,5 @@ pub(crate) fn make_lm(
     use rag_python::PyResultExt;
     use rag_python::pyo3::prelude::*;
     let spec = rag_python::convert::json_to_py(py, &cfg.spec())?;
-    Ok(crate::ops(py)?.getattr("make_lm").and_then(|f| f.call1((spec,))).py_context(py)?.unbind())
+    Ok(crate::runtime::ops(py)?.getattr("make_lm").and_then(|f| f.call1((spec,))).py_context(py)?.unbind())
 }

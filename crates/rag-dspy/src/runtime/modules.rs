@@ -10,9 +10,9 @@ use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::PyDict;
 use serde::Serialize;
 
-use crate::lm::{LmConfig, make_lm};
-use crate::retriever::RustRetriever;
-use crate::{classify, ops};
+use crate::runtime::lm::{LmConfig, make_lm};
+use crate::runtime::retriever::RustRetriever;
+use crate::runtime::{classify, ops};
 
 /// A passage in a typed result.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -10,8 +10,8 @@ use rag_core::{Generation, GenerationEvent, GenerationRequest, Generator, RagErr
 use rag_python::PyResultExt;
 use rag_python::pyo3::prelude::*;
 
-use crate::lm::{LmConfig, make_lm};
-use crate::{classify, ops};
+use crate::runtime::lm::{LmConfig, make_lm};
+use crate::runtime::{classify, ops};
 
 /// Builder for [`DspyGenerator`].
 #[derive(Debug, Clone)]
@@ -113,7 +113,7 @@ impl DspyGeneratorBuilder {
     /// Creates the LM and the ChainOfThought program.
     pub async fn build(self) -> Result<DspyGenerator> {
         if let Some(dir) = &self.cache_dir {
-            crate::set_cache_dir(dir.clone()).await?;
+            crate::runtime::set_cache_dir(dir.clone()).await?;
         }
         let (lm, signature, compiled) = (self.lm.clone(), self.signature.clone(), self.program.clone());
         let (lm_obj, program) = rag_python::runtime()?
@@ -273,5 +273,48 @@ impl Generator for DspyGenerator {
 
     fn name(&self) -> String {
         self.name.clone()
+    }
+}
+
+impl crate::GeneratorSettings {
+    /// The LM `lm` names, as DSPy programs take it (`local` starts llama.cpp's server in this
+    /// process first); `None` without `lm`.
+    pub async fn lm_config(&self) -> Result<Option<LmConfig>> {
+        let Some(lm) = self.lm.clone() else { return Ok(None) };
+        // `local`: llama.cpp's server in this process, then DSPy calls it like any
+        // OpenAI-compatible server (`hosted_vllm/` sends `max_tokens`, which llama.cpp honours).
+        let (model, api_base, api_key) = if lm == "local" {
+            let path = self.local_model.clone().or_else(crate::default_local_model).ok_or_else(|| {
+                RagError::config("generator.lm = local needs generator.local_model (a GGUF file), or run `make setup`")
+            })?;
+            let local = crate::LocalModel { path, context: self.local_context, threads: self.local_threads };
+            ("hosted_vllm/local".to_owned(), Some(format!("{}/v1", local.start().await?)), Some("local".to_owned()))
+        } else {
+            (lm, self.api_base.clone(), std::env::var(&self.api_key_env).ok())
+        };
+        Ok(Some(LmConfig::Lm {
+            model,
+            api_base,
+            api_key,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            retries: self.retries,
+            timeout: Duration::from_secs(self.timeout_secs),
+            cache: self.cache,
+        }))
+    }
+}
+
+impl DspyGenerator {
+    /// The generator `settings` describe (`None` without an LM: the pipeline answers
+    /// extractively), with DSPy's response cache under `cache_dir`: the one way the
+    /// configuration builds it.
+    pub async fn from_settings(settings: &crate::GeneratorSettings, cache_dir: PathBuf) -> Result<Option<Self>> {
+        let Some(lm) = settings.lm_config().await? else { return Ok(None) };
+        let mut b = Self::with_lm(lm).signature(&settings.signature).cache_dir(cache_dir);
+        if let Some(p) = &settings.program {
+            b = b.program(p.clone());
+        }
+        b.build().await.map(Some)
     }
 }

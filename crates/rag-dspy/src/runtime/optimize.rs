@@ -15,9 +15,9 @@ use rag_python::PyResultExt;
 use rag_python::pyo3::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::lm::LmConfig;
-use crate::modules::{Bound3, RagAnswer};
-use crate::{classify, ops};
+use crate::runtime::lm::LmConfig;
+use crate::runtime::modules::{Bound3, RagAnswer};
+use crate::runtime::{classify, ops};
 
 /// One training or evaluation example (see [`rag_core::QaExample`]).
 pub type Example = rag_core::QaExample;

@@ -8,7 +8,7 @@ use rag_core::{RagError, Result};
 use rag_python::PyResultExt;
 use rag_python::pyo3::prelude::*;
 
-use crate::ops;
+use crate::runtime::ops;
 
 /// The GGUF model `make setup` assembles (Qwen2.5-Coder-0.5B-Instruct Q4_K_M): `$RAG_LOCAL_MODEL`,
 /// else `$XDG_CACHE_HOME/rag/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf` (`~/.cache/...`).
