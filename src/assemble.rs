@@ -234,34 +234,15 @@ async fn generator(cfg: &RagConfig) -> Result<Option<Arc<dyn Generator>>> {
     Err(not_compiled("generator.lm", lm, Some("dspy")))
 }
 
-#[allow(unused_variables)]
+/// The reranker `[rerank]` asks for, built by rag-rerank from `[rerank.cross-encoder]`.
 async fn reranker(cfg: &RagConfig) -> Result<Option<Arc<dyn Reranker>>> {
-    if !cfg.rerank.enabled && cfg.rerank.model.is_none() {
+    if !cfg.rerank.enabled && cfg.rerank.cross_encoder.model.is_none() {
         return Ok(None);
     }
     #[cfg(feature = "cross-encoder")]
-    {
-        let model = cfg.rerank.model.clone().ok_or_else(|| {
-            RagError::config(
-                "rerank.enabled needs rerank.model: a cross-encoder directory (none ships offline; see README, Reranking)",
-            )
-        })?;
-        let r: Arc<dyn Reranker> = Arc::new(
-            rag_rerank::CrossEncoderReranker::builder(model)
-                .batch_size(cfg.rerank.batch_size)
-                .max_length(cfg.rerank.max_length)
-                .build()
-                .await?,
-        );
-        // Concurrent queries' reranks share model calls, as their query embeddings do.
-        if cfg.rerank.batch_queries {
-            let wait = Duration::from_millis(cfg.rerank.batch_wait_ms);
-            return Ok(Some(Arc::new(rag_rerank::BatchingReranker::new(r, cfg.rerank.batch_pairs, wait)?)));
-        }
-        Ok(Some(r))
-    }
+    return rag_rerank::CrossEncoderReranker::from_settings(&cfg.rerank.cross_encoder).await.map(Some);
     #[cfg(not(feature = "cross-encoder"))]
-    Err(RagError::config("reranking needs the `cross-encoder` feature, which this build lacks"))
+    Err(not_compiled("rerank.enabled", "true", Some("cross-encoder")))
 }
 
 /// The models a pipeline uses (embedder with its cache, reranker, generator), built once and

@@ -304,43 +304,28 @@ impl Default for ChunkerConfig {
     }
 }
 
-/// Reranking settings.
+/// Reranking: whether and how deep (the pipeline's), and the cross-encoder's own table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RerankConfig {
     /// Rerank every query.
     pub enabled: bool,
-    /// Cross-encoder model directory or name.
-    pub model: Option<String>,
     /// First-stage candidates.
     pub initial_k: usize,
     /// Kept after reranking.
     pub final_k: usize,
-    /// Pairs per model call.
-    pub batch_size: usize,
-    /// Max sequence length.
-    pub max_length: usize,
-    /// Concurrent queries' reranks share model calls (up to `batch_pairs` pairs in one call).
-    pub batch_queries: bool,
-    /// The most (query, passage) pairs one shared call carries.
-    pub batch_pairs: usize,
-    /// How long a rerank waits for others to share its call (0: only those already waiting).
-    pub batch_wait_ms: u64,
+    /// `[rerank.cross-encoder]`: [`rag_rerank::CrossEncoderSettings`].
+    #[serde(rename = "cross-encoder")]
+    pub cross_encoder: rag_rerank::CrossEncoderSettings,
 }
 
 impl Default for RerankConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            model: None,
             initial_k: defaults::RERANK_INITIAL_K,
             final_k: defaults::RERANK_FINAL_K,
-            batch_size: 32,
-            max_length: 512,
-            // Measured: no gain on 2 cores (pairs are long, the model is compute-bound), README.
-            batch_queries: false,
-            batch_pairs: 512,
-            batch_wait_ms: 0,
+            cross_encoder: Default::default(),
         }
     }
 }
@@ -506,7 +491,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RAG_RETRIEVAL_MODE", "retrieval.mode"),
     ("RAG_K", "retrieval.k"),
     ("RAG_RERANK", "rerank.enabled"),
-    ("RAG_RERANK_MODEL", "rerank.model"),
+    ("RAG_RERANK_MODEL", "rerank.cross-encoder.model"),
     ("RAG_LM", "generator.lm"),
     ("RAG_LM_API_BASE", "generator.api_base"),
     ("RAG_LM_API_KEY_ENV", "generator.api_key_env"),
@@ -542,6 +527,12 @@ pub const RENAMED_KEYS: &[(&str, &str)] = &[
     ("embedder.api_base", "embedder.openai.api_base"),
     ("embedder.api_key_env", "embedder.openai.api_key_env"),
     ("embedder.dimensions", "embedder.openai.dimensions"),
+    ("rerank.model", "rerank.cross-encoder.model"),
+    ("rerank.batch_size", "rerank.cross-encoder.batch_size"),
+    ("rerank.max_length", "rerank.cross-encoder.max_length"),
+    ("rerank.batch_queries", "rerank.cross-encoder.batch_queries"),
+    ("rerank.batch_pairs", "rerank.cross-encoder.batch_pairs"),
+    ("rerank.batch_wait_ms", "rerank.cross-encoder.batch_wait_ms"),
 ];
 
 /// Moves keys written under an old name ([`RENAMED_KEYS`]) to the current one, with a warning.
@@ -737,9 +728,10 @@ impl RagConfig {
         check_range("embedder.onnx.sessions", self.embedder.onnx.sessions, 1, 64)?;
         check_range("rerank.final_k", self.rerank.final_k, 1, defaults::MAX_K)?;
         check_range("rerank.initial_k", self.rerank.initial_k, self.rerank.final_k, 10_000)?;
-        check_range("rerank.batch_size", self.rerank.batch_size, 1, 4096)?;
-        check_range("rerank.batch_pairs", self.rerank.batch_pairs, 1, 100_000)?;
-        check_range("rerank.batch_wait_ms", self.rerank.batch_wait_ms, 0, 1000)?;
+        let ce = &self.rerank.cross_encoder;
+        check_range("rerank.cross-encoder.batch_size", ce.batch_size, 1, 4096)?;
+        check_range("rerank.cross-encoder.batch_pairs", ce.batch_pairs, 1, 100_000)?;
+        check_range("rerank.cross-encoder.batch_wait_ms", ce.batch_wait_ms, 0, 1000)?;
         check_range("context.max_tokens", self.context.max_tokens, 64, 10_000_000)?;
         if let Some(reserved) = self.context.reserved_for_answer {
             check_range("context.reserved_for_answer", reserved, 0, self.context.max_tokens - 1)?;
@@ -904,6 +896,12 @@ mod choice_tests {
         let both = "[store]\nqdrant_url = \"http://a\"\n[store.qdrant]\nurl = \"http://b\"\n";
         let err = RagConfig::from_toml(both).unwrap_err().to_string();
         assert!(err.contains("store.qdrant_url") && err.contains("store.qdrant.url"), "{err}");
+        let old =
+            RagConfig::from_toml("[rerank]\nenabled = true\nmodel = \"ce\"\nbatch_size = 8\n[embedder]\nprecision = \"int8\"\n")
+                .unwrap();
+        let new = "[rerank]\nenabled = true\n[rerank.cross-encoder]\nmodel = \"ce\"\nbatch_size = 8\n[embedder.onnx]\nprecision = \"int8\"\n";
+        assert_eq!(old, RagConfig::from_toml(new).unwrap());
+        assert_eq!(old.rerank.cross_encoder.model.as_deref(), Some("ce"));
         // A misspelling is still an error naming it, old format or new.
         let err = RagConfig::from_toml("[store]\nqdrant_urll = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("qdrant_urll"), "{err}");

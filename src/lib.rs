@@ -44,8 +44,7 @@ pub use rag_embed as embed;
 /// The embedded Python runtime.
 #[cfg(feature = "python")]
 pub use rag_python as python;
-/// Cross-encoder reranking (feature `cross-encoder`).
-#[cfg(feature = "cross-encoder")]
+/// Reranking: the `[rerank.cross-encoder]` settings always, the cross-encoder with feature `cross-encoder`.
 pub use rag_rerank as rerank;
 /// ChromaDB vector store: its settings always, the store with feature `chroma`.
 pub use rag_vector_chroma as chroma;

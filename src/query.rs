@@ -322,7 +322,9 @@ impl RagPipeline {
             Rerank::Off => false,
         };
         if rerank && self.reranker.is_none() {
-            return Err(RagError::config("reranking was asked for, but no reranker is configured (set rerank.model)"));
+            return Err(RagError::config(
+                "reranking was asked for, but no reranker is configured (set rerank.cross-encoder.model)",
+            ));
         }
         if self.retriever.is_none() && opts.mode.unwrap_or(self.retrieval.mode) != RetrievalMode::Bm25 {
             self.check_dimensions().await?;
