@@ -1,6 +1,6 @@
 //! [`CrossEncoderReranker`]: reranking with a sentence-transformers `CrossEncoder`.
 //!
-//! Every (query, candidate) pair is scored in one `predict` call per batch; [`Reranker::rerank_batch`]
+//! Every (query, candidate) pair is scored in one `predict` call per batch; [`Reranker::rerank_batch`](rag_core::Reranker::rerank_batch)
 //! scores many queries' candidates in a single crossing into Python. No trained cross-encoder
 //! ships offline here: give a local model directory (tests build a tiny random BERT one with
 //! `rag_testkit::models::build_tiny_cross_encoder`).
