@@ -6,7 +6,6 @@ use std::time::Duration;
 use rag_chunk::{ContextWindow, EmbedderTokenizer, FitToEmbedder, MarkdownChunker, SemanticChunker, TokenChunker, TokenCounter};
 #[allow(unused_imports)]
 use rag_core::{Chunker, Embedder, Generator, RagError, Reranker, Result, VectorStore};
-use rag_keyword::KeywordIndex;
 
 #[allow(unused_imports)]
 use crate::config::{CacheBackend, ChunkerKind, EmbedderBackend, StoreBackend};
@@ -342,21 +341,18 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
     let dir = cfg.collection_dir();
     // With the index in the engine nothing of the collection lives on local disk.
     let local = cfg.store.index == crate::config::IndexPlacement::Local;
-    if local {
-        std::fs::create_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
-    }
     let counter = TokenCounter::new(cfg.chunker.encoding)?;
     let mut window = ContextWindow::new(counter, cfg.context.max_tokens).order(cfg.context.order);
     if let Some(r) = cfg.context.reserved_for_answer {
         window = window.reserved_for_answer(r);
     }
     let mode = cfg.retrieval.mode;
-    let mut b =
-        RagPipeline::builder().collection(cfg.collection.clone()).data_dir(dir.clone()).keyword_config(cfg.keyword.clone());
-    if local {
-        b = b.keyword_index(Arc::new(KeywordIndex::open(Some(&dir.join("keyword")), &cfg.keyword)?));
-    }
-    let mut b = b
+    // The builder opens the local keyword index and manifest under `dir` (only once everything
+    // else is built, removing what it created if that fails); the engine brings its own.
+    let mut b = RagPipeline::builder()
+        .collection(cfg.collection.clone())
+        .data_dir(dir)
+        .keyword_config(cfg.keyword.clone())
         .context_window(window)
         .retrieval(cfg.retrieval.clone())
         .initial_k(cfg.rerank.initial_k)

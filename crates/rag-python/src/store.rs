@@ -123,8 +123,7 @@ impl PayloadLayout {
     /// empty lists).
     pub fn encode(&self, chunk: &Chunk) -> Result<Metadata> {
         rag_core::rules::check_chunk_metadata(&chunk.id, &chunk.metadata)?;
-        let mut m = chunk.metadata.clone();
-        m.retain(|_, v| !matches!(v, MetadataValue::StrList(l) if l.is_empty()));
+        let mut m = rag_core::rules::stored_metadata(&chunk.metadata);
         m.insert(reserved::DOC_ID.into(), MetadataValue::Str(chunk.doc_id.clone()));
         m.insert(reserved::CHUNK_INDEX.into(), MetadataValue::Int(chunk.index as i64));
         m.insert(reserved::SPAN_START.into(), MetadataValue::Int(chunk.span.start as i64));
