@@ -117,6 +117,8 @@ pub struct RagConfig {
     pub python: PythonSettings,
     /// `rag serve`: address, limits, API keys.
     pub server: ServerConfig,
+    /// `[queue]`: [`rag_queue_redis::QueueSettings`] (ingest over many workers).
+    pub queue: rag_queue_redis::QueueSettings,
 }
 
 impl Default for RagConfig {
@@ -135,6 +137,7 @@ impl Default for RagConfig {
             generator: rag_dspy::GeneratorSettings::default(),
             python: PythonSettings::default(),
             server: ServerConfig::default(),
+            queue: rag_queue_redis::QueueSettings::default(),
         }
     }
 }
@@ -695,6 +698,12 @@ impl RagConfig {
         if self.store.backend == StoreBackend::Qdrant {
             self.store.qdrant.validate("store.qdrant")?;
         }
+        if self.queue.serve_worker && (self.queue.url.is_none() || self.store.index != IndexPlacement::Engine) {
+            return Err(RagError::config(
+                "queue.serve_worker = true needs queue.url and store.index = engine (workers share the ingest record \
+                 inside the store)",
+            ));
+        }
         if self.store.index == IndexPlacement::Engine && self.store.backend != StoreBackend::Qdrant {
             return Err(RagError::config(format!(
                 "store.index = engine keeps BM25 and the ingest record inside the store, which only the qdrant backend \
@@ -710,6 +719,7 @@ impl RagConfig {
     /// overrides can be applied in any order). Choices are checked by their types.
     fn validate_values(&self) -> Result<()> {
         self.retrieval.validate()?;
+        self.queue.validate("queue")?;
         check_range("keyword.avg_chunk_terms", self.keyword.avg_chunk_terms, 1, 1_000_000)?;
         for (key, v) in
             [("store.qdrant.shards", self.store.qdrant.shards), ("store.qdrant.replication", self.store.qdrant.replication)]

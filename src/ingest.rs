@@ -527,7 +527,7 @@ impl RagPipeline {
         Ok(doc_ids.len() as u64)
     }
 
-    async fn prune(&self, origins: &BTreeSet<String>, seen: &HashSet<String>) -> Result<u64> {
+    pub(crate) async fn prune(&self, origins: &BTreeSet<String>, seen: &HashSet<String>) -> Result<u64> {
         let gone = self
             .ledger
             .under_roots(origins.iter().cloned().collect())

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod manifest;
 pub mod pipeline;
 pub mod query;
+pub mod queue;
 pub mod retrieve;
 pub mod sources;
 pub mod sys;
@@ -44,6 +45,9 @@ pub use rag_embed as embed;
 /// The embedded Python runtime.
 #[cfg(feature = "python")]
 pub use rag_python as python;
+/// The ingest work queue on Redis Streams: its settings always, the queue with feature
+/// `redis-queue`.
+pub use rag_queue_redis as redis_queue;
 /// Reranking: the `[rerank.cross-encoder]` settings always, the cross-encoder with feature `cross-encoder`.
 pub use rag_rerank as rerank;
 /// ChromaDB vector store: its settings always, the store with feature `chroma`.

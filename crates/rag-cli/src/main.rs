@@ -10,6 +10,7 @@ mod commands;
 mod load;
 mod optimize;
 mod output;
+mod queue;
 mod remote;
 
 use clap::{Args, Parser, Subcommand};
@@ -60,6 +61,27 @@ enum Command {
         /// Remove documents that came from these paths before and are gone now.
         #[arg(long)]
         prune: bool,
+        /// Spread the ingest over `rag worker`s: queue the documents on this Redis work queue
+        /// (URL, or queue.url when given bare) instead of ingesting them here.
+        #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+        queue: Option<String>,
+        /// With --queue: follow the run until every worker's batches are acknowledged (a
+        /// progress bar of all of them), then print the run's totals.
+        #[arg(long, requires = "queue")]
+        wait: bool,
+    },
+    /// Work an ingest queue: take batches, embed and write them, acknowledge, until stopped
+    /// (SIGINT/SIGTERM finish the batch in hand). Needs store.index = engine.
+    Worker {
+        /// The queue's Redis URL [default: queue.url].
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
+        /// This worker's name among the queue's workers [default: HOST-PID].
+        #[arg(long)]
+        name: Option<String>,
+        /// Exit once the queue has had nothing waiting or in flight for this many seconds.
+        #[arg(long, value_name = "SECS")]
+        until_idle: Option<f64>,
     },
     /// Answer a question with citations.
     Query {
@@ -313,7 +335,9 @@ async fn run(cli: Cli) -> Result<()> {
             commands::load_test(g, url, dataset, requests, concurrency, endpoint, key).await
         }
         Command::Mcp => commands::mcp(g).await,
-        Command::Ingest { paths, prune } => commands::ingest(g, paths, prune).await,
+        Command::Ingest { paths, prune, queue: Some(url), wait } => queue::ingest(g, paths, Some(url), wait, prune).await,
+        Command::Ingest { paths, prune, queue: None, .. } => commands::ingest(g, paths, prune).await,
+        Command::Worker { queue, name, until_idle } => queue::worker(g, queue, name, until_idle).await,
         Command::Query { question, retrieval, stream, program } => commands::query(g, question, retrieval, stream, program).await,
         Command::Search { query, retrieval } => commands::search(g, query, retrieval).await,
         Command::Delete { doc_id } => commands::delete(g, doc_id).await,

@@ -13,6 +13,7 @@ pub mod fusion;
 pub mod memory;
 pub mod metrics;
 pub mod qa;
+pub mod queue;
 pub mod rules;
 mod source;
 mod traits;
@@ -25,6 +26,7 @@ pub use error::{BoxError, RagError, Result};
 pub use filter::Filter;
 pub use memory::InMemoryStore;
 pub use qa::{QaExample, read_qa_examples};
+pub use queue::{InMemoryQueue, IngestQueue};
 pub use source::{
     DocumentSource, DocumentStream, InMemorySource, MEMORY_ORIGIN, PAGE_END_KEY, PAGE_KEY, Skipped, SourceDocument, SourceItem,
     StreamSource, TextFormat,
@@ -43,6 +45,7 @@ pub use types::{
 #[cfg(any(test, feature = "test-utils"))]
 pub mod mocks {
     pub use crate::engine::{MockHybridSearch, MockIngestLedger};
+    pub use crate::queue::MockIngestQueue;
     pub use crate::source::MockDocumentSource;
     pub use crate::traits::{
         MockChunker, MockEmbedder, MockGenerator, MockKeywordSearch, MockReranker, MockRetriever, MockVectorStore,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::{Document, RagError, Result};
 
 /// How a document's text is structured, so the pipeline picks the chunker that fits it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TextFormat {
@@ -27,8 +27,9 @@ pub const PAGE_KEY: &str = "page";
 /// Chunk metadata key: the last page a chunk of a paged document covers.
 pub const PAGE_END_KEY: &str = "page_end";
 
-/// One document from a source, with where it came from.
-#[derive(Debug, Clone, PartialEq)]
+/// One document from a source, with where it came from. Serializable, so a work queue carries
+/// it to another process as it is ([`crate::queue::WorkBatch`]).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct SourceDocument {
     /// The document.
     pub document: Document,
@@ -40,6 +41,7 @@ pub struct SourceDocument {
     /// Byte offset in the text where each page starts (page 1 first), for paged formats such as
     /// PDF; empty otherwise. The pipeline chunks such a document page by page and marks every
     /// chunk with its page ([`PAGE_KEY`], [`PAGE_END_KEY`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub page_starts: Vec<usize>,
 }
 

@@ -236,7 +236,8 @@ impl Drop for InFlight {
 }
 
 /// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM: the signals a server or worker stops on.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -302,6 +303,20 @@ pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
         }
     });
     let cancel = tokio_util::sync::CancellationToken::new();
+    #[cfg(feature = "redis-queue")]
+    let queue_worker = match state.queue_worker().await? {
+        Some(worker) => {
+            let stop = cancel.child_token();
+            tracing::info!(worker = worker.name(), "working the ingest queue beside serving");
+            Some(tokio::spawn(async move {
+                match worker.run(async move { stop.cancelled().await }).await {
+                    Ok(r) => tracing::info!(batches = r.batches, "queue worker stopped"),
+                    Err(e) => tracing::error!(error = %e, "queue worker stopped"),
+                }
+            }))
+        }
+        None => None,
+    };
     let app = router(state.clone(), cancel.child_token());
     if let Some(f) = &options.on_listen {
         f(bound);
@@ -330,6 +345,11 @@ pub async fn serve(cfg: RagConfig, options: ServeOptions) -> Result<()> {
         () = deadline => tracing::warn!(?grace, "requests still in flight after the shutdown grace period: abandoning them"),
     }
     warming.abort();
+    #[cfg(feature = "redis-queue")]
+    if let Some(w) = queue_worker {
+        // The batch in hand is finished (it was told to stop with the signal); bounded by the grace.
+        let _ = tokio::time::timeout(grace, w).await;
+    }
     drop(published);
     // Writes are committed as each request finishes (keyword index, manifest, cache); nothing
     // is buffered, so what remains is to say so.

@@ -211,6 +211,22 @@ impl AppState {
         Ok(c.clone())
     }
 
+    /// With `queue.serve_worker`, a worker of the configured collection's ingest queue, over a
+    /// pipeline of its own (sharing this server's models).
+    #[cfg(feature = "redis-queue")]
+    pub async fn queue_worker(&self) -> Result<Option<rag::queue::IngestWorker>> {
+        let cfg = self.factory.config();
+        if !cfg.queue.serve_worker {
+            return Ok(None);
+        }
+        let url = cfg.queue.resolve_url(None)?;
+        let queue = rag::redis_queue::RedisQueue::connect(&url, &cfg.collection, &cfg.queue).await?;
+        let pipeline = Arc::new(self.factory.pipeline(&cfg.collection).await?);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+        let name = format!("serve-{host}-{}", std::process::id());
+        Ok(Some(rag::queue::IngestWorker::new(pipeline, Arc::new(queue), name).settings(&cfg.queue)))
+    }
+
     /// Collections opened so far.
     pub async fn open_collections(&self) -> Vec<Arc<Collection>> {
         let map = self.collections.lock().await;

@@ -94,6 +94,30 @@ pub fn spawn_redis(port: u16) -> Result<ServerProcess> {
     spawn_listening(&program, &args, port, Duration::from_secs(10))
 }
 
+/// `redis-server` on `port` persisting to an append-only file in `dir` (so a stream and its
+/// consumer group survive a restart on the same `dir`), waiting until it listens.
+pub fn spawn_redis_persistent(port: u16, dir: &Path) -> Result<ServerProcess> {
+    let program = which("redis-server")
+        .ok_or_else(|| RagError::config("redis-server is not installed: run `make setup` (apt-get install redis-server)"))?;
+    let args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        &dir.display().to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    spawn_listening(&program, &args, port, Duration::from_secs(10))
+}
+
 /// `chroma run` from the venv on a free port, storing in `dir`, waiting until it listens.
 pub fn spawn_chroma(dir: &Path) -> Result<ServerProcess> {
     let port = free_port()?;

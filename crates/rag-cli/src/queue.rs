@@ -1,0 +1,170 @@
+//! `rag ingest --queue` (the producer) and `rag worker`: one ingest spread over many worker
+//! processes through the Redis work queue.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rag::assemble::{Needs, build_pipeline};
+use rag::config::{IndexPlacement, RagConfig};
+use rag::queue::{EnqueueOptions, IngestWorker, QueueRunReport, enqueue, wait_for_run};
+use rag::redis_queue::RedisQueue;
+use rag::{FileSource, IngestOptions, RagError, Result};
+
+use crate::output::print_json;
+use crate::{Global, config, progress_bar};
+
+/// A worker needs the ingest record, the keyword index and the vectors where every worker
+/// sees them: the store's engine. Said before anything is built.
+fn check_shared(cfg: &RagConfig, what: &str) -> Result<()> {
+    if cfg.store.index == IndexPlacement::Engine {
+        return Ok(());
+    }
+    Err(RagError::config(format!(
+        "{what} needs the ingest record and the keyword index inside the store, where every worker sees them: \
+         set store.backend = \"qdrant\", store.qdrant.mode = \"server\" and store.index = \"engine\" \
+         (the embedded default keeps them in this machine's data directory)"
+    )))
+}
+
+async fn connect(cfg: &RagConfig, flag: Option<&str>) -> Result<RedisQueue> {
+    let url = cfg.queue.resolve_url(flag)?;
+    RedisQueue::connect(&url, &cfg.collection, &cfg.queue).await
+}
+
+/// `rag ingest PATH... --queue [URL] [--wait] [--prune]`.
+pub async fn ingest(g: &Global, paths: Vec<PathBuf>, queue: Option<String>, wait: bool, prune: bool) -> Result<()> {
+    let cfg = config(g)?;
+    if prune && !wait {
+        return Err(RagError::invalid_input(
+            "--prune",
+            "with --queue, pruning waits for every batch of the run to be acknowledged: add --wait",
+        ));
+    }
+    let start = Instant::now();
+    let redis = connect(&cfg, queue.as_deref()).await?;
+    // Pruning needs the ingest record; built first, so a wrong configuration fails before
+    // anything is queued.
+    let pipeline = if prune {
+        check_shared(&cfg, "--prune with --queue")?;
+        Some(build_pipeline(&cfg, Needs::All).await?)
+    } else {
+        None
+    };
+    let (progress, bar) = progress_bar(g.json, "queueing");
+    let mut options = EnqueueOptions::from_settings(&cfg.queue);
+    if let Some(p) = progress {
+        options = options.progress(move |done, total| p(done, total));
+    }
+    let run = enqueue(&redis, FileSource::new(paths), &options).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if !wait {
+        if g.json {
+            return print_json(&run);
+        }
+        println!(
+            "queued run {}: {} documents in {} batches on {}; `rag worker` processes ingest them",
+            run.run,
+            run.documents,
+            run.batches,
+            redis.stream_key()
+        );
+        for s in &run.skipped {
+            println!("skipped {}: {}", s.path, s.reason);
+        }
+        return Ok(());
+    }
+    let (progress, bar) = progress_bar(g.json, "ingesting (all workers)");
+    let status = wait_for_run(&redis, &run.run, progress).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let dead = rag::core::IngestQueue::dead_letters(&redis, &run.run, 100).await?;
+    let mut report = QueueRunReport::new(&run, status, dead, 0.0);
+    if let Some(p) = &pipeline {
+        report.removed = p.prune_run(&run).await?;
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    if g.json {
+        return print_json(&report);
+    }
+    println!(
+        "run {}: {} documents ({} unchanged, {} failed, {} removed), {} chunks written, {} embedded, {} from cache, in {:.1} s",
+        report.run,
+        report.documents,
+        report.unchanged,
+        report.failed,
+        report.removed,
+        report.chunks,
+        report.embedded,
+        report.cache_hits,
+        report.seconds
+    );
+    for (name, share) in &report.workers {
+        println!("  worker {name}: {} documents in {} batches", share.documents, share.batches);
+    }
+    for d in &report.dead_letters {
+        println!("dead letter (batch {}): {:?}: {}", d.seq, d.doc_ids, d.reason);
+    }
+    for s in &report.skipped {
+        println!("skipped {}: {}", s.path, s.reason);
+    }
+    Ok(())
+}
+
+/// `rag worker`.
+pub async fn worker(g: &Global, queue: Option<String>, name: Option<String>, until_idle: Option<f64>) -> Result<()> {
+    let cfg = config(g)?;
+    check_shared(&cfg, "rag worker")?;
+    let redis = connect(&cfg, queue.as_deref()).await?;
+    let pipeline = Arc::new(build_pipeline(&cfg, Needs::All).await?);
+    let name = name.unwrap_or_else(default_name);
+    let mut worker = IngestWorker::new(pipeline, Arc::new(redis.clone()), name.clone()).settings(&cfg.queue);
+    if let Some(secs) = until_idle {
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(RagError::invalid_input("--until-idle", format!("{secs}: give a number of seconds, 0 or more")));
+        }
+        worker = worker.until_idle(Duration::from_secs_f64(secs));
+    }
+    if let Some(n) = stall_after() {
+        // Test hook: stop dead (until killed) once `n` documents of a batch are written, so a
+        // test can SIGKILL a worker that holds a half-written batch.
+        worker = worker.ingest_options(IngestOptions::new().batch_size(4).progress(move |done, _| {
+            if done >= n {
+                eprintln!("RAG_TEST: stalled mid-batch");
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+        }));
+    }
+    eprintln!("rag worker `{name}` working {} (Ctrl-C finishes the batch in hand, then stops)", redis.stream_key());
+    let report = worker.run(rag_server::shutdown_signal()).await?;
+    if g.json {
+        return print_json(&report);
+    }
+    println!(
+        "worker {}: {} batches, {} documents ({} unchanged, {} failed), {} chunks, {} embedded",
+        report.worker,
+        report.batches,
+        report.tally.documents,
+        report.tally.unchanged,
+        report.tally.failed,
+        report.tally.chunks,
+        report.tally.embedded
+    );
+    Ok(())
+}
+
+/// `host-pid`: unique among the workers of one queue.
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let host = if host.is_empty() { "worker".to_owned() } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
+fn stall_after() -> Option<u64> {
+    std::env::var("RAG_TEST_STALL_AFTER_DOCS").ok().and_then(|v| v.parse().ok())
+}
