@@ -7,8 +7,7 @@
 //! Needs `make setup` (MiniLM, redis-server); fails, never skips, without it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 mod common;
@@ -17,14 +16,6 @@ use rag_testkit::{QdrantCluster, QdrantNode, free_port, spawn_redis};
 use serde_json::{Value, json};
 
 const DOCS: usize = 100;
-
-fn scifact_slice(dir: &Path, n: usize) -> PathBuf {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/scifact/corpus.jsonl");
-    let text = std::fs::read_to_string(path).unwrap();
-    let out = dir.join(format!("scifact-{n}.jsonl"));
-    std::fs::write(&out, text.lines().take(n).collect::<Vec<_>>().join("\n")).unwrap();
-    out
-}
 
 /// The settings every worker shares, pointed at `node`.
 fn worker(node: &QdrantNode, redis_port: u16, collection: &str) -> Vec<String> {
@@ -57,36 +48,6 @@ fn report(out: Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Every point of `collection` as (chunk id, document hash, text), read over Qdrant's REST API.
-async fn state(node: &QdrantNode, collection: &str) -> BTreeSet<(String, String, String)> {
-    let client = reqwest::Client::new();
-    let mut out = BTreeSet::new();
-    let mut offset = Value::Null;
-    loop {
-        let body = json!({"limit": 256, "with_payload": true, "with_vector": false, "offset": offset});
-        let url = format!("{}/collections/{collection}/points/scroll", node.url());
-        let v: Value = client.post(url).json(&body).send().await.unwrap().json().await.unwrap();
-        for p in v["result"]["points"].as_array().unwrap() {
-            let pl = &p["payload"];
-            out.insert((
-                pl["chunk_id"].as_str().unwrap().to_owned(),
-                pl["rag_doc_hash"].as_str().unwrap().to_owned(),
-                pl["text"].as_str().unwrap().to_owned(),
-            ));
-        }
-        offset = v["result"]["next_page_offset"].clone();
-        if offset.is_null() {
-            return out;
-        }
-    }
-}
-
-async fn count(node: &QdrantNode, collection: &str) -> u64 {
-    let url = format!("{}/collections/{collection}/points/count", node.url());
-    let v: Value = reqwest::Client::new().post(url).json(&json!({"exact": true})).send().await.unwrap().json().await.unwrap();
-    v["result"]["count"].as_u64().unwrap()
-}
-
 fn serve(data: &Path, sets: &[String]) -> common::Served {
     common::serve(rag(data, sets))
 }
@@ -97,7 +58,7 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
     let mut cluster = QdrantCluster::start(&dir.path().join("qdrant"), 3).unwrap();
     let redis_port = free_port().unwrap();
     let _redis = spawn_redis(redis_port).unwrap();
-    let corpus = scifact_slice(dir.path(), DOCS);
+    let corpus = common::scifact_slice(dir.path(), DOCS);
     let corpus = corpus.to_str().unwrap();
     let [n0, n1, n2] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
 
@@ -106,7 +67,7 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
         rag(&dir.path().join("w2"), &worker(n2, redis_port, "clean")).args(["ingest", corpus, "--json"]).output().unwrap(),
     );
     assert_eq!(clean["documents"], DOCS);
-    let expected = state(n0, "clean").await;
+    let expected = common::state(n0, "clean").await;
     assert_eq!(expected.len() as u64, clean["chunks"].as_u64().unwrap());
     let info: Value = reqwest::get(format!("{}/collections/clean", n0.url())).await.unwrap().json().await.unwrap();
     let params = &info["result"]["config"]["params"];
@@ -123,13 +84,13 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
         .status()
         .unwrap();
     assert!(!status.success(), "worker A was killed mid-ingest");
-    let partial = count(n0, "scifact").await;
+    let partial = common::count(n0, "scifact").await;
     assert!(partial > 0 && partial < expected.len() as u64, "the kill landed mid-ingest: {partial} points");
     let rerun = report(
         rag(&dir.path().join("wb"), &worker(n1, redis_port, "scifact")).args(["ingest", corpus, "--json"]).output().unwrap(),
     );
     assert_eq!((rerun["documents"].as_u64(), rerun["unchanged"].as_u64()), (Some(DOCS as u64), Some(64)), "{rerun}");
-    assert_eq!(state(n0, "scifact").await, expected, "the re-run by another worker equals a clean ingest");
+    assert_eq!(common::state(n0, "scifact").await, expected, "the re-run by another worker equals a clean ingest");
 
     // Two workers ingesting the same corpus at once end in the state of one.
     let spawn = |node: &QdrantNode, name: &str| {
@@ -143,7 +104,7 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
     let (a, b) = (spawn(n0, "wa2"), spawn(n1, "wb2"));
     report(a.wait_with_output().unwrap());
     report(b.wait_with_output().unwrap());
-    assert_eq!(state(n2, "twice").await, expected, "two concurrent ingests equal one");
+    assert_eq!(common::state(n2, "twice").await, expected, "two concurrent ingests equal one");
 
     // A collection created with one copy of each shard on this 3-node cluster is warned about.
     let mut single = worker(n0, redis_port, "single");
@@ -208,6 +169,6 @@ async fn workers_share_a_three_node_qdrant_cluster_and_survive_losing_a_node() {
     );
     // Nothing lost: every chunk is still there, read through a surviving node.
     let n0 = &cluster.nodes[0];
-    assert_eq!(count(n0, "scifact").await, expected.len() as u64);
-    assert_eq!(state(n0, "scifact").await, expected);
+    assert_eq!(common::count(n0, "scifact").await, expected.len() as u64);
+    assert_eq!(common::state(n0, "scifact").await, expected);
 }
