@@ -8,7 +8,7 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test lint unit eval bench bench-serve bench-criterion soak clean
+.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test lint unit eval bench bench-serve bench-queue bench-criterion soak clean
 
 setup: setup-system setup-python setup-onnx setup-llm setup-qdrant
 
@@ -109,6 +109,13 @@ soak: setup
 		--minutes $(SOAK_MINUTES) --concurrency 16 --key admin=$$RAG_SOAK_ADMIN --key acme=$$RAG_SOAK_ACME \
 		--key globex=$$RAG_SOAK_GLOBEX $(SOAK_ARGS) | tee $(SOAK_DIR)/soak.json; \
 	status=$$?; kill -TERM $$pid; wait $$pid; exit $$status
+
+# Ingest over 1, 2 and 4 workers pinned to their cores (docs/benchmarks.md, "Ingest over many
+# workers"), and the queue's own cost with no ingest work.
+bench-queue: setup
+	$(CARGO) build --release -p rag-cli
+	scripts/bench-queue
+	$(CARGO) bench -p rag-queue-redis --bench queue_overhead
 
 bench-criterion: setup
 	$(CARGO) bench --workspace

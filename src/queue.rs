@@ -431,7 +431,7 @@ impl IngestWorker {
     /// Works the queue until `stop` completes (the batch in hand is finished first), or, with
     /// [`IngestWorker::until_idle`], until the queue is idle. A queue that is briefly
     /// unreachable is waited for. Returns an error only when the worker itself cannot work
-    /// ([`BROKEN_AFTER`] batches in a row failed whole with an error not about the documents).
+    /// (three batches in a row failed whole with an error that is not about their documents).
     pub async fn run(&self, stop: impl Future<Output = ()>) -> Result<WorkerReport> {
         let mut report = WorkerReport { worker: self.name.clone(), ..WorkerReport::default() };
         let mut stop = std::pin::pin!(stop);
