@@ -188,7 +188,8 @@ async fn qdrant(cfg: &RagConfig, ctx: &rag_core::StoreContext) -> Result<StorePa
         crate::config::IndexPlacement::Local => None,
     };
     let sparse = encoder.clone().map(|e| e as Arc<dyn rag_core::SparseEncoder>);
-    let store = Arc::new(rag_vector_qdrant::QdrantStore::from_settings(&cfg.store.qdrant, ctx, sparse).await?);
+    let settings = qdrant_settings(cfg);
+    let store = Arc::new(rag_vector_qdrant::QdrantStore::from_settings(&settings, ctx, sparse).await?);
     let engine = encoder.map(|e| EngineParts {
         keyword: store.clone(),
         hybrid: store.clone(),
@@ -200,6 +201,21 @@ async fn qdrant(cfg: &RagConfig, ctx: &rag_core::StoreContext) -> Result<StorePa
         None => cfg.store.label(),
     };
     Ok(StoreParts { store, label, engine })
+}
+
+/// `[store.qdrant]`, with the tenant fields of the server's keys added to `tenant_keys` on a
+/// server (a new collection then indexes them as Qdrant's tenant keys).
+#[allow(dead_code)] // read only with the qdrant feature
+fn qdrant_settings(cfg: &RagConfig) -> rag_vector_qdrant::QdrantSettings {
+    let mut settings = cfg.store.qdrant.clone();
+    if settings.mode == rag_vector_qdrant::QdrantClient::Server {
+        for field in cfg.server.keys.iter().flat_map(|k| k.tenant.keys()) {
+            if !settings.tenant_keys.contains(field) {
+                settings.tenant_keys.push(field.clone());
+            }
+        }
+    }
+    settings
 }
 
 /// The error for a backend this build lacks, naming the Cargo feature that has it.
@@ -399,4 +415,27 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
         b = b.generator(g);
     }
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_qdrant_server_indexes_the_tenant_fields_of_the_servers_keys() {
+        let mut cfg = RagConfig::default();
+        let mut key: crate::config::ApiKeyConfig = toml::from_str(
+            r#"name = "acme"
+key = "0123456789abcdef0123"
+collections = ["*"]
+tenant = { org = "acme" }"#,
+        )
+        .unwrap();
+        key.tenant.insert("team".into(), rag_core::MetadataValue::Str("red".into()));
+        cfg.server.keys.push(key);
+        assert!(qdrant_settings(&cfg).tenant_keys.is_empty(), "local mode has no payload index to make");
+        cfg.store.qdrant.mode = rag_vector_qdrant::QdrantClient::Server;
+        cfg.store.qdrant.tenant_keys = vec!["org".into()];
+        assert_eq!(qdrant_settings(&cfg).tenant_keys, vec!["org".to_owned(), "team".to_owned()]);
+    }
 }

@@ -153,6 +153,33 @@ struct Pending {
     old: Option<LedgerEntry>,
 }
 
+/// A document as messages name it: with the file it came from, when the source says.
+pub(crate) fn document_label(d: &SourceDocument) -> String {
+    match d.document.metadata.get("source").and_then(MetadataValue::as_str) {
+        Some(source) => format!("{source}: document `{}`", d.document.id),
+        None => format!("document `{}`", d.document.id),
+    }
+}
+
+/// Refuses a document without an id.
+pub(crate) fn check_id_present(d: &SourceDocument) -> Result<()> {
+    if d.document.id.is_empty() {
+        return Err(RagError::invalid_input(
+            format!("a document from `{}`", d.origin),
+            "its id is empty: give every document an id",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an id `seen` already holds in this ingest; adds it otherwise.
+pub(crate) fn check_id_unique(d: &SourceDocument, seen: &mut HashSet<String>) -> Result<()> {
+    if !seen.insert(d.document.id.clone()) {
+        return Err(RagError::invalid_input(document_label(d), "the id appears twice in this ingest: ids must be unique"));
+    }
+    Ok(())
+}
+
 impl RagPipeline {
     fn counters(&self) -> CacheCounters {
         self.cache_probe.as_ref().map(|p| p()).unwrap_or_default()
@@ -296,34 +323,19 @@ impl RagPipeline {
                 }
                 SourceItem::Document(d) => d,
             };
-            if d.document.id.is_empty() {
-                return Err(RagError::invalid_input(
-                    format!("a document from `{}`", d.origin),
-                    "its id is empty: give every document an id",
-                ));
-            }
+            check_id_present(&d)?;
             // Checked as each document is read, before its batch can be written, so a refused
             // document writes nothing of its batch on any side.
             rag_core::rules::check_document_metadata(&format!("document `{}`", d.document.id), &d.document.metadata)?;
             if d.document.text.trim().is_empty() {
                 // Nothing to index: reported as skipped, as a file source reports an empty file,
                 // never recorded as ingested. Not `seen`, so pruning removes an older version.
-                let path = match d.document.metadata.get("source").and_then(rag_core::MetadataValue::as_str) {
-                    Some(source) => format!("{source}: document `{}`", d.document.id),
-                    None => format!("document `{}`", d.document.id),
-                };
+                let path = document_label(&d);
                 tracing::warn!(%path, "skipped: no text");
                 stage.skipped.push(Skipped { path, reason: "no text (empty or only whitespace)".into() });
                 continue;
             }
-            if !stage.seen.insert(d.document.id.clone()) {
-                // Name the file when the source says where the document came from.
-                let input = match d.document.metadata.get("source").and_then(rag_core::MetadataValue::as_str) {
-                    Some(source) => format!("{source}: document `{}`", d.document.id),
-                    None => format!("document `{}`", d.document.id),
-                };
-                return Err(RagError::invalid_input(input, "the id appears twice in this ingest: ids must be unique"));
-            }
+            check_id_unique(&d, &mut stage.seen)?;
             stage.documents += 1;
             incoming.push(d);
             if incoming.len() >= options.batch_documents

@@ -34,7 +34,7 @@ use rag_core::queue::{BatchTally, DeadLetter, Delivery, RunStatus, WorkBatch};
 use rag_core::{DocumentSource, DocumentStream, IngestQueue, RagError, Result, Skipped, SourceDocument, SourceItem};
 use serde::Serialize;
 
-use crate::ingest::{IngestOptions, IngestReport};
+use crate::ingest::{IngestOptions, IngestReport, check_id_present, check_id_unique};
 use crate::pipeline::{Progress, RagPipeline};
 
 /// How [`enqueue`] cuts a source into batches.
@@ -129,18 +129,8 @@ pub async fn enqueue(queue: &dyn IngestQueue, source: impl DocumentSource, optio
             }
             SourceItem::Document(d) => d,
         };
-        if d.document.id.is_empty() {
-            return Err(RagError::invalid_input(
-                format!("a document from `{}`", d.origin),
-                "its id is empty: give every document an id",
-            ));
-        }
-        if !run.ids.insert(d.document.id.clone()) {
-            return Err(RagError::invalid_input(
-                format!("document `{}`", d.document.id),
-                "the id appears twice in this ingest: ids must be unique",
-            ));
-        }
+        check_id_present(&d)?;
+        check_id_unique(&d, &mut run.ids)?;
         bytes += d.document.text.len();
         batch.push(d);
         if batch.len() >= options.batch_documents || bytes >= options.batch_bytes {
@@ -357,6 +347,13 @@ pub struct WorkerReport {
     /// Its acknowledged batches' tallies, summed (a batch acknowledged before by another worker
     /// included: what this worker did, not what the run counted).
     pub tally: BatchTally,
+}
+
+/// A worker name unique among a queue's workers: `HOST-PID`.
+pub fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let host = if host.is_empty() { "worker".to_owned() } else { host };
+    format!("{host}-{}", std::process::id())
 }
 
 /// A worker: takes batches from a queue and ingests them into its pipeline until told to stop.

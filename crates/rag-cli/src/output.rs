@@ -17,9 +17,66 @@ pub fn print_ingest(json: bool, report: &rag::IngestReport) -> Result<()> {
         "{} documents ({} unchanged, {} removed), {} chunks written, {} embedded, {} from cache, in {:.1} s",
         report.documents, report.unchanged, report.removed, report.chunks, report.embedded, report.cache_hits, report.seconds
     );
-    for s in &report.skipped {
+    print_skipped(&report.skipped);
+    Ok(())
+}
+
+fn print_skipped(skipped: &[rag::core::Skipped]) {
+    for s in skipped {
         println!("skipped {}: {}", s.path, s.reason);
     }
+}
+
+/// `rag ingest --queue` without `--wait`: what was queued.
+pub fn print_enqueued(json: bool, run: &rag::queue::EnqueuedRun, stream: &str) -> Result<()> {
+    if json {
+        return print_json(run);
+    }
+    println!(
+        "queued run {}: {} documents in {} batches on {stream}; `rag worker` processes ingest them",
+        run.run, run.documents, run.batches
+    );
+    print_skipped(&run.skipped);
+    Ok(())
+}
+
+/// `rag ingest --queue --wait`: the run's totals over every worker.
+pub fn print_queue_run(json: bool, report: &rag::queue::QueueRunReport) -> Result<()> {
+    if json {
+        return print_json(report);
+    }
+    println!(
+        "run {}: {} documents ({} unchanged, {} failed, {} removed), {} chunks written, {} embedded, {} from cache, in {:.1} s",
+        report.run,
+        report.documents,
+        report.unchanged,
+        report.failed,
+        report.removed,
+        report.chunks,
+        report.embedded,
+        report.cache_hits,
+        report.seconds
+    );
+    for (name, share) in &report.workers {
+        println!("  worker {name}: {} documents in {} batches", share.documents, share.batches);
+    }
+    for d in &report.dead_letters {
+        println!("dead letter (batch {}): {:?}: {}", d.seq, d.doc_ids, d.reason);
+    }
+    print_skipped(&report.skipped);
+    Ok(())
+}
+
+/// `rag worker` when it stops.
+pub fn print_worker(json: bool, report: &rag::queue::WorkerReport) -> Result<()> {
+    if json {
+        return print_json(report);
+    }
+    let t = &report.tally;
+    println!(
+        "worker {}: {} batches, {} documents ({} unchanged, {} failed), {} chunks, {} embedded",
+        report.worker, report.batches, t.documents, t.unchanged, t.failed, t.chunks, t.embedded
+    );
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use rag::queue::{EnqueueOptions, IngestWorker, QueueRunReport, enqueue, wait_for
 use rag::redis_queue::RedisQueue;
 use rag::{FileSource, IngestOptions, RagError, Result};
 
-use crate::output::print_json;
+use crate::output;
 use crate::{Global, config, progress_bar};
 
 /// A worker needs the ingest record, the keyword index and the vectors where every worker
@@ -61,20 +61,7 @@ pub async fn ingest(g: &Global, paths: Vec<PathBuf>, queue: Option<String>, wait
         b.finish_and_clear();
     }
     if !wait {
-        if g.json {
-            return print_json(&run);
-        }
-        println!(
-            "queued run {}: {} documents in {} batches on {}; `rag worker` processes ingest them",
-            run.run,
-            run.documents,
-            run.batches,
-            redis.stream_key()
-        );
-        for s in &run.skipped {
-            println!("skipped {}: {}", s.path, s.reason);
-        }
-        return Ok(());
+        return output::print_enqueued(g.json, &run, &redis.stream_key());
     }
     let (progress, bar) = progress_bar(g.json, "ingesting (all workers)");
     let status = wait_for_run(&redis, &run.run, progress).await?;
@@ -87,31 +74,7 @@ pub async fn ingest(g: &Global, paths: Vec<PathBuf>, queue: Option<String>, wait
         report.removed = p.prune_run(&run).await?;
     }
     report.seconds = start.elapsed().as_secs_f64();
-    if g.json {
-        return print_json(&report);
-    }
-    println!(
-        "run {}: {} documents ({} unchanged, {} failed, {} removed), {} chunks written, {} embedded, {} from cache, in {:.1} s",
-        report.run,
-        report.documents,
-        report.unchanged,
-        report.failed,
-        report.removed,
-        report.chunks,
-        report.embedded,
-        report.cache_hits,
-        report.seconds
-    );
-    for (name, share) in &report.workers {
-        println!("  worker {name}: {} documents in {} batches", share.documents, share.batches);
-    }
-    for d in &report.dead_letters {
-        println!("dead letter (batch {}): {:?}: {}", d.seq, d.doc_ids, d.reason);
-    }
-    for s in &report.skipped {
-        println!("skipped {}: {}", s.path, s.reason);
-    }
-    Ok(())
+    output::print_queue_run(g.json, &report)
 }
 
 /// `rag worker`.
@@ -120,7 +83,7 @@ pub async fn worker(g: &Global, queue: Option<String>, name: Option<String>, unt
     check_shared(&cfg, "rag worker")?;
     let redis = connect(&cfg, queue.as_deref()).await?;
     let pipeline = Arc::new(build_pipeline(&cfg, Needs::All).await?);
-    let name = name.unwrap_or_else(default_name);
+    let name = name.unwrap_or_else(rag::queue::default_worker_name);
     let mut worker = IngestWorker::new(pipeline, Arc::new(redis.clone()), name.clone()).settings(&cfg.queue);
     if let Some(secs) = until_idle {
         if !(secs.is_finite() && secs >= 0.0) {
@@ -142,27 +105,7 @@ pub async fn worker(g: &Global, queue: Option<String>, name: Option<String>, unt
     }
     eprintln!("rag worker `{name}` working {} (Ctrl-C finishes the batch in hand, then stops)", redis.stream_key());
     let report = worker.run(rag_server::shutdown_signal()).await?;
-    if g.json {
-        return print_json(&report);
-    }
-    println!(
-        "worker {}: {} batches, {} documents ({} unchanged, {} failed), {} chunks, {} embedded",
-        report.worker,
-        report.batches,
-        report.tally.documents,
-        report.tally.unchanged,
-        report.tally.failed,
-        report.tally.chunks,
-        report.tally.embedded
-    );
-    Ok(())
-}
-
-/// `host-pid`: unique among the workers of one queue.
-fn default_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-    let host = if host.is_empty() { "worker".to_owned() } else { host };
-    format!("{host}-{}", std::process::id())
+    output::print_worker(g.json, &report)
 }
 
 fn stall_after() -> Option<u64> {

@@ -221,6 +221,28 @@ async fn three_workers_share_an_ingest_and_a_killed_workers_batch_is_redone() {
         (Some(100), Some(100), Some(0)),
         "{rerun}"
     );
+
+    // The same file, 10 documents shorter, with --prune: pruned once, after the whole run.
+    let text = std::fs::read_to_string(&late).unwrap();
+    std::fs::write(&late, text.lines().take(90).collect::<Vec<_>>().join("\n")).unwrap();
+    let mut w = setup.worker("l3", "late", &[]);
+    await_started(&mut w);
+    let pruned = report(
+        setup
+            .rag("producer", "late")
+            .args(["ingest", late.to_str().unwrap(), "--queue", "--wait", "--prune", "--json"])
+            .output()
+            .unwrap(),
+    );
+    stop(w);
+    assert_eq!(
+        (pruned["documents"].as_u64(), pruned["unchanged"].as_u64(), pruned["removed"].as_u64()),
+        (Some(90), Some(90), Some(10)),
+        "{pruned}"
+    );
+    let left: BTreeSet<String> =
+        common::state(&setup.qdrant, "late").await.into_iter().map(|(c, _, _)| c.split('#').next().unwrap().to_owned()).collect();
+    assert_eq!(left.len(), 90);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,6 +273,24 @@ async fn a_refused_document_is_a_dead_letter_and_a_redis_restart_loses_no_run() 
     assert_eq!(stored, (0..20).map(|i| format!("good-{i}")).collect(), "every other document is stored");
     let status = queue.status(&run.run).await.unwrap();
     assert!(status.is_complete() && status.tally.documents == 20 && status.tally.failed == 1, "{status:?}");
+
+    // `rag serve` with queue.serve_worker works its collection's queue beside serving.
+    let served = common::serve({
+        let mut cmd = setup.rag("served", "served");
+        cmd.args(["--set", "queue.serve_worker=true"]);
+        cmd
+    });
+    let small = slice(&setup, 30);
+    let run = report(
+        setup
+            .rag("producer", "served")
+            .args(["ingest", small.to_str().unwrap(), "--queue", "--wait", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let names: Vec<&String> = run["workers"].as_object().unwrap().keys().collect();
+    assert!(run["documents"] == 30 && names.len() == 1 && names[0].starts_with("serve-"), "{run}");
+    drop(served);
 
     // Redis SIGKILLed mid-run (appendfsync always) and started again on its files.
     let corpus = slice(&setup, 200);

@@ -222,8 +222,7 @@ impl AppState {
         let url = cfg.queue.resolve_url(None)?;
         let queue = rag::redis_queue::RedisQueue::connect(&url, &cfg.collection, &cfg.queue).await?;
         let pipeline = Arc::new(self.factory.pipeline(&cfg.collection).await?);
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-        let name = format!("serve-{host}-{}", std::process::id());
+        let name = format!("serve-{}", rag::queue::default_worker_name());
         Ok(Some(rag::queue::IngestWorker::new(pipeline, Arc::new(queue), name).settings(&cfg.queue)))
     }
 

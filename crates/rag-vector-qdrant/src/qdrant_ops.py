@@ -170,17 +170,30 @@ def collection_info(client, name):
     return int(vectors.size), NAMES.get(vectors.distance, str(vectors.distance)), sparse
 
 
-def create(client, name, dimension, distance, sparse=False, shards=None, replication=None, server=False):
+def create(client, name, dimension, distance, sparse=False, shards=None, replication=None, server=False, layout=None):
     kw = {}
+    on_disk = None
     if sparse:
         kw["sparse_vectors_config"] = {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)}
     if shards:
         kw["shard_number"] = shards
     if replication:
         kw["replication_factor"] = replication
+    if layout:
+        on_disk = layout["on_disk"] or None
+        kw["hnsw_config"] = models.HnswConfigDiff(m=layout["m"], ef_construct=layout["ef_construct"],
+                                                  on_disk=layout["hnsw_on_disk"])
+        if layout["quantization"] == "int8":
+            kw["quantization_config"] = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, always_ram=layout["always_ram"]))
+        elif layout["quantization"] == "binary":
+            kw["quantization_config"] = models.BinaryQuantization(binary=models.BinaryQuantizationConfig(
+                always_ram=layout["always_ram"]))
+        if layout["indexing_threshold_kb"] is not None:
+            kw["optimizers_config"] = models.OptimizersConfigDiff(indexing_threshold=layout["indexing_threshold_kb"])
     try:
         _retry(client.create_collection, name,
-               vectors_config=models.VectorParams(size=dimension, distance=DISTANCES[distance]), **kw)
+               vectors_config=models.VectorParams(size=dimension, distance=DISTANCES[distance], on_disk=on_disk), **kw)
     except Exception:
         # Another worker created it first: that is the collection we want.
         if not client.collection_exists(name):
@@ -188,6 +201,16 @@ def create(client, name, dimension, distance, sparse=False, shards=None, replica
     if sparse and server:
         for field in INDEXED:
             _retry(client.create_payload_index, name, field, models.PayloadSchemaType.KEYWORD, wait=True)
+    for field in (layout or {}).get("tenant_keys", []):
+        # Qdrant's multitenancy index: a tenant's points are stored together.
+        _retry(client.create_payload_index, name, field,
+               models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True), wait=True)
+
+
+def _search_params(params):
+    if not params:
+        return None
+    return models.SearchParams.model_validate(params)
 
 
 def to_filter(spec):
@@ -214,8 +237,9 @@ def _rows(points):
     return [(None, p.score, p.payload or {}) for p in points]
 
 
-def query(client, name, vector, k, spec):
-    res = _retry(client.query_points, name, query=vector.tolist(), limit=k, query_filter=to_filter(spec), with_payload=True)
+def query(client, name, vector, k, spec, params=None):
+    res = _retry(client.query_points, name, query=vector.tolist(), limit=k, query_filter=to_filter(spec), with_payload=True,
+                 search_params=_search_params(params))
     return _rows(res.points)
 
 
@@ -225,9 +249,9 @@ def sparse_query(client, name, indices, values, k, spec):
     return _rows(res.points)
 
 
-def hybrid_query(client, name, vector, indices, values, k, candidates, spec, fusion, rrf_k):
+def hybrid_query(client, name, vector, indices, values, k, candidates, spec, fusion, rrf_k, params=None):
     flt = to_filter(spec)
-    prefetch = [models.Prefetch(query=vector.tolist(), limit=candidates, filter=flt)]
+    prefetch = [models.Prefetch(query=vector.tolist(), limit=candidates, filter=flt, params=_search_params(params))]
     if indices:
         prefetch.append(models.Prefetch(query=models.SparseVector(indices=indices, values=values), using=SPARSE,
                                         limit=candidates, filter=flt))

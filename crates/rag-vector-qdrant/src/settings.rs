@@ -37,6 +37,19 @@ rag_core::choice! {
     }
 }
 
+rag_core::choice! {
+    /// How a new collection compresses the vectors it searches (the originals are kept for
+    /// rescoring).
+    QdrantQuantization {
+        /// float32 vectors only: 1.5 KiB a 384-dimension vector.
+        None = "none",
+        /// Scalar int8: a quarter of the memory.
+        Int8 = "int8",
+        /// One bit a dimension: a thirty-second; needs rescoring and oversampling for recall.
+        Binary = "binary",
+    }
+}
+
 /// A Qdrant store's settings: the `[store.qdrant]` table of the configuration, read by this
 /// crate ([`QdrantStore::from_settings`](crate::QdrantStore::from_settings)).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -57,6 +70,82 @@ pub struct QdrantSettings {
     /// Copies of each shard of a new collection (cluster), 1 to 1024: 2 or more survives
     /// losing a node.
     pub replication: Option<u32>,
+    /// Vector compression of a new collection (`server`): `none` (the default until the
+    /// million-chunk benchmark picks one by measured recall and memory), `int8`, `binary`.
+    pub quantization: QdrantQuantization,
+    /// Quantized vectors stay in RAM when the originals are on disk (true: the point of
+    /// quantizing is to search from RAM and read the originals only to rescore).
+    pub quantization_always_ram: bool,
+    /// Queries re-score the quantized candidates with the original vectors (true: the scores
+    /// are then exact and the recall lost to compression mostly comes back).
+    pub rescore: bool,
+    /// Queries take `oversampling` × k quantized candidates before rescoring, 1 to 100 (2.0:
+    /// twice the candidates recovers most of int8's and binary's misses for a few more reads).
+    pub oversampling: f64,
+    /// The original vectors of a new collection memory-mapped from disk, not held in RAM
+    /// (false: small collections fit; turn on with quantization when RAM is the limit).
+    pub on_disk: bool,
+    /// HNSW edges per node of a new collection, 0 to 1024 (16, Qdrant's default; 0 builds no
+    /// global graph, for per-tenant graphs with `tenant_keys`).
+    pub hnsw_m: u32,
+    /// HNSW build beam of a new collection, 4 to 10,000 (100, Qdrant's default).
+    pub hnsw_ef_construct: u32,
+    /// The HNSW graph of a new collection on disk (false: graph reads are random, RAM is fast).
+    pub hnsw_on_disk: bool,
+    /// Query beam, 1 to 100,000; unset: Qdrant's choice (the collection's `ef_construct`).
+    pub hnsw_ef: Option<u32>,
+    /// A segment is indexed (HNSW, quantized) once it holds this many KB of vectors; unset:
+    /// the server's default (Qdrant's 10,000 KB: below it, segments are searched exactly).
+    pub indexing_threshold_kb: Option<u64>,
+    /// Metadata keys that hold a tenant id: each gets a keyword index marked `is_tenant`
+    /// (Qdrant's multitenancy index, which stores a tenant's points together) in a new
+    /// collection. `rag serve` adds the tenant fields of its keys.
+    pub tenant_keys: Vec<String>,
+}
+
+/// How a new collection is laid out and indexed (from [`QdrantSettings`]), as the store
+/// creates it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QdrantLayout {
+    /// `none`, `int8` or `binary`.
+    pub quantization: QdrantQuantization,
+    /// Quantized vectors kept in RAM.
+    pub always_ram: bool,
+    /// Original vectors on disk.
+    pub on_disk: bool,
+    /// HNSW `m`.
+    pub m: u32,
+    /// HNSW `ef_construct`.
+    pub ef_construct: u32,
+    /// The HNSW graph on disk.
+    pub hnsw_on_disk: bool,
+    /// The optimizer's indexing threshold in KB.
+    pub indexing_threshold_kb: Option<u64>,
+    /// Payload paths indexed as tenant keys.
+    pub tenant_keys: Vec<String>,
+}
+
+impl Default for QdrantLayout {
+    fn default() -> Self {
+        QdrantSettings::default().layout()
+    }
+}
+
+/// How queries search (from [`QdrantSettings`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct QdrantSearchParams {
+    /// HNSW beam; `None`: Qdrant's choice.
+    pub hnsw_ef: Option<u32>,
+    /// Re-score quantized candidates with the originals.
+    pub rescore: bool,
+    /// Candidates per result before rescoring.
+    pub oversampling: f64,
+}
+
+impl Default for QdrantSearchParams {
+    fn default() -> Self {
+        QdrantSettings::default().search_params()
+    }
 }
 
 impl Default for QdrantSettings {
@@ -69,6 +158,17 @@ impl Default for QdrantSettings {
             grpc_port: 6334,
             shards: None,
             replication: None,
+            quantization: QdrantQuantization::None,
+            quantization_always_ram: true,
+            rescore: true,
+            oversampling: 2.0,
+            on_disk: false,
+            hnsw_m: 16,
+            hnsw_ef_construct: 100,
+            hnsw_on_disk: false,
+            hnsw_ef: None,
+            indexing_threshold_kb: None,
+            tenant_keys: Vec::new(),
         }
     }
 }
@@ -84,10 +184,77 @@ impl QdrantSettings {
                 return Err(RagError::invalid_input(format!("{prefix}.{key}"), format!("{v} is out of range: use 1 to 1024")));
             }
         }
+        let bad = |key: &str, v: String, range: &str| {
+            RagError::invalid_input(format!("{prefix}.{key}"), format!("{v} is out of range: use {range}"))
+        };
+        if !(1.0..=100.0).contains(&self.oversampling) {
+            return Err(bad("oversampling", self.oversampling.to_string(), "1 to 100"));
+        }
+        if self.hnsw_m > 1024 {
+            return Err(bad("hnsw_m", self.hnsw_m.to_string(), "0 to 1024"));
+        }
+        if !(4..=10_000).contains(&self.hnsw_ef_construct) {
+            return Err(bad("hnsw_ef_construct", self.hnsw_ef_construct.to_string(), "4 to 10000"));
+        }
+        if let Some(ef) = self.hnsw_ef
+            && !(1..=100_000).contains(&ef)
+        {
+            return Err(bad("hnsw_ef", ef.to_string(), "1 to 100000"));
+        }
+        for key in &self.tenant_keys {
+            rag_core::rules::check_key(&format!("{prefix}.tenant_keys"), key)?;
+        }
+        if self.mode != QdrantClient::Server
+            && let Some(key) = self.server_only_key()
+        {
+            return Err(RagError::config(format!(
+                "{prefix}.{key} shapes a Qdrant server's collection; mode `{}` searches exactly and keeps no index: \
+                 use {prefix}.mode = server, or leave {prefix}.{key} at its default",
+                self.mode
+            )));
+        }
         if self.mode == QdrantClient::Server && self.url.is_none() {
             return Err(RagError::config(format!("{prefix}.mode = server needs {prefix}.url")));
         }
         Ok(())
+    }
+
+    /// The first setting that only a server honours and that is not at its default.
+    fn server_only_key(&self) -> Option<&'static str> {
+        let d = Self::default();
+        [
+            ("quantization", self.quantization != d.quantization),
+            ("quantization_always_ram", self.quantization_always_ram != d.quantization_always_ram),
+            ("on_disk", self.on_disk != d.on_disk),
+            ("hnsw_m", self.hnsw_m != d.hnsw_m),
+            ("hnsw_ef_construct", self.hnsw_ef_construct != d.hnsw_ef_construct),
+            ("hnsw_on_disk", self.hnsw_on_disk != d.hnsw_on_disk),
+            ("hnsw_ef", self.hnsw_ef.is_some()),
+            ("indexing_threshold_kb", self.indexing_threshold_kb.is_some()),
+            ("tenant_keys", !self.tenant_keys.is_empty()),
+        ]
+        .into_iter()
+        .find(|(_, differs)| *differs)
+        .map(|(key, _)| key)
+    }
+
+    /// How a new collection is laid out and indexed.
+    pub fn layout(&self) -> QdrantLayout {
+        QdrantLayout {
+            quantization: self.quantization,
+            always_ram: self.quantization_always_ram,
+            on_disk: self.on_disk,
+            m: self.hnsw_m,
+            ef_construct: self.hnsw_ef_construct,
+            hnsw_on_disk: self.hnsw_on_disk,
+            indexing_threshold_kb: self.indexing_threshold_kb,
+            tenant_keys: self.tenant_keys.clone(),
+        }
+    }
+
+    /// How queries search.
+    pub fn search_params(&self) -> QdrantSearchParams {
+        QdrantSearchParams { hnsw_ef: self.hnsw_ef, rescore: self.rescore, oversampling: self.oversampling }
     }
 
     /// The mode these settings open for a collection kept under `dir` (the API key read from
@@ -103,5 +270,25 @@ impl QdrantSettings {
                 grpc_port: self.grpc_port,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_for_size_are_checked_by_name_and_need_a_server() {
+        let local = QdrantSettings { quantization: QdrantQuantization::Int8, ..QdrantSettings::default() };
+        let err = local.validate("store.qdrant").unwrap_err().to_string();
+        assert!(err.contains("store.qdrant.quantization") && err.contains("server"), "{err}");
+        let server = QdrantSettings { mode: QdrantClient::Server, url: Some("http://q:6333".into()), ..local };
+        server.validate("store.qdrant").unwrap();
+        let bad = QdrantSettings { oversampling: 0.5, ..server.clone() };
+        assert!(bad.validate("store.qdrant").unwrap_err().to_string().contains("store.qdrant.oversampling"));
+        let bad = QdrantSettings { tenant_keys: vec!["$t".into()], ..server.clone() };
+        assert!(bad.validate("store.qdrant").unwrap_err().to_string().contains("tenant_keys"));
+        assert_eq!(server.layout().quantization, QdrantQuantization::Int8);
+        assert!(server.search_params().rescore);
     }
 }

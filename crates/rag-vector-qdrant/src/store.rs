@@ -15,7 +15,7 @@ use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules};
 use rag_python::convert::{json_to_py, matrix_to_numpy, metadata_to_py, metadata_value_to_json};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::{PyDict, PyList, PyModule};
-use rag_python::store::{DimensionGuard, EmbeddedModule, PayloadLayout, StoreOptions, shim_query, shim_rows};
+use rag_python::store::{DimensionGuard, EmbeddedModule, PayloadLayout, StoreOptions, shim_rows};
 use serde_json::{Value, json};
 
 /// The chunk's text and original string id live in the payload (`text`, `chunk_id`).
@@ -72,6 +72,8 @@ pub struct QdrantStoreBuilder {
     sparse: Option<Arc<dyn SparseEncoder>>,
     shards: Option<u32>,
     replication: Option<u32>,
+    layout: QdrantLayout,
+    search: QdrantSearchParams,
 }
 
 impl std::fmt::Debug for QdrantStoreBuilder {
@@ -114,6 +116,19 @@ impl QdrantStoreBuilder {
     /// Copies of each shard in a new collection (a cluster; ignored in local mode).
     pub fn replication_factor(mut self, n: u32) -> Self {
         self.replication = Some(n);
+        self
+    }
+
+    /// How a new collection is laid out and indexed: quantization, vectors and graph on disk,
+    /// HNSW parameters, tenant indexes (a server; local mode searches exactly).
+    pub fn layout(mut self, layout: QdrantLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// How queries search: HNSW beam, rescoring, oversampling.
+    pub fn search_params(mut self, params: QdrantSearchParams) -> Self {
+        self.search = params;
         self
     }
 
@@ -181,12 +196,14 @@ impl QdrantStoreBuilder {
                 distance: self.options.distance,
                 batch_size: self.batch_size,
                 sparse: self.sparse,
+                search: self.search,
             }),
         })
     }
 
     fn creation(&self) -> Creation {
         Creation {
+            layout: self.layout.clone(),
             distance: self.options.distance,
             sparse: self.sparse.is_some(),
             shards: self.shards,
@@ -197,8 +214,9 @@ impl QdrantStoreBuilder {
 }
 
 /// How a new collection is made.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Creation {
+    layout: QdrantLayout,
     distance: Distance,
     sparse: bool,
     shards: Option<u32>,
@@ -213,6 +231,13 @@ impl Creation {
         kw.set_item("shards", self.shards).py_context(py)?;
         kw.set_item("replication", self.replication).py_context(py)?;
         kw.set_item("server", self.server).py_context(py)?;
+        if self.server {
+            let mut layout = self.layout.clone();
+            // Tenant keys are metadata keys; Qdrant wants their payload paths.
+            layout.tenant_keys = layout.tenant_keys.iter().map(|k| payload_key(k)).collect();
+            let layout = serde_json::to_value(&layout).map_err(|e| RagError::json("the Qdrant layout", e))?;
+            kw.set_item("layout", json_to_py(py, &layout)?).py_context(py)?;
+        }
         ops.getattr("create").and_then(|f| f.call((client, name, dim, self.distance.as_str()), Some(&kw))).py_context(py)?;
         if self.server {
             let warning: Option<String> = ops
@@ -238,6 +263,7 @@ struct Inner {
     dimension: DimensionGuard,
     batch_size: usize,
     creation: Creation,
+    search: QdrantSearchParams,
     /// BM25 as sparse vectors, when the collection keeps them.
     sparse: Option<Arc<dyn SparseEncoder>>,
 }
@@ -338,6 +364,8 @@ impl QdrantStore {
             sparse: None,
             shards: None,
             replication: None,
+            layout: QdrantLayout::default(),
+            search: QdrantSearchParams::default(),
         }
     }
 
@@ -356,9 +384,23 @@ impl QdrantStore {
         if self.inner.dimension.check(dim, "upsert")? {
             return Ok(());
         }
-        let creation = self.inner.creation;
+        let creation = self.inner.creation.clone();
         self.call(move |py, ops, client, name| creation.create(py, ops, client, name, dim)).await?;
         self.inner.dimension.record(dim)
+    }
+
+    /// The dense search's parameters as Qdrant's `SearchParams` JSON; `None` outside a server
+    /// (local mode searches exactly).
+    fn params(&self) -> Result<Option<Value>> {
+        if !matches!(self.inner.mode, QdrantMode::Server { .. }) {
+            return Ok(None);
+        }
+        let p = &self.inner.search;
+        let mut params = json!({"quantization": {"rescore": p.rescore, "oversampling": p.oversampling}});
+        if let Some(ef) = p.hnsw_ef {
+            params["hnsw_ef"] = ef.into();
+        }
+        Ok(Some(params))
     }
 
     /// The sparse encoder, or the error for a store without one.
@@ -436,8 +478,16 @@ impl VectorStore for QdrantStore {
             return Ok(Vec::new());
         }
         let spec = query.filter.as_ref().map(to_qdrant_filter).transpose()?;
+        let params = self.params()?;
         let rows = self
-            .call(move |py, ops, client, name| shim_query(py, ops, client, name, &query.vector, query.k, spec.as_ref()))
+            .call(move |py, ops, client, name| {
+                let spec = spec.as_ref().map(|s| json_to_py(py, s)).transpose()?;
+                let vector = rag_python::convert::vector_to_numpy(py, &query.vector);
+                let params = params.as_ref().map(|p| json_to_py(py, p)).transpose()?;
+                let rows =
+                    ops.getattr("query").and_then(|f| f.call1((client, name, vector, query.k, spec, params))).py_context(py)?;
+                shim_rows(py, &rows)
+            })
             .await?;
         self.scored(rows, true)
     }
@@ -539,14 +589,28 @@ impl HybridSearch for QdrantStore {
             }
         };
         let candidates = query.candidates.max(query.k);
+        let params = self.params()?;
         let rows = self
             .call(move |py, ops, client, name| {
                 let spec = spec.as_ref().map(|s| json_to_py(py, s)).transpose()?;
                 let vector = rag_python::convert::vector_to_numpy(py, &query.vector);
+                let params = params.as_ref().map(|p| json_to_py(py, p)).transpose()?;
                 let rows = ops
                     .getattr("hybrid_query")
                     .and_then(|f| {
-                        f.call1((client, name, vector, sparse.indices, sparse.values, query.k, candidates, spec, fusion, rrf_k))
+                        f.call1((
+                            client,
+                            name,
+                            vector,
+                            sparse.indices,
+                            sparse.values,
+                            query.k,
+                            candidates,
+                            spec,
+                            fusion,
+                            rrf_k,
+                            params,
+                        ))
                     })
                     .py_context(py)?;
                 shim_rows(py, &rows)
@@ -708,7 +772,7 @@ impl QdrantStore {
         if let Some(n) = settings.replication {
             b = b.replication_factor(n);
         }
-        b.build().await
+        b.layout(settings.layout()).search_params(settings.search_params()).build().await
     }
 }
 
