@@ -28,6 +28,15 @@ fn check_shared(cfg: &RagConfig, what: &str) -> Result<()> {
 }
 
 async fn connect(cfg: &RagConfig, flag: Option<&str>) -> Result<RedisQueue> {
+    // `rag ingest --queue corpus.jsonl`: clap took the path for the bare flag's URL.
+    if let Some(f) = flag.filter(|f| !f.contains("://") && std::path::Path::new(f).exists()) {
+        return Err(RagError::invalid_input(
+            "--queue",
+            format!(
+                "`{f}` is a file, not a Redis URL: write `rag ingest {f} --queue` (paths first) or `--queue=redis://HOST/DB`"
+            ),
+        ));
+    }
     let url = cfg.queue.resolve_url(flag)?;
     RedisQueue::connect(&url, &cfg.collection, &cfg.queue).await
 }
