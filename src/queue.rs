@@ -499,18 +499,11 @@ impl IngestWorker {
     /// takes it; a delivery past the limit goes to the dead letters unread.
     pub async fn work(&self, delivery: Delivery) -> Result<BatchOutcome> {
         if delivery.deliveries > self.max_deliveries {
-            let docs = &delivery.batch.documents;
-            let letter = self.letter(
-                &delivery,
-                ids_of(docs),
-                format!(
-                    "delivered {} times and never acknowledged (it stops or kills every worker that takes it)",
-                    delivery.deliveries - 1
-                ),
+            let reason = format!(
+                "delivered {} times and never acknowledged (it stops or kills every worker that takes it)",
+                delivery.deliveries - 1
             );
-            let tally = BatchTally { failed: docs.len() as u64, ..BatchTally::default() };
-            let first = self.queue.ack(&self.name, &delivery, tally, vec![letter]).await?;
-            return Ok(BatchOutcome::Acked { tally, first });
+            return self.give_up(&delivery, reason).await;
         }
         let ingest = self.ingest(&delivery);
         let keep = async {
@@ -530,18 +523,21 @@ impl IngestWorker {
                 let first = self.queue.ack(&self.name, &delivery, tally, dead).await?;
                 Ok(BatchOutcome::Acked { tally, first })
             }
-            Err(e) if delivery.deliveries >= self.max_deliveries => {
-                let docs = &delivery.batch.documents;
-                let letter = self.letter(&delivery, ids_of(docs), e.to_string());
-                let tally = BatchTally { failed: docs.len() as u64, ..BatchTally::default() };
-                let first = self.queue.ack(&self.name, &delivery, tally, vec![letter]).await?;
-                Ok(BatchOutcome::Acked { tally, first })
-            }
+            Err(e) if delivery.deliveries >= self.max_deliveries => self.give_up(&delivery, e.to_string()).await,
             Err(e) => {
                 tracing::warn!(error = %e, seq = delivery.batch.seq, deliveries = delivery.deliveries, "batch failed; left for another try");
                 Ok(BatchOutcome::Released { error: e.to_string(), retryable: e.is_retryable() })
             }
         }
+    }
+
+    /// Sends every document of `delivery` to the dead letters with `reason`, and acknowledges it.
+    async fn give_up(&self, delivery: &Delivery, reason: String) -> Result<BatchOutcome> {
+        let docs = &delivery.batch.documents;
+        let letter = self.letter(delivery, ids_of(docs), reason);
+        let tally = BatchTally { failed: docs.len() as u64, ..BatchTally::default() };
+        let first = self.queue.ack(&self.name, delivery, tally, vec![letter]).await?;
+        Ok(BatchOutcome::Acked { tally, first })
     }
 
     fn letter(&self, delivery: &Delivery, doc_ids: Vec<String>, reason: String) -> DeadLetter {

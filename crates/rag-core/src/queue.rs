@@ -95,10 +95,13 @@ impl BatchTally {
 
     /// Adds `other` into this tally.
     pub fn add(&mut self, other: &BatchTally) {
-        for (name, value) in other.fields() {
-            let mine = self.fields().iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap_or(0);
-            self.set(name, mine + value);
-        }
+        self.documents += other.documents;
+        self.chunks += other.chunks;
+        self.embedded += other.embedded;
+        self.cache_hits += other.cache_hits;
+        self.unchanged += other.unchanged;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
     }
 
     /// Documents accounted for: ingested, passed over or given up on.
