@@ -207,7 +207,7 @@ impl RagPipeline {
     /// read PDFs, so a citation points at one page: each page is chunked as the document
     /// `{id}@p{n}` (which makes the chunk ids unique, `report.pdf@p4#0`), then the chunks are put
     /// back under the document with spans in its text, and carry `page` and `page_end`.
-    async fn chunk(&self, d: &SourceDocument) -> Result<Vec<Chunk>> {
+    pub(crate) async fn chunk(&self, d: &SourceDocument) -> Result<Vec<Chunk>> {
         let chunker = self.chunker_for(d.format);
         if d.page_starts.is_empty() {
             return chunker.chunk(&d.document).await;

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod query;
 pub mod queue;
 pub mod retrieve;
+pub mod scale;
 pub mod sources;
 pub mod sys;
 

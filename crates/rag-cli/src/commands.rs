@@ -10,7 +10,7 @@ use rag::config::CacheBackend;
 use rag::core::GenerationEvent;
 use rag::{FileSource, IngestOptions, QueryOptions, RagError, Result, RetrievalMode};
 
-use crate::output::{print_answer, print_ingest, print_json, print_level, print_passages};
+use crate::output::{print_answer, print_ingest, print_json, print_level, print_passages, print_scale};
 use crate::remote::RemoteServer;
 use crate::{Global, RetrievalArgs, config, load, optimize, progress_bar};
 
@@ -310,6 +310,40 @@ pub async fn bench(g: &Global, dataset: PathBuf, docs: usize, queries: usize, co
             println!("  concurrency {:>3} reaches {:.0}% of it", level.concurrency, 100.0 * level.qps / ceiling);
         }
     }
+    Ok(())
+}
+
+/// `rag bench --scale N`: builds collection `scale-N` (or `--collection`) from SciFact and N
+/// distractors and measures it (see [`rag::scale`]).
+pub async fn bench_scale(g: &Global, dataset: PathBuf, mut opts: rag::scale::ScaleOptions) -> Result<()> {
+    let mut cfg = config(g)?;
+    RemoteServer::refuse(&cfg.data_dir, "rag bench")?;
+    if g.collection.is_none() {
+        cfg.collection = format!("scale-{}", opts.distractors);
+    }
+    // A local collection is rebuilt from scratch; one on a server must be dropped there first
+    // (the benchmark refuses a non-empty one rather than mix runs).
+    let dir = cfg.collection_dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
+    }
+    let pipeline = build_pipeline(&cfg, Needs::All).await?;
+    let (progress, bar) = progress_bar(g.json, "distractors");
+    opts.progress = progress;
+    // Phases go to stderr even with --json (stdout carries the report): a million-chunk run is long.
+    let phase_bar = bar.clone();
+    opts.on_phase = Some(Arc::new(move |what: &str| match &phase_bar {
+        Some(b) => b.println(format!("- {what}")),
+        None => eprintln!("- {what}"),
+    }));
+    let report = rag::scale::run_scale(pipeline, &dataset, &opts).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if g.json {
+        return print_json(&report);
+    }
+    print_scale(&report);
     Ok(())
 }
 

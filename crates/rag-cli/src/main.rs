@@ -149,12 +149,24 @@ enum Command {
         /// Queries to run at each concurrency level.
         #[arg(long, default_value_t = 200)]
         queries: usize,
-        /// Queries in flight at once; several levels make a sweep (`1,4,16,64`).
-        #[arg(long, value_delimiter = ',', default_value = "4")]
-        concurrency: Vec<usize>,
+        /// Queries in flight at once; several levels make a sweep (`1,4,16,64`) [default: 4; with --scale 1,16].
+        #[arg(long, value_delimiter = ',')]
+        concurrency: Option<Vec<usize>>,
         /// Ingest without the embedding cache (measures the model, not the cache).
         #[arg(long)]
         cold: bool,
+        /// Scale benchmark: SciFact plus this many generated distractor chunks written through
+        /// the pipeline (collection scale-N unless --collection); reports load, memory, disk,
+        /// latency, recall@10 against exact search and nDCG@10 with the distractors.
+        #[arg(long, value_name = "N", conflicts_with_all = ["docs", "cold"])]
+        scale: Option<usize>,
+        /// With --scale: spread the distractors over this many tenants (metadata `tenant`) and
+        /// also time one-tenant queries.
+        #[arg(long, requires = "scale", default_value_t = 0)]
+        tenants: usize,
+        /// With --scale: queries whose top 10 is checked against an exact search.
+        #[arg(long, requires = "scale", default_value_t = 200)]
+        recall_queries: usize,
     },
     /// Collection, counts, backends, models, data directory.
     Stats,
@@ -342,8 +354,17 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Search { query, retrieval } => commands::search(g, query, retrieval).await,
         Command::Delete { doc_id } => commands::delete(g, doc_id).await,
         Command::Eval { dataset, mode, rerank, limit, answers } => commands::eval(g, dataset, mode, rerank, limit, answers).await,
-        Command::Bench { dataset, docs, queries, concurrency, cold } => {
-            commands::bench(g, dataset, docs, queries, concurrency, cold).await
+        Command::Bench { dataset, scale: Some(n), tenants, recall_queries, concurrency, .. } => {
+            let mut opts = rag::scale::ScaleOptions::new(n);
+            opts.tenants = tenants;
+            opts.recall_queries = recall_queries;
+            if let Some(c) = concurrency {
+                opts.concurrency = c;
+            }
+            commands::bench_scale(g, dataset, opts).await
+        }
+        Command::Bench { dataset, docs, queries, concurrency, cold, .. } => {
+            commands::bench(g, dataset, docs, queries, concurrency.unwrap_or_else(|| vec![4]), cold).await
         }
         Command::Optimize { args, retrieval } => commands::optimize(g, args, retrieval).await,
         Command::Stats => commands::stats(g).await,

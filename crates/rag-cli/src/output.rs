@@ -158,3 +158,36 @@ pub fn print_passages(passages: &[impl Passage]) {
         );
     }
 }
+
+/// `rag bench --scale`'s summary.
+pub fn print_scale(r: &rag::scale::ScaleReport) {
+    let mb = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v:.0} MiB"));
+    println!(
+        "{}: {} chunks ({} SciFact + {} distractors) in {}",
+        r.collection,
+        r.chunks,
+        r.real_chunks,
+        r.distractor_chunks,
+        r.backends.get("store").map_or("?", String::as_str)
+    );
+    println!(
+        "load: {:.0} s, {:.0} chunks/s; index ready {:.0} s later",
+        r.load_seconds, r.load_chunks_per_s, r.index_wait_seconds
+    );
+    println!("memory: {} now, {} peak; local disk {}", mb(r.rss_mb), mb(r.peak_rss_mb), mb(r.disk_mb));
+    println!("recall@10 against exact search: {:.4} ({} queries)", r.recall_at_10, r.recall_queries);
+    for l in &r.latency {
+        println!(
+            "{:<18} concurrency {:>3}: p50 {:.1} ms, p99 {:.1} ms, {:.0} QPS ({} queries)",
+            l.path.to_string(),
+            l.concurrency,
+            l.p50_ms,
+            l.p99_ms,
+            l.qps,
+            l.queries
+        );
+    }
+    for c in &r.ndcg_at_10 {
+        println!("nDCG@10 {:?}: {:.4} alone, {:.4} with the distractors ({:+.4})", c.mode, c.without, c.with, c.with - c.without);
+    }
+}
