@@ -8,7 +8,7 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test lint unit eval bench bench-serve bench-queue bench-criterion soak clean
+.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test lint unit eval bench bench-serve bench-queue bench-scale bench-criterion soak clean
 
 setup: setup-system setup-python setup-onnx setup-llm setup-qdrant
 
@@ -116,6 +116,14 @@ bench-queue: setup
 	$(CARGO) build --release -p rag-cli
 	scripts/bench-queue
 	$(CARGO) bench -p rag-queue-redis --bench queue_overhead
+
+# SciFact plus generated distractors, one run per store setting (docs/benchmarks.md, "A million
+# chunks"). Runs: N:store[:quantization[:tenants[:tenant-index]]], e.g.
+#   make bench-scale SCALE_RUNS="100000:chroma 1000000:qdrant:int8:1000:on"
+SCALE_RUNS ?=
+bench-scale: setup
+	$(CARGO) build --release -p rag-cli
+	DATASET=$(DATASET) scripts/bench-scale $(SCALE_RUNS)
 
 bench-criterion: setup
 	$(CARGO) bench --workspace
