@@ -358,6 +358,9 @@ pub async fn run_scale(mut pipeline: RagPipeline, dataset: &Path, opts: &ScaleOp
     if opts.concurrency.contains(&0) || opts.recall_queries == 0 {
         return Err(RagError::invalid_input("rag bench --scale", "concurrency levels and recall queries must be at least 1"));
     }
+    // Checked before any work: the distractors are numbered in a u32.
+    let count = u32::try_from(opts.distractors)
+        .map_err(|_| RagError::invalid_input("--scale", format!("at most {} distractors", u32::MAX)))?;
     let (Some(embedder), Some(store)) = (pipeline.embedder.clone(), pipeline.store.clone()) else {
         return Err(RagError::config("rag bench --scale measures a vector store: configure store.backend and an embedder"));
     };
@@ -387,9 +390,8 @@ pub async fn run_scale(mut pipeline: RagPipeline, dataset: &Path, opts: &ScaleOp
     let distractors =
         Arc::new(Distractors { seed: opts.seed, tenants: opts.tenants, real: real.clone(), real_words, vocabulary });
     let mut known = HashMap::with_capacity(opts.distractors);
-    for i in 0..opts.distractors {
-        let i32 = u32::try_from(i).map_err(|_| RagError::invalid_input("--scale", "at most 4,294,967,295 distractors"))?;
-        known.insert(text_key(&distractors.text(i)), i32);
+    for i in 0..count {
+        known.insert(text_key(&distractors.text(i as usize)), i);
     }
     let wrapped = Arc::new(DistractorEmbedder {
         inner: embedder.clone(),
@@ -444,16 +446,14 @@ pub async fn run_scale(mut pipeline: RagPipeline, dataset: &Path, opts: &ScaleOp
 
     let mut latency = Vec::new();
     let rounds: Vec<usize> = (0..questions.len() * LATENCY_ROUNDS).map(|i| i % questions.len()).collect();
+    // The store's own query, with or without a filter: no model, no fusion.
+    let dense = |i: usize, filter: Option<Filter>| {
+        let (store, vector) = (store.clone(), vectors[i].clone());
+        async move { store.query(VectorQuery { vector, k: K, filter }).await.map(drop) }
+    };
     for &c in &opts.concurrency {
         opts.phase(&format!("latency at concurrency {c}"));
-        latency.push(
-            level(LatencyPath::Dense, c, &rounds, |i| {
-                let store = store.clone();
-                let vector = vectors[i].clone();
-                async move { store.query(VectorQuery { vector, k: K, filter: None }).await.map(drop) }
-            })
-            .await?,
-        );
+        latency.push(level(LatencyPath::Dense, c, &rounds, |i| dense(i, None)).await?);
         let hybrid = QueryOptions::new().k(K).mode(RetrievalMode::Hybrid);
         latency.push(
             level(LatencyPath::Hybrid, c, &rounds, |i| {
@@ -463,15 +463,8 @@ pub async fn run_scale(mut pipeline: RagPipeline, dataset: &Path, opts: &ScaleOp
             .await?,
         );
         if opts.tenants > 0 {
-            latency.push(
-                level(LatencyPath::TenantDense, c, &rounds[..TENANT_QUERIES.min(questions.len())], |i| {
-                    let store = store.clone();
-                    let vector = vectors[i].clone();
-                    let filter = Filter::eq(TENANT_KEY, format!("t{}", i % opts.tenants));
-                    async move { store.query(VectorQuery { vector, k: K, filter: Some(filter) }).await.map(drop) }
-                })
-                .await?,
-            );
+            let one_tenant = |i| dense(i, Some(Filter::eq(TENANT_KEY, format!("t{}", i % opts.tenants))));
+            latency.push(level(LatencyPath::TenantDense, c, &rounds[..TENANT_QUERIES.min(questions.len())], one_tenant).await?);
         }
     }
 

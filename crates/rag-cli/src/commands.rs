@@ -274,13 +274,7 @@ pub async fn eval(
 
 /// `rag bench`.
 pub async fn bench(g: &Global, dataset: PathBuf, docs: usize, queries: usize, concurrency: Vec<usize>, cold: bool) -> Result<()> {
-    let mut cfg = config(g)?;
-    RemoteServer::refuse(&cfg.data_dir, "rag bench")?;
-    cfg.collection = format!("bench-{docs}");
-    let dir = cfg.collection_dir();
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
-    }
+    let mut cfg = bench_config(g, format!("bench-{docs}"))?;
     if cold {
         cfg.cache.backend = CacheBackend::None;
     }
@@ -313,20 +307,25 @@ pub async fn bench(g: &Global, dataset: PathBuf, docs: usize, queries: usize, co
     Ok(())
 }
 
-/// `rag bench --scale N`: builds collection `scale-N` (or `--collection`) from SciFact and N
-/// distractors and measures it (see [`rag::scale`]).
-pub async fn bench_scale(g: &Global, dataset: PathBuf, mut opts: rag::scale::ScaleOptions) -> Result<()> {
+/// The configuration a benchmark runs on: `collection`, its local directory removed so the
+/// run starts from nothing (refused while a `rag serve` holds the data directory).
+fn bench_config(g: &Global, collection: String) -> Result<rag::RagConfig> {
     let mut cfg = config(g)?;
     RemoteServer::refuse(&cfg.data_dir, "rag bench")?;
-    if g.collection.is_none() {
-        cfg.collection = format!("scale-{}", opts.distractors);
-    }
-    // A local collection is rebuilt from scratch; one on a server must be dropped there first
-    // (the benchmark refuses a non-empty one rather than mix runs).
+    cfg.collection = collection;
     let dir = cfg.collection_dir();
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| RagError::io(&dir, e))?;
     }
+    Ok(cfg)
+}
+
+/// `rag bench --scale N`: builds collection `scale-N` (or `--collection`) from SciFact and N
+/// distractors and measures it (see [`rag::scale`]).
+pub async fn bench_scale(g: &Global, dataset: PathBuf, mut opts: rag::scale::ScaleOptions) -> Result<()> {
+    // A collection on a server must be dropped there first: the benchmark refuses a non-empty
+    // one rather than mix runs.
+    let cfg = bench_config(g, g.collection.clone().unwrap_or_else(|| format!("scale-{}", opts.distractors)))?;
     let pipeline = build_pipeline(&cfg, Needs::All).await?;
     let (progress, bar) = progress_bar(g.json, "distractors");
     opts.progress = progress;
