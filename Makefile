@@ -118,8 +118,8 @@ bench-queue: setup
 	$(CARGO) bench -p rag-queue-redis --bench queue_overhead
 
 # SciFact plus generated distractors, one run per store setting (docs/benchmarks.md, "A million
-# chunks"). Runs: N:store[:quantization[:tenants[:tenant-index]]], e.g.
-#   make bench-scale SCALE_RUNS="100000:chroma 1000000:qdrant:int8:1000:on"
+# chunks"). Runs: N:store[:quantization[:tenants[:tenant-index[:ram|disk]]]], e.g.
+#   make bench-scale SCALE_RUNS="100000:chroma 1000000:qdrant:int8:1000:on:disk"
 SCALE_RUNS ?=
 bench-scale: setup
 	$(CARGO) build --release -p rag-cli

@@ -43,12 +43,17 @@ rag_core::choice! {
     QdrantQuantization {
         /// float32 vectors only: 1.5 KiB a 384-dimension vector.
         None = "none",
-        /// Scalar int8: a quarter of the memory.
+        /// Scalar int8: a quarter of the float32 memory (searched from RAM; with `on_disk`, the
+        /// originals stay on disk and are read only to rescore).
         Int8 = "int8",
         /// One bit a dimension: a thirty-second; needs rescoring and oversampling for recall.
         Binary = "binary",
     }
 }
+
+/// The quantization of a new server collection when `quantization` is unset: int8, chosen by
+/// `rag bench --scale` at a million chunks (docs/scaling.md has the numbers).
+pub const SERVER_QUANTIZATION: QdrantQuantization = QdrantQuantization::Int8;
 
 /// A Qdrant store's settings: the `[store.qdrant]` table of the configuration, read by this
 /// crate ([`QdrantStore::from_settings`](crate::QdrantStore::from_settings)).
@@ -70,9 +75,11 @@ pub struct QdrantSettings {
     /// Copies of each shard of a new collection (cluster), 1 to 1024: 2 or more survives
     /// losing a node.
     pub replication: Option<u32>,
-    /// Vector compression of a new collection (`server`): `none` (the default until the
-    /// million-chunk benchmark picks one by measured recall and memory), `int8`, `binary`.
-    pub quantization: QdrantQuantization,
+    /// Vector compression of a new collection (`server`): `none`, `int8`, `binary`. Unset:
+    /// [`SERVER_QUANTIZATION`] for a server (chosen by the million-chunk benchmark: the least
+    /// memory with recall@10 >= 0.95 and SciFact nDCG@10 within 0.005 of `none`), `none` in
+    /// local and memory mode (which search exactly).
+    pub quantization: Option<QdrantQuantization>,
     /// Quantized vectors stay in RAM when the originals are on disk (true: the point of
     /// quantizing is to search from RAM and read the originals only to rescore).
     pub quantization_always_ram: bool,
@@ -82,9 +89,10 @@ pub struct QdrantSettings {
     /// Queries take `oversampling` × k quantized candidates before rescoring, 1 to 100 (2.0:
     /// twice the candidates recovers most of int8's and binary's misses for a few more reads).
     pub oversampling: f64,
-    /// The original vectors of a new collection memory-mapped from disk, not held in RAM
-    /// (false: small collections fit; turn on with quantization when RAM is the limit).
-    pub on_disk: bool,
+    /// The original vectors of a new collection memory-mapped from disk, not held in RAM.
+    /// Unset: on disk exactly when the collection is quantized (quantization saves RAM only if
+    /// the originals leave it; they are then read only to rescore a few candidates).
+    pub on_disk: Option<bool>,
     /// HNSW edges per node of a new collection, 0 to 1024 (16, Qdrant's default; 0 builds no
     /// global graph, for per-tenant graphs with `tenant_keys`).
     pub hnsw_m: u32,
@@ -126,8 +134,17 @@ pub struct QdrantLayout {
 }
 
 impl Default for QdrantLayout {
+    /// The layout of a local or in-memory collection (no quantization, vectors in RAM).
     fn default() -> Self {
         QdrantSettings::default().layout()
+    }
+}
+
+impl QdrantLayout {
+    /// The layout a new server collection gets from the default settings ([`SERVER_QUANTIZATION`],
+    /// originals on disk).
+    pub fn server_default() -> Self {
+        QdrantSettings { mode: QdrantClient::Server, ..QdrantSettings::default() }.layout()
     }
 }
 
@@ -158,11 +175,11 @@ impl Default for QdrantSettings {
             grpc_port: 6334,
             shards: None,
             replication: None,
-            quantization: QdrantQuantization::None,
+            quantization: None,
             quantization_always_ram: true,
             rescore: true,
             oversampling: 2.0,
-            on_disk: false,
+            on_disk: None,
             hnsw_m: 16,
             hnsw_ef_construct: 100,
             hnsw_on_disk: false,
@@ -223,9 +240,9 @@ impl QdrantSettings {
     fn server_only_key(&self) -> Option<&'static str> {
         let d = Self::default();
         [
-            ("quantization", self.quantization != d.quantization),
+            ("quantization", self.quantization.is_some_and(|q| q != QdrantQuantization::None)),
             ("quantization_always_ram", self.quantization_always_ram != d.quantization_always_ram),
-            ("on_disk", self.on_disk != d.on_disk),
+            ("on_disk", self.on_disk == Some(true)),
             ("hnsw_m", self.hnsw_m != d.hnsw_m),
             ("hnsw_ef_construct", self.hnsw_ef_construct != d.hnsw_ef_construct),
             ("hnsw_on_disk", self.hnsw_on_disk != d.hnsw_on_disk),
@@ -238,12 +255,27 @@ impl QdrantSettings {
         .map(|(key, _)| key)
     }
 
+    /// The quantization a new collection gets: the setting, else the measured default for
+    /// the mode.
+    pub fn effective_quantization(&self) -> QdrantQuantization {
+        self.quantization.unwrap_or(match self.mode {
+            QdrantClient::Server => SERVER_QUANTIZATION,
+            QdrantClient::Local | QdrantClient::Memory => QdrantQuantization::None,
+        })
+    }
+
+    /// Whether a new collection's original vectors go to disk: the setting, else exactly when
+    /// it is quantized.
+    pub fn effective_on_disk(&self) -> bool {
+        self.on_disk.unwrap_or(self.effective_quantization() != QdrantQuantization::None)
+    }
+
     /// How a new collection is laid out and indexed.
     pub fn layout(&self) -> QdrantLayout {
         QdrantLayout {
-            quantization: self.quantization,
+            quantization: self.effective_quantization(),
             always_ram: self.quantization_always_ram,
-            on_disk: self.on_disk,
+            on_disk: self.effective_on_disk(),
             m: self.hnsw_m,
             ef_construct: self.hnsw_ef_construct,
             hnsw_on_disk: self.hnsw_on_disk,
@@ -279,7 +311,7 @@ mod tests {
 
     #[test]
     fn settings_for_size_are_checked_by_name_and_need_a_server() {
-        let local = QdrantSettings { quantization: QdrantQuantization::Int8, ..QdrantSettings::default() };
+        let local = QdrantSettings { quantization: Some(QdrantQuantization::Int8), ..QdrantSettings::default() };
         let err = local.validate("store.qdrant").unwrap_err().to_string();
         assert!(err.contains("store.qdrant.quantization") && err.contains("server"), "{err}");
         let server = QdrantSettings { mode: QdrantClient::Server, url: Some("http://q:6333".into()), ..local };
@@ -290,5 +322,26 @@ mod tests {
         assert!(bad.validate("store.qdrant").unwrap_err().to_string().contains("tenant_keys"));
         assert_eq!(server.layout().quantization, QdrantQuantization::Int8);
         assert!(server.search_params().rescore);
+    }
+
+    #[test]
+    fn unset_quantization_and_on_disk_follow_the_mode() {
+        // Local and memory mode search exactly: no quantization, vectors in RAM; `none` and
+        // `on_disk = false` said out loud are fine there.
+        let local = QdrantSettings::default();
+        assert_eq!((local.layout().quantization, local.layout().on_disk), (QdrantQuantization::None, false));
+        let said = QdrantSettings { quantization: Some(QdrantQuantization::None), on_disk: Some(false), ..local.clone() };
+        said.validate("store.qdrant").unwrap();
+        let on_disk = QdrantSettings { on_disk: Some(true), ..local };
+        assert!(on_disk.validate("store.qdrant").unwrap_err().to_string().contains("store.qdrant.on_disk"));
+        // A server gets the measured default, with the originals on disk; each can be overridden.
+        let server =
+            QdrantSettings { mode: QdrantClient::Server, url: Some("http://q:6333".into()), ..QdrantSettings::default() };
+        assert_eq!(server.layout(), QdrantLayout::server_default());
+        assert_eq!((server.layout().quantization, server.layout().on_disk), (SERVER_QUANTIZATION, true));
+        let plain = QdrantSettings { quantization: Some(QdrantQuantization::None), ..server.clone() };
+        assert_eq!((plain.layout().quantization, plain.layout().on_disk), (QdrantQuantization::None, false));
+        let in_ram = QdrantSettings { on_disk: Some(false), ..server };
+        assert_eq!((in_ram.layout().quantization, in_ram.layout().on_disk), (SERVER_QUANTIZATION, false));
     }
 }

@@ -354,8 +354,14 @@ fn as_filter_single(filter: &Filter) -> Value {
 }
 
 impl QdrantStore {
-    /// A builder for `mode`, collection `rag`, cosine, created if missing.
+    /// A builder for `mode`, collection `rag`, cosine, created if missing; a new server
+    /// collection gets [`QdrantLayout::server_default`] (int8, originals on disk), a local one
+    /// none of it.
     pub fn builder(mode: QdrantMode) -> QdrantStoreBuilder {
+        let layout = match mode {
+            QdrantMode::Server { .. } => QdrantLayout::server_default(),
+            QdrantMode::Local(_) | QdrantMode::InMemory => QdrantLayout::default(),
+        };
         QdrantStoreBuilder {
             mode,
             collection: "rag".into(),
@@ -364,7 +370,7 @@ impl QdrantStore {
             sparse: None,
             shards: None,
             replication: None,
-            layout: QdrantLayout::default(),
+            layout,
             search: QdrantSearchParams::default(),
         }
     }

@@ -36,7 +36,7 @@ fn settings(node: &rag_testkit::QdrantNode) -> QdrantSettings {
         grpc_port: node.grpc_port,
         hnsw_m: 8,
         hnsw_ef_construct: 32,
-        on_disk: true,
+        on_disk: Some(true),
         hnsw_on_disk: true,
         indexing_threshold_kb: Some(1),
         tenant_keys: vec!["tenant".into()],
@@ -95,7 +95,7 @@ async fn settings_for_size_reach_the_collection_and_rescoring_is_exact() {
     let vs = vectors();
 
     for (collection, quantization) in [("int8", QdrantQuantization::Int8), ("binary", QdrantQuantization::Binary)] {
-        let rescored = QdrantSettings { quantization, ..settings(&node) };
+        let rescored = QdrantSettings { quantization: Some(quantization), ..settings(&node) };
         let store = QdrantStore::from_settings(&rescored, &ctx(dir.path(), collection), None).await.unwrap();
         fill(&store, &node, collection, &vs).await;
 
@@ -132,14 +132,18 @@ async fn settings_for_size_reach_the_collection_and_rescoring_is_exact() {
         assert!(off > 1e-3, "{collection} without rescoring returns quantized scores (max difference {off})");
     }
 
-    // A collection made with the defaults keeps Qdrant's: no quantization, vectors in RAM, m 16.
-    let plain = QdrantSettings { mode: QdrantClient::Server, url: Some(node.url()), ..QdrantSettings::default() };
+    // A server collection made with the defaults gets the measured default: int8 kept in RAM,
+    // the originals on disk, m 16.
+    let defaults = QdrantSettings { mode: QdrantClient::Server, url: Some(node.url()), ..QdrantSettings::default() };
+    QdrantStore::from_settings(&defaults, &ctx(dir.path(), "defaults"), None).await.unwrap();
+    let c = &info(&node, "defaults")["config"];
+    assert_eq!(c["quantization_config"]["scalar"]["type"], "int8", "{c}");
+    assert_eq!(c["quantization_config"]["scalar"]["always_ram"], true, "{c}");
+    assert_eq!((c["hnsw_config"]["m"].as_u64(), c["params"]["vectors"]["on_disk"].as_bool()), (Some(16), Some(true)), "{c}");
+    // `quantization = "none"` said out loud: Qdrant's plain collection, vectors in RAM.
+    let plain = QdrantSettings { quantization: Some(QdrantQuantization::None), ..defaults };
     QdrantStore::from_settings(&plain, &ctx(dir.path(), "plain"), None).await.unwrap();
     let c = &info(&node, "plain")["config"];
     assert!(c["quantization_config"].is_null(), "{c}");
-    assert_eq!(
-        (c["hnsw_config"]["m"].as_u64(), c["params"]["vectors"]["on_disk"].as_bool().unwrap_or(false)),
-        (Some(16), false),
-        "{c}"
-    );
+    assert!(!c["params"]["vectors"]["on_disk"].as_bool().unwrap_or(false), "{c}");
 }
