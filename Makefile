@@ -8,7 +8,7 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test lint unit eval bench bench-serve bench-queue bench-scale bench-criterion soak clean
+.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test test-python wheel lint unit eval bench bench-serve bench-queue bench-scale bench-criterion soak clean
 
 setup: setup-system setup-python setup-onnx setup-llm setup-qdrant
 
@@ -70,6 +70,15 @@ unit:
 
 test: setup lint unit
 	$(CARGO) nextest run --workspace --all-features --no-fail-fast
+	RAG_WHEEL_PROFILE=dev scripts/test-python-package
+
+# The Python package: the rag_rs wheel (release) in target/wheels, for `pip install`.
+wheel: setup
+	RAG_WHEEL_PROFILE=release scripts/test-python-package
+
+# Its tests alone (a dev-profile wheel, installed in a clean venv; see the script).
+test-python: setup
+	RAG_WHEEL_PROFILE=dev scripts/test-python-package
 
 eval: setup
 	$(CARGO) build --release -p rag-cli

@@ -40,12 +40,20 @@ pub fn default_model_dir() -> Option<PathBuf> {
 }
 
 /// The ONNX Runtime shared library of the venv's `onnxruntime` wheel.
+/// Inside a host's interpreter (the Python package), the wheel is looked for on the host's
+/// `sys.path`.
 pub fn venv_runtime_library() -> Result<PathBuf> {
-    let venv = rag_python::venv::find_venv(None)?;
-    let lib = venv.join("lib");
-    let entries = std::fs::read_dir(&lib).map_err(|e| RagError::io(&lib, e))?;
-    for python in entries.flatten() {
-        let capi = python.path().join("site-packages").join("onnxruntime").join("capi");
+    let (site_dirs, place) = match rag_python::host_sys_path() {
+        Some(path) => (path.to_vec(), "the host Python's sys.path".to_owned()),
+        None => {
+            let venv = rag_python::venv::find_venv(None)?;
+            let lib = venv.join("lib");
+            let entries = std::fs::read_dir(&lib).map_err(|e| RagError::io(&lib, e))?;
+            (entries.flatten().map(|python| python.path().join("site-packages")).collect(), venv.display().to_string())
+        }
+    };
+    for site in site_dirs {
+        let capi = site.join("onnxruntime").join("capi");
         if let Ok(files) = std::fs::read_dir(&capi) {
             for f in files.flatten() {
                 if f.file_name().to_string_lossy().starts_with("libonnxruntime.so") {
@@ -54,11 +62,7 @@ pub fn venv_runtime_library() -> Result<PathBuf> {
             }
         }
     }
-    Err(RagError::PythonPackageMissing {
-        package: "onnxruntime".into(),
-        venv: venv.display().to_string(),
-        setup_command: "make setup".into(),
-    })
+    Err(RagError::PythonPackageMissing { package: "onnxruntime".into(), venv: place, setup_command: "make setup".into() })
 }
 
 /// The process's one ONNX Runtime environment (the library loads once).

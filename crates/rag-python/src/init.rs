@@ -64,7 +64,22 @@ for k, v in {
     os.environ.setdefault(k, v)
 ";
 
+/// The `sys.path` of a host interpreter that loaded rag as an extension module (the Python
+/// package): set once when the runtime attaches to it; `None` when rag started Python itself.
+static HOST_SYS_PATH: OnceLock<Vec<PathBuf>> = OnceLock::new();
+
+/// The directories a host interpreter imports from, when rag runs inside one (the Python
+/// package); `None` when rag started Python from its venv. Backends that look for a package's
+/// files (ONNX Runtime's library) search these instead of the venv.
+pub fn host_sys_path() -> Option<&'static [PathBuf]> {
+    HOST_SYS_PATH.get().map(Vec::as_slice)
+}
+
 fn start(venv: Option<&std::path::Path>, workers: usize) -> Result<PythonRuntime> {
+    // SAFETY: a plain query of CPython's state.
+    if unsafe { ffi::Py_IsInitialized() } != 0 {
+        return attach_to_host(workers);
+    }
     let venv = venv::find_venv(venv)?;
     // SAFETY: guarded by the OnceLock, so this runs once per process, before any other Python use.
     unsafe { initialize_from_venv(&venv)? };
@@ -100,6 +115,28 @@ fn start(venv: Option<&std::path::Path>, workers: usize) -> Result<PythonRuntime
         pool::spawn_workers(workers).map_err(|e| RagError::internal_from("could not spawn the Python worker threads", e))?;
     tracing::info!(venv = %venv.display(), %version, workers, "embedded Python started");
     Ok(PythonRuntime { venv, version, sender })
+}
+
+/// Python is already running: rag was imported as an extension module (or a host embedded
+/// it). Its environment is the host's (`sys.prefix`, `sys.path`), not a venv rag finds; only the
+/// environment defaults are applied, and the worker threads attach to the host's interpreter.
+fn attach_to_host(workers: usize) -> Result<PythonRuntime> {
+    let (prefix, version, path) = Python::attach(|py| -> Result<(String, String, Vec<String>)> {
+        py.run(STARTUP, None, None).py_context(py)?;
+        let sys = py.import("sys").py_context(py)?;
+        let prefix: String = sys.getattr("prefix").and_then(|p| p.extract()).py_context(py)?;
+        let path: Vec<String> = sys.getattr("path").and_then(|p| p.extract()).py_context(py)?;
+        let version: String = py
+            .eval(c"'.'.join(map(str, __import__('sys').version_info[:3]))", None, None)
+            .and_then(|v| v.extract())
+            .py_context(py)?;
+        Ok((prefix, version, path))
+    })?;
+    let _ = HOST_SYS_PATH.set(path.into_iter().filter(|p| !p.is_empty()).map(PathBuf::from).collect());
+    let sender =
+        pool::spawn_workers(workers).map_err(|e| RagError::internal_from("could not spawn the Python worker threads", e))?;
+    tracing::info!(prefix, %version, workers, "attached to the host's Python");
+    Ok(PythonRuntime { venv: PathBuf::from(prefix), version, sender })
 }
 
 /// # Safety
@@ -148,7 +185,8 @@ fn status_error(call: &str, status: &ffi::PyStatus) -> RagError {
 }
 
 impl PythonRuntime {
-    /// The venv Python was started from.
+    /// The venv Python was started from (the host's `sys.prefix` when rag runs inside a host's
+    /// interpreter).
     pub fn venv(&self) -> &Path {
         &self.venv
     }

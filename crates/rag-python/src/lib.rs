@@ -22,7 +22,7 @@ pub mod store;
 pub mod venv;
 
 pub use errors::{PyResultExt, import, py_err};
-pub use init::{DEFAULT_WORKERS, PythonRuntime, init, runtime};
+pub use init::{DEFAULT_WORKERS, PythonRuntime, host_sys_path, init, runtime};
 pub use numpy;
 pub use pyo3;
 

@@ -70,6 +70,11 @@ pub struct QdrantSettings {
     pub prefer_grpc: bool,
     /// The server's gRPC port (`server`, with `prefer_grpc`).
     pub grpc_port: u16,
+    /// Seconds one request to the server may take before it fails (as transient), 1 to
+    /// 3600. Unset: qdrant-client's own (5 s over REST, none over gRPC); raise it for
+    /// filtered queries that scan, e.g. a tenant filter on a big collection without
+    /// `tenant_keys`.
+    pub timeout_secs: Option<u64>,
     /// Shards of a new collection (server or cluster), 1 to 1024.
     pub shards: Option<u32>,
     /// Copies of each shard of a new collection (cluster), 1 to 1024: 2 or more survives
@@ -173,6 +178,7 @@ impl Default for QdrantSettings {
             api_key_env: "QDRANT_API_KEY".into(),
             prefer_grpc: false,
             grpc_port: 6334,
+            timeout_secs: None,
             shards: None,
             replication: None,
             quantization: None,
@@ -204,6 +210,11 @@ impl QdrantSettings {
         let bad = |key: &str, v: String, range: &str| {
             RagError::invalid_input(format!("{prefix}.{key}"), format!("{v} is out of range: use {range}"))
         };
+        if let Some(t) = self.timeout_secs
+            && !(1..=3600).contains(&t)
+        {
+            return Err(bad("timeout_secs", t.to_string(), "1 to 3600"));
+        }
         if !(1.0..=100.0).contains(&self.oversampling) {
             return Err(bad("oversampling", self.oversampling.to_string(), "1 to 100"));
         }
@@ -227,6 +238,13 @@ impl QdrantSettings {
             return Err(RagError::config(format!(
                 "{prefix}.{key} shapes a Qdrant server's collection; mode `{}` searches exactly and keeps no index: \
                  use {prefix}.mode = server, or leave {prefix}.{key} at its default",
+                self.mode
+            )));
+        }
+        if self.mode != QdrantClient::Server && self.timeout_secs.is_some() {
+            return Err(RagError::config(format!(
+                "{prefix}.timeout_secs limits requests to a Qdrant server; mode `{}` makes none: use {prefix}.mode = \
+                 server, or remove {prefix}.timeout_secs",
                 self.mode
             )));
         }
@@ -322,6 +340,13 @@ mod tests {
         assert!(bad.validate("store.qdrant").unwrap_err().to_string().contains("tenant_keys"));
         assert_eq!(server.layout().quantization, QdrantQuantization::Int8);
         assert!(server.search_params().rescore);
+        for t in [0, 3601] {
+            let bad = QdrantSettings { timeout_secs: Some(t), ..server.clone() };
+            assert!(bad.validate("store.qdrant").unwrap_err().to_string().contains("store.qdrant.timeout_secs"), "{t}");
+        }
+        QdrantSettings { timeout_secs: Some(600), ..server.clone() }.validate("store.qdrant").unwrap();
+        let local = QdrantSettings { timeout_secs: Some(600), ..QdrantSettings::default() };
+        assert!(local.validate("store.qdrant").unwrap_err().to_string().contains("store.qdrant.timeout_secs"));
     }
 
     #[test]

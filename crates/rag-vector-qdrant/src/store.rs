@@ -74,6 +74,7 @@ pub struct QdrantStoreBuilder {
     replication: Option<u32>,
     layout: QdrantLayout,
     search: QdrantSearchParams,
+    timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for QdrantStoreBuilder {
@@ -132,6 +133,13 @@ impl QdrantStoreBuilder {
         self
     }
 
+    /// How long one request to a server may take before it fails as transient (whole
+    /// seconds, at least one). Unset: qdrant-client's own (5 s over REST, none over gRPC).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Connects; creates the collection if missing and the dimension is known.
     pub async fn build(self) -> Result<QdrantStore> {
         if self.collection.is_empty() {
@@ -157,6 +165,8 @@ impl QdrantStoreBuilder {
                         kw.set_item("api_key", api_key.clone()).py_context(py)?;
                         kw.set_item("prefer_grpc", *prefer_grpc).py_context(py)?;
                         kw.set_item("grpc_port", *grpc_port).py_context(py)?;
+                        // qdrant-client takes whole seconds.
+                        kw.set_item("timeout", cfg.timeout.map(|t| t.as_secs().max(1))).py_context(py)?;
                     }
                 }
                 let client = ops.getattr("connect").and_then(|f| f.call((), Some(&kw))).py_context(py)?;
@@ -372,6 +382,7 @@ impl QdrantStore {
             replication: None,
             layout,
             search: QdrantSearchParams::default(),
+            timeout: None,
         }
     }
 
@@ -777,6 +788,9 @@ impl QdrantStore {
         }
         if let Some(n) = settings.replication {
             b = b.replication_factor(n);
+        }
+        if let Some(secs) = settings.timeout_secs {
+            b = b.timeout(std::time::Duration::from_secs(secs));
         }
         b.layout(settings.layout()).search_params(settings.search_params()).build().await
     }
