@@ -8,18 +8,20 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test test-python wheel lint unit eval bench bench-serve bench-queue bench-scale bench-criterion soak clean
+.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test test-python wheel lint unit eval bench bench-python bench-serve bench-queue bench-scale bench-criterion soak clean
 
 setup: setup-system setup-python setup-onnx setup-llm setup-qdrant
 
 # redis-server for the Redis cache tests (they start their own instances on free ports) and
 # chromium for the web page's browser test (headless, driven over the DevTools protocol); xz to
-# unpack the Qdrant server binary the cluster tests run.
+# unpack the Qdrant server binary the cluster tests run; DejaVu Sans for the text of `rag tune`'s
+# PNG plot.
 SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium xz:xz-utils
 setup-system:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
 	done; \
+	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else echo "missing system packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; \
@@ -133,6 +135,14 @@ SCALE_RUNS ?=
 bench-scale: setup
 	$(CARGO) build --release -p rag-cli
 	DATASET=$(DATASET) scripts/bench-scale $(SCALE_RUNS)
+
+# rag from Python (the release wheel, from threads) beside LlamaIndex's own hybrid retrieval and
+# LlamaIndex with rag's retriever; then rag bench in process on the same documents, for the cost of
+# the Python boundary (docs/benchmarks.md, "From Python").
+bench-python: setup
+	$(CARGO) build --release -p rag-cli
+	RAG_WHEEL_PROFILE=release scripts/test-python-package --bench --dataset $(DATASET) --docs 1000 --queries 100 --concurrency 1,16
+	$(RAG) bench --dataset $(DATASET) --docs 1000 --queries 100 --concurrency 1,16
 
 bench-criterion: setup
 	$(CARGO) bench --workspace

@@ -16,6 +16,7 @@ pub mod retrieve;
 pub mod scale;
 pub mod sources;
 pub mod sys;
+pub mod tune;
 
 pub use config::RagConfig;
 pub use generate::ExtractiveGenerator;

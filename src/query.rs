@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::pipeline::RagPipeline;
 use crate::pipeline::{check_range, defaults};
 use crate::retrieve::RetrievalMode;
-use crate::retrieve::{DenseSide, HybridRetriever};
+use crate::retrieve::{DenseSide, HybridRetriever, RetrievalSettings};
 
 /// Per-query overrides of the pipeline's defaults, built with its methods:
 /// `QueryOptions::new().k(3).mode(RetrievalMode::Bm25).filter(f)`.
@@ -254,6 +254,13 @@ fn ms(start: Instant) -> f64 {
 impl RagPipeline {
     /// The built-in retriever for `mode`, from the pipeline's parts.
     pub fn retriever(&self, mode: RetrievalMode) -> Result<HybridRetriever> {
+        self.retriever_with(&RetrievalSettings { mode, ..self.retrieval.clone() })
+    }
+
+    /// The built-in retriever with other settings than the pipeline's (mode, fusion, its
+    /// parameters, candidates): what `rag tune` compares.
+    pub fn retriever_with(&self, settings: &RetrievalSettings) -> Result<HybridRetriever> {
+        let mode = settings.mode;
         let dense = match (&self.embedder, &self.store) {
             (Some(e), Some(s)) => Some(DenseSide { embedder: e.clone(), store: s.clone() }),
             _ => None,
@@ -262,7 +269,7 @@ impl RagPipeline {
             (RetrievalMode::Bm25, _) => HybridRetriever::keyword_only(self.keyword.clone()),
             (RetrievalMode::Dense, Some(d)) => HybridRetriever::dense_only(d),
             (RetrievalMode::Hybrid, Some(d)) => {
-                let r = HybridRetriever::hybrid(d, self.keyword.clone(), &self.retrieval);
+                let r = HybridRetriever::hybrid(d, self.keyword.clone(), settings);
                 match &self.engine {
                     Some(e) => r.engine(e.clone()),
                     None => r,
@@ -274,7 +281,7 @@ impl RagPipeline {
                 )));
             }
         };
-        Ok(r.candidates(self.retrieval.candidates))
+        Ok(r.candidates(settings.candidates))
     }
 
     async fn ensure_not_empty(&self) -> Result<()> {

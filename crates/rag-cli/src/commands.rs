@@ -10,7 +10,7 @@ use rag::config::CacheBackend;
 use rag::core::GenerationEvent;
 use rag::{FileSource, IngestOptions, QueryOptions, RagError, Result, RetrievalMode};
 
-use crate::output::{print_answer, print_ingest, print_json, print_level, print_passages, print_scale};
+use crate::output::{print_answer, print_ingest, print_json, print_level, print_passages, print_scale, print_tune};
 use crate::remote::RemoteServer;
 use crate::{Global, RetrievalArgs, config, load, optimize, progress_bar};
 
@@ -270,6 +270,84 @@ pub async fn eval(
         report.query_seconds
     );
     Ok(())
+}
+
+/// `rag tune`.
+pub async fn tune(
+    g: &Global,
+    dataset: PathBuf,
+    seed: u64,
+    limit: Option<usize>,
+    apply: bool,
+    plot: Option<PathBuf>,
+) -> Result<()> {
+    let mut cfg = config(g)?;
+    RemoteServer::refuse(&cfg.data_dir, "rag tune")?;
+    if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
+        cfg.collection = dataset.file_name().map_or("eval".into(), |n| n.to_string_lossy().into_owned());
+    }
+    let current = cfg.retrieval.clone();
+    // Ingested with both sides (as rag eval), so every mode searches the same collection.
+    cfg.retrieval.mode = RetrievalMode::Hybrid;
+    let data = rag::eval::BeirDataset::load(&dataset)?;
+    let pipeline = build_pipeline(&cfg, Needs::All).await?;
+    let (progress, bar) = progress_bar(g.json, "ingest");
+    let mut ingest = IngestOptions::new();
+    if let Some(p) = progress {
+        ingest = ingest.progress(move |done, total| p(done, total));
+    }
+    pipeline.ingest(FileSource::new([dataset.join("corpus.jsonl")]), ingest).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let (progress, bar) = progress_bar(g.json, "settings");
+    let options = rag::tune::TuneOptions { seed, limit };
+    let report = rag::tune::tune(&pipeline, &data, &current, &options, progress).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let changes = rag::tune::changed_keys(&current, &report.chosen.settings);
+    let plots = match &plot {
+        Some(dir) => crate::plot::pareto(&report, dir)?,
+        None => Vec::new(),
+    };
+    let applied = if apply { Some(apply_tuned(g, &changes)?) } else { None };
+    if g.json {
+        return print_json(&serde_json::json!({ "report": report, "applied": applied, "plots": plots }));
+    }
+    print_tune(&report, &changes, applied.as_ref());
+    for p in &plots {
+        println!("plot: {}", p.display());
+    }
+    Ok(())
+}
+
+/// Writes `changes` into the configuration file and returns its path, or `None` when there
+/// was nothing to change; the change is printed first (to stderr, so `--json` stays one object).
+fn apply_tuned(g: &Global, changes: &std::collections::BTreeMap<&'static str, toml_edit::Value>) -> Result<Option<PathBuf>> {
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let path = g.config.clone().unwrap_or_else(|| PathBuf::from("rag.toml"));
+    let old = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(RagError::io(&path, e)),
+    };
+    let new = rag::tune::apply_to_toml(&old, changes)?;
+    eprintln!("--- {}\n+++ {} (rag tune --apply)", path.display(), path.display());
+    let before: Vec<&str> = old.lines().collect();
+    let after: Vec<&str> = new.lines().collect();
+    for line in before.iter().filter(|l| !after.contains(l)) {
+        eprintln!("-{line}");
+    }
+    for line in after.iter().filter(|l| !before.contains(l)) {
+        eprintln!("+{line}");
+    }
+    // Checked before it is written: the file must still load.
+    rag::RagConfig::from_toml(&new)?;
+    std::fs::write(&path, new).map_err(|e| RagError::io(&path, e))?;
+    Ok(Some(path))
 }
 
 /// `rag bench`.

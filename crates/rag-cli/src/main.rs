@@ -10,6 +10,7 @@ mod commands;
 mod load;
 mod optimize;
 mod output;
+mod plot;
 mod queue;
 mod remote;
 
@@ -130,6 +131,27 @@ enum Command {
         /// JSONL of examples; without FILE, the dataset's test queries with their gold documents.
         #[arg(long, value_name = "FILE", num_args = 0..=1)]
         answers: Option<Option<PathBuf>>,
+    },
+    /// Search the retrieval settings that need no re-ingest (mode, fusion and its weight or
+    /// constant, candidates) on judged queries: chosen on one seeded half, reported on the other
+    /// with a paired bootstrap interval against the current settings.
+    Tune {
+        /// Dataset folder with corpus.jsonl, queries.jsonl, qrels/test.tsv (BEIR).
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Seed of the query split and the bootstrap.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Use only the first N judged queries.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Write the chosen settings' changed keys into the configuration file (--config, else
+        /// ./rag.toml), printing the change first.
+        #[arg(long)]
+        apply: bool,
+        /// Also draw the quality-vs-latency plot (tune-pareto.svg and .png) into DIR.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
     },
     /// Compile a DSPy program whose retrieval is this pipeline, with a DSPy optimiser, and save it.
     Optimize {
@@ -354,6 +376,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Search { query, retrieval } => commands::search(g, query, retrieval).await,
         Command::Delete { doc_id } => commands::delete(g, doc_id).await,
         Command::Eval { dataset, mode, rerank, limit, answers } => commands::eval(g, dataset, mode, rerank, limit, answers).await,
+        Command::Tune { dataset, seed, limit, apply, plot } => commands::tune(g, dataset, seed, limit, apply, plot).await,
         Command::Bench { dataset, scale: Some(n), tenants, recall_queries, concurrency, .. } => {
             let mut opts = rag::scale::ScaleOptions::new(n);
             opts.tenants = tenants;

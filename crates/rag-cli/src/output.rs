@@ -191,3 +191,54 @@ pub fn print_scale(r: &rag::scale::ScaleReport) {
         println!("nDCG@10 {:?}: {:.4} alone, {:.4} with the distractors ({:+.4})", c.mode, c.without, c.with, c.with - c.without);
     }
 }
+
+/// `rag tune`'s table: every setting (quality on both halves, latency, `*` on the Pareto front),
+/// then the choice against the current settings and the warnings.
+pub fn print_tune(
+    report: &rag::tune::TuneReport,
+    changes: &std::collections::BTreeMap<&'static str, toml_edit::Value>,
+    applied: Option<&Option<std::path::PathBuf>>,
+) {
+    println!(
+        "{} judged queries: settings chosen on {} (half A), reported on {} (half B); split seed {}",
+        report.tune_queries.len() + report.report_queries.len(),
+        report.tune_queries.len(),
+        report.report_queries.len(),
+        report.seed
+    );
+    println!(
+        "  {:<42} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8}",
+        "setting", "nDCG A", "nDCG B", "Recall@100", "MRR@10", "p50 ms", "p99 ms"
+    );
+    for s in &report.settings {
+        let mark = if s.label == report.chosen.label {
+            ">"
+        } else if s.pareto {
+            "*"
+        } else {
+            " "
+        };
+        println!(
+            "{mark} {:<42} {:>8.4} {:>8.4} {:>10.4} {:>8.4} {:>8.1} {:>8.1}",
+            s.label, s.tune.ndcg_at_10, s.report.ndcg_at_10, s.report.recall_at_100, s.report.mrr_at_10, s.p50_ms, s.p99_ms
+        );
+    }
+    println!("(> chosen, * on the quality/latency Pareto front; the first row is the current configuration)");
+    let d = report.difference;
+    println!(
+        "chosen: {} — half B nDCG@10 {:.4} vs current {:.4}: {:+.4} (95% bootstrap interval {:+.4} to {:+.4})",
+        report.chosen.label, report.chosen.report.ndcg_at_10, report.current.report.ndcg_at_10, d.mean, d.low, d.high
+    );
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    if changes.is_empty() {
+        println!("the current settings are the best found: nothing to change");
+    } else {
+        let keys: Vec<String> = changes.iter().map(|(k, v)| format!("retrieval.{k} = {}", v.to_string().trim())).collect();
+        match applied {
+            Some(Some(path)) => println!("written to {}: {}", path.display(), keys.join(", ")),
+            _ => println!("to use it: {} (or rag tune --apply)", keys.join(", ")),
+        }
+    }
+}

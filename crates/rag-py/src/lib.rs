@@ -9,6 +9,7 @@
 //! the boundary as JSON text: one parse per call, no per-field FFI.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,7 +18,7 @@ use futures::StreamExt;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
-use rag::assemble::{Needs, build_pipeline};
+use rag::assemble::{Needs, PipelineFactory};
 use rag::core::{Document, Filter, GenerationEvent, RagError, StreamSource};
 use rag::{FileSource, IngestOptions, QueryOptions, RagConfig, RagPipeline, RetrievalMode};
 use serde::Deserialize;
@@ -142,8 +143,29 @@ fn open(
         cfg.collection = c;
     }
     cfg.validate().map_err(to_py)?;
-    let pipeline = run(py, async { build_pipeline(&cfg, Needs::All).await })?;
+    let factory = factory(cfg.clone()).map_err(to_py)?;
+    let collection = cfg.collection.clone();
+    let pipeline = run(py, async move { factory.pipeline(&collection).await })?;
     Ok(Pipeline { inner: Arc::new(pipeline) })
+}
+
+/// The process's pipeline factory for a configuration (its collection aside): two `Rag`s over
+/// collections of one data directory share the models and the embedding cache, which one
+/// process may open only once.
+fn factory(cfg: RagConfig) -> rag::core::Result<Arc<PipelineFactory>> {
+    static FACTORIES: OnceLock<Mutex<HashMap<String, Arc<PipelineFactory>>>> = OnceLock::new();
+    let key = {
+        let mut shared = cfg.clone();
+        shared.collection = String::new();
+        serde_json::to_string(&shared).map_err(|e| RagError::internal_from("the configuration as a key", e))?
+    };
+    let mut factories = FACTORIES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(f) = factories.get(&key) {
+        return Ok(f.clone());
+    }
+    let f = Arc::new(PipelineFactory::new(cfg, Needs::All)?);
+    factories.insert(key, f.clone());
+    Ok(f)
 }
 
 /// An open pipeline (`rag_rs.Rag` wraps it).

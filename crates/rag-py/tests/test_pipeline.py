@@ -120,6 +120,17 @@ def test_bad_arguments_name_themselves(rag, tmp_path):
         rag_rs.Rag(tmp_path / "nope.toml")
 
 
+def test_two_collections_of_one_data_directory(tmp_path):
+    # One process opens the embedding cache once: the second Rag shares the first one's models.
+    a = rag_rs.Rag(data_dir=tmp_path, collection="a")
+    b = rag_rs.Rag(data_dir=tmp_path, collection="b")
+    a.ingest(CORPUS[:2])
+    b.ingest(CORPUS[2:])
+    assert (a.stats()["documents"], b.stats()["documents"]) == (2, 3)
+    assert {h.doc_id for h in a.search("statins", k=5).hits} <= {"vitd", "mirna"}
+    assert b.search("statins cholesterol", k=1).hits[0].doc_id == "statin"
+
+
 def test_the_version_and_stats(rag):
     assert rag_rs.__version__ == "0.1.0"
     stats = rag.stats()

@@ -7,7 +7,7 @@ searches, answers and streams with the GIL released. Adapters: ``rag_rs.llama_in
 
 from ._native import version as _version
 from ._rag import AnswerStream, Document, Rag
-from ._types import Citation, Hit, IngestReport, QueryResult, SearchResult
+from ._types import Citation, Hit, IngestReport, Passage, QueryResult, SearchResult
 from .errors import (
     BackendError,
     BusyError,
@@ -25,7 +25,7 @@ from .errors import (
 __version__: str = _version()
 
 __all__ = [
-    "Rag", "AnswerStream", "Document", "Hit", "Citation", "QueryResult", "SearchResult", "IngestReport",
+    "Rag", "AnswerStream", "Document", "Passage", "Hit", "Citation", "QueryResult", "SearchResult", "IngestReport",
     "RagError", "ConfigError", "InvalidInputError", "NotFoundError", "EmptyCollectionError", "TransientError",
     "RagTimeoutError", "BusyError", "MissingPackageError", "RagIOError", "BackendError",
 ]

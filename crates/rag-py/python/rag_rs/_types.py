@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One ranked chunk of a retrieval."""
+@dataclass(frozen=True, kw_only=True)
+class Passage:
+    """A chunk as rag reports it: ids, score, text, its byte span in the document, and where it
+    came from."""
 
-    rank: int
     chunk_id: str
     doc_id: str
     score: float
@@ -19,31 +19,34 @@ class Hit:
     source: str | None = None
     title: str | None = None
     pages: tuple[int, int] | None = None
+
+    @classmethod
+    def _fields_from(cls, d: dict[str, Any]) -> dict[str, Any]:
+        return {"chunk_id": d["chunk_id"], "doc_id": d["doc_id"], "score": d["score"], "text": d["text"],
+                "span": tuple(d["span"]), "source": d.get("source"), "title": d.get("title"),
+                "pages": _pages(d.get("pages"))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hit(Passage):
+    """One ranked chunk of a retrieval (``rank`` from 1)."""
+
+    rank: int
 
     @classmethod
     def _from(cls, d: dict[str, Any]) -> Hit:
-        return cls(rank=d["rank"], chunk_id=d["chunk_id"], doc_id=d["doc_id"], score=d["score"], text=d["text"],
-                   span=tuple(d["span"]), source=d.get("source"), title=d.get("title"), pages=_pages(d.get("pages")))
+        return cls(rank=d["rank"], **cls._fields_from(d))
 
 
-@dataclass(frozen=True)
-class Citation:
+@dataclass(frozen=True, kw_only=True)
+class Citation(Passage):
     """One passage an answer cites: ``number`` is what ``[n]`` in the answer refers to."""
 
     number: int
-    chunk_id: str
-    doc_id: str
-    score: float
-    text: str
-    span: tuple[int, int]
-    source: str | None = None
-    title: str | None = None
-    pages: tuple[int, int] | None = None
 
     @classmethod
     def _from(cls, d: dict[str, Any]) -> Citation:
-        return cls(number=d["number"], chunk_id=d["chunk_id"], doc_id=d["doc_id"], score=d["score"], text=d["text"],
-                   span=tuple(d["span"]), source=d.get("source"), title=d.get("title"), pages=_pages(d.get("pages")))
+        return cls(number=d["number"], **cls._fields_from(d))
 
 
 @dataclass(frozen=True)

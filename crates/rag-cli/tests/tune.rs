@@ -1,0 +1,123 @@
+//! `rag tune` on a BEIR set made so that one kind of setting clearly wins: each document is a
+//! long filler paragraph shared by all (so their embeddings are nearly alike) plus one made-up
+//! six-digit record number, and each query is a number. Keyword search finds the code; dense search cannot
+//! tell the documents apart. Starting from `retrieval.mode = dense`, tune must leave dense, show
+//! a gain whose interval excludes 0, split the queries into disjoint halves, and `--apply` must
+//! write exactly the changed keys, keeping the file's comments. Needs `make setup`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const FILLER: &str = "The committee reviewed the quarterly operating report, discussed staffing, budgets and \
+    facilities, approved the minutes of the previous meeting and agreed to meet again next month.";
+
+fn code(i: usize) -> String {
+    // Six digits: one token to BM25, a few shared word pieces to MiniLM (so dense mixes them up).
+    format!("{}", 100_000 + (i * 7919) % 900_000)
+}
+
+fn beir(dir: &Path, n: usize) -> std::path::PathBuf {
+    let out = dir.join("codes");
+    std::fs::create_dir_all(out.join("qrels")).unwrap();
+    let mut corpus = std::fs::File::create(out.join("corpus.jsonl")).unwrap();
+    let mut queries = std::fs::File::create(out.join("queries.jsonl")).unwrap();
+    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
+    for i in 0..n {
+        let text = format!("{FILLER} Record {}. {FILLER}", code(i));
+        writeln!(corpus, "{}", serde_json::json!({"_id": format!("d{i}"), "title": "", "text": text})).unwrap();
+        writeln!(queries, "{}", serde_json::json!({"_id": format!("q{i}"), "text": code(i)})).unwrap();
+        qrels.push_str(&format!("q{i}\td{i}\t1\n"));
+    }
+    std::fs::write(out.join("qrels/test.tsv"), qrels).unwrap();
+    out
+}
+
+fn rag(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rag")).current_dir(dir).arg("--data-dir").arg(dir.join("data")).args(args).output().unwrap()
+}
+
+#[test]
+fn tune_leaves_a_clearly_worse_setting_and_applies_only_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = beir(tmp.path(), 64);
+    let config = tmp.path().join("rag.toml");
+    std::fs::write(&config, "# my settings\n[retrieval]\nmode = \"dense\" # what we run today\nk = 5\n").unwrap();
+    let plots = tmp.path().join("plots");
+    let args = ["--json", "--config", config.to_str().unwrap(), "tune", "--dataset", data.to_str().unwrap(), "--apply", "--plot"];
+    let out = rag(tmp.path(), &[&args[..], &[plots.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "rag tune failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["report"];
+
+    // The split: seeded, disjoint, every judged query in one half.
+    let a: BTreeSet<&str> = r["tune_queries"].as_array().unwrap().iter().map(|q| q.as_str().unwrap()).collect();
+    let b: BTreeSet<&str> = r["report_queries"].as_array().unwrap().iter().map(|q| q.as_str().unwrap()).collect();
+    assert_eq!((a.len(), b.len()), (32, 32), "{r}");
+    assert!(a.is_disjoint(&b));
+    assert_eq!(r["seed"], 42);
+
+    // Dense cannot tell the documents apart; the chosen setting finds the codes.
+    assert_eq!(r["current"]["settings"]["mode"], "dense");
+    let chosen = &r["chosen"];
+    assert_ne!(chosen["settings"]["mode"], "dense", "{chosen}");
+    let (cur, best) = (r["current"]["report"]["ndcg_at_10"].as_f64().unwrap(), chosen["report"]["ndcg_at_10"].as_f64().unwrap());
+    assert!(best > 0.9 && best > cur + 0.3, "chosen {best} vs current {cur}");
+    let d = &r["difference"];
+    assert!(d["low"].as_f64().unwrap() > 0.0, "a large difference's interval excludes 0: {d}");
+    assert!(r["warnings"].as_array().unwrap().is_empty(), "{r}");
+    let settings = r["settings"].as_array().unwrap();
+    assert!(settings.len() > 20 && settings.iter().any(|s| s["pareto"] == true));
+    for s in settings {
+        assert!(s["p50_ms"].as_f64().unwrap() > 0.0 && s["p99_ms"].as_f64().unwrap() >= s["p50_ms"].as_f64().unwrap());
+    }
+
+    // The picture: an SVG with every setting and both marks, a PNG of the stated size.
+    let svg = std::fs::read_to_string(plots.join("tune-pareto.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.len() > 10_000, "{} bytes", svg.len());
+    assert!(svg.matches("<circle").count() >= settings.len(), "a point a setting");
+    assert!(svg.contains("Pareto front") && svg.contains("chosen: ") && svg.contains("current: dense"));
+    let png = std::fs::read(plots.join("tune-pareto.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let (w, h) = (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
+    assert_eq!((w, h), (960, 600));
+    assert!(png.len() > 20_000, "a PNG with content: {} bytes", png.len());
+    assert_eq!(v["plots"].as_array().unwrap().len(), 2);
+
+    // --apply: exactly the keys that differ from the current settings, comments kept.
+    assert_eq!(v["applied"], config.to_str().unwrap());
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.starts_with("# my settings") && written.contains("k = 5"), "{written}");
+    let table: toml::Table = toml::from_str(&written).unwrap();
+    let retrieval = table["retrieval"].as_table().unwrap();
+    assert_eq!(retrieval["mode"].as_str(), chosen["settings"]["mode"].as_str());
+    let defaults = serde_json::json!({"fusion": "convex", "candidates": 100, "alpha": 0.5, "rrf_k": 60.0});
+    for (key, default) in defaults.as_object().unwrap() {
+        let differs = chosen["settings"][key] != *default;
+        assert_eq!(retrieval.contains_key(key), differs, "{key}: {written}");
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("+mode = "), "the change is shown first");
+
+    // Tuning again from the applied file: the current settings are now the chosen ones.
+    let again = rag(
+        tmp.path(),
+        &["--json", "--config", config.to_str().unwrap(), "tune", "--dataset", data.to_str().unwrap(), "--limit", "40"],
+    );
+    let v: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v["report"]["current"]["settings"]["mode"], chosen["settings"]["mode"]);
+    let warnings = v["report"]["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("too few")), "20 report queries are too few: {warnings:?}");
+}
+
+#[test]
+fn tune_refuses_a_dataset_without_judged_queries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = rag(tmp.path(), &["tune", "--dataset", tmp.path().join("missing").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing"), "{err}");
+}
