@@ -42,6 +42,40 @@ pub struct EvalReport {
     pub ingest: IngestReport,
     /// Seconds spent on queries.
     pub query_seconds: f64,
+    /// Each query's scores and documents, in query-id order (for `rag eval --report`; not in
+    /// the JSON).
+    #[serde(skip)]
+    pub per_query: Vec<QueryEval>,
+}
+
+/// One query of an evaluation: its scores, the documents retrieved (best first) and judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryEval {
+    /// The query's id.
+    pub query_id: String,
+    /// The query's text.
+    pub question: String,
+    /// nDCG@10.
+    pub ndcg_at_10: f64,
+    /// Recall@100.
+    pub recall_at_100: f64,
+    /// MRR@10.
+    pub mrr_at_10: f64,
+    /// The first ten distinct documents retrieved, best first.
+    pub retrieved: Vec<RetrievedDoc>,
+    /// The judged documents and their grades, best grade first.
+    pub judged: Vec<(String, u32)>,
+}
+
+/// A retrieved document as a report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetrievedDoc {
+    /// Document id.
+    pub doc_id: String,
+    /// Its title, when it has one.
+    pub title: Option<String>,
+    /// Its judged grade for the query (0: not judged relevant).
+    pub grade: u32,
 }
 
 /// A BEIR dataset's test split.
@@ -197,7 +231,7 @@ pub async fn run_eval(
     // Enough chunks to rank 100 distinct documents.
     let opts = QueryOptions::new().k(300).mode(mode).rerank(rerank);
     let done = std::sync::atomic::AtomicU64::new(0);
-    let results: Vec<Result<(f64, f64, f64)>> = futures::stream::iter(ids.iter().map(|qid| {
+    let results: Vec<Result<QueryEval>> = futures::stream::iter(ids.iter().map(|qid| {
         let (opts, data, done, progress) = (&opts, &data, &done, progress.clone());
         async move {
             let question = &data.queries[*qid];
@@ -208,7 +242,29 @@ pub async fn run_eval(
             if let Some(p) = &progress {
                 p(n, total);
             }
-            Ok((ndcg_at_k(&docs, qrels, 10), recall_at_k(&docs, qrels, 100), mrr_at_k(&docs, qrels, 10)))
+            let title = |doc: &str| {
+                hits.iter()
+                    .find(|h| h.chunk.doc_id == doc)
+                    .and_then(|h| h.chunk.metadata.get("title"))
+                    .and_then(|t| t.as_str())
+                    .map(str::to_owned)
+            };
+            let retrieved = docs
+                .iter()
+                .take(10)
+                .map(|d| RetrievedDoc { doc_id: d.clone(), title: title(d), grade: qrels.get(d).copied().unwrap_or(0) })
+                .collect();
+            let mut judged: Vec<(String, u32)> = qrels.iter().map(|(d, g)| (d.clone(), *g)).collect();
+            judged.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            Ok(QueryEval {
+                query_id: (*qid).clone(),
+                question: question.clone(),
+                ndcg_at_10: ndcg_at_k(&docs, qrels, 10),
+                recall_at_100: recall_at_k(&docs, qrels, 100),
+                mrr_at_10: mrr_at_k(&docs, qrels, 10),
+                retrieved,
+                judged,
+            })
         }
     }))
     .buffered(4)
@@ -218,7 +274,7 @@ pub async fn run_eval(
     let mut halves = [(0.0, 0usize), (0.0, 0usize)];
     for (i, r) in results.iter().enumerate() {
         let (a, b, c) = match r {
-            Ok(scores) => *scores,
+            Ok(q) => (q.ndcg_at_10, q.recall_at_100, q.mrr_at_10),
             // The first failed query's error, as it was (results are borrowed: move it out).
             Err(_) => {
                 return Err(results.into_iter().find_map(Result::err).unwrap_or_else(|| RagError::internal("a query failed")));
@@ -231,6 +287,8 @@ pub async fn run_eval(
         halves[i % 2].1 += 1;
     }
     let n = results.len().max(1) as f64;
+    let queries = results.len();
+    let per_query: Vec<QueryEval> = results.into_iter().filter_map(Result::ok).collect();
     let half = |h: (f64, usize)| h.0 / h.1.max(1) as f64;
     Ok(EvalReport {
         ndcg_at_10_half_a: half(halves[0]),
@@ -238,10 +296,11 @@ pub async fn run_eval(
         ndcg_at_10: sums.0 / n,
         recall_at_100: sums.1 / n,
         mrr_at_10: sums.2 / n,
-        queries: results.len(),
+        queries,
         mode,
         rerank,
         ingest,
         query_seconds: start.elapsed().as_secs_f64(),
+        per_query,
     })
 }

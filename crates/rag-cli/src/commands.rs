@@ -209,6 +209,7 @@ pub async fn eval(
     rerank: bool,
     limit: Option<usize>,
     answers: Option<Option<PathBuf>>,
+    html: Option<PathBuf>,
 ) -> Result<()> {
     let mut cfg = config(g)?;
     RemoteServer::refuse(&cfg.data_dir, "rag eval")?;
@@ -253,6 +254,12 @@ pub async fn eval(
     let report = rag::eval::run_eval(&pipeline, &dataset, mode, rerank, limit, progress).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if let Some(path) = &html {
+        crate::report::write_eval_report(&report, &dataset, path)?;
+        if !g.json {
+            println!("report: {}", path.display());
+        }
     }
     if g.json {
         return print_json(&report);

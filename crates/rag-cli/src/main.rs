@@ -13,6 +13,7 @@ mod output;
 mod plot;
 mod queue;
 mod remote;
+mod report;
 
 use clap::{Args, Parser, Subcommand};
 use rag::assemble::Needs;
@@ -131,6 +132,10 @@ enum Command {
         /// JSONL of examples; without FILE, the dataset's test queries with their gold documents.
         #[arg(long, value_name = "FILE", num_args = 0..=1)]
         answers: Option<Option<PathBuf>>,
+        /// Also write a self-contained HTML page: the summary, a histogram of per-query
+        /// nDCG@10 and every query (worst first) with its retrieved and judged documents.
+        #[arg(long, value_name = "FILE", conflicts_with = "answers")]
+        report: Option<PathBuf>,
     },
     /// Search the retrieval settings that need no re-ingest (mode, fusion and its weight or
     /// constant, candidates) on judged queries: chosen on one seeded half, reported on the other
@@ -375,7 +380,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Query { question, retrieval, stream, program } => commands::query(g, question, retrieval, stream, program).await,
         Command::Search { query, retrieval } => commands::search(g, query, retrieval).await,
         Command::Delete { doc_id } => commands::delete(g, doc_id).await,
-        Command::Eval { dataset, mode, rerank, limit, answers } => commands::eval(g, dataset, mode, rerank, limit, answers).await,
+        Command::Eval { dataset, mode, rerank, limit, answers, report } => {
+            commands::eval(g, dataset, mode, rerank, limit, answers, report).await
+        }
         Command::Tune { dataset, seed, limit, apply, plot } => commands::tune(g, dataset, seed, limit, apply, plot).await,
         Command::Bench { dataset, scale: Some(n), tenants, recall_queries, concurrency, .. } => {
             let mut opts = rag::scale::ScaleOptions::new(n);

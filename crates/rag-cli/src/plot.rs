@@ -111,3 +111,38 @@ where
     root.present()?;
     Ok(())
 }
+
+/// The per-query nDCG@10 of an evaluation as an SVG histogram (ten bins of 0.1), for the
+/// HTML report.
+pub fn ndcg_histogram_svg(scores: &[f64], title: &str) -> Result<String> {
+    register_font()?;
+    let mut bins = [0u32; 10];
+    for s in scores {
+        bins[((s * 10.0) as usize).min(9)] += 1;
+    }
+    let mut svg = String::new();
+    histogram(SVGBackend::with_string(&mut svg, (720, 360)).into_drawing_area(), &bins, title)
+        .map_err(|e| RagError::Other(format!("could not draw the histogram: {e}")))?;
+    Ok(svg)
+}
+
+fn histogram<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, bins: &[u32; 10], title: &str) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let top = bins.iter().copied().max().unwrap_or(0).max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..1.0, 0u32..top + top / 10 + 1)?;
+    chart.configure_mesh().x_desc("nDCG@10").y_desc("queries").label_style(("sans-serif", 13)).draw()?;
+    chart.draw_series(bins.iter().enumerate().map(|(i, &n)| {
+        let x = i as f64 / 10.0;
+        Rectangle::new([(x + 0.005, 0), (x + 0.095, n)], BLUE.mix(0.6).filled())
+    }))?;
+    root.present()?;
+    Ok(())
+}

@@ -121,3 +121,50 @@ fn tune_refuses_a_dataset_without_judged_queries() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eval_report_opens_in_a_real_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = beir(tmp.path(), 40);
+    // A query whose text is HTML: the page must show it, not run it.
+    let queries = std::fs::read_to_string(data.join("queries.jsonl")).unwrap();
+    let hostile = serde_json::json!({"_id": "q0", "text": format!("{} <script>window.pwned = 1</script>", code(0))});
+    let rest: Vec<&str> = queries.lines().skip(1).collect();
+    std::fs::write(data.join("queries.jsonl"), format!("{hostile}\n{}\n", rest.join("\n"))).unwrap();
+    let html = tmp.path().join("report.html");
+    let out = rag(
+        tmp.path(),
+        &["--json", "eval", "--dataset", data.to_str().unwrap(), "--mode", "dense", "--report", html.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "rag eval failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("per_query").is_none(), "the JSON keeps its keys");
+
+    let browser = rag_testkit::browser::Browser::launch();
+    let mut page = browser.open(&format!("file://{}", html.display())).await;
+    page.wait_for("document.querySelectorAll('#queries tbody tr').length > 0", std::time::Duration::from_secs(20)).await;
+    assert_eq!(page.eval("document.querySelectorAll('#queries tbody tr').length").await, 40);
+    let scores = page.eval("[...document.querySelectorAll('#queries tbody tr')].map(r => Number(r.dataset.ndcg))").await;
+    let scores: Vec<f64> = scores.as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] <= w[1]), "worst queries first: {scores:?}");
+    assert!(scores[0] < scores[39], "dense mixes up the numbers, so the scores differ: {scores:?}");
+    let shown = page.eval("document.getElementById('ndcg').textContent").await;
+    assert_eq!(shown.as_str().unwrap(), format!("{:.4}", v["ndcg_at_10"].as_f64().unwrap()));
+    // The histogram: an inline SVG with its bars, drawn at a real size.
+    let bars = page.eval("document.querySelectorAll('#histogram svg rect').length").await.as_u64().unwrap();
+    assert!(bars >= 10, "{bars} rects");
+    let width = page.eval("document.querySelector('#histogram svg').getBoundingClientRect().width").await.as_f64().unwrap();
+    assert!(width > 300.0, "the plot is shown ({width} px wide)");
+    // Each row lists ten retrieved documents and the judged one, marked found or missed.
+    assert_eq!(page.eval("document.querySelectorAll('#queries tbody tr')[0].querySelectorAll('ol li').length").await, 10);
+    let judged = page.eval("[...document.querySelectorAll('#queries tbody tr ul li')].map(li => li.className)").await;
+    let judged: Vec<&str> = judged.as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(judged.len(), 40);
+    assert!(judged.contains(&"missed") || judged.contains(&"found"));
+    // The hostile query is text.
+    assert_eq!(page.eval("window.pwned === undefined && document.querySelectorAll('script').length === 0").await, true);
+    let row = page
+        .eval("[...document.querySelectorAll('#queries tbody tr td:first-child')].map(td => td.textContent).join('\\n')")
+        .await;
+    assert!(row.as_str().unwrap().contains("<script>window.pwned = 1</script>"), "shown as text");
+}
