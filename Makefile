@@ -8,7 +8,7 @@ DATASET ?= ../shared/datasets/scifact
 CARGO ?= cargo
 RAG := ./target/release/rag
 
-.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test test-python wheel lint unit eval bench bench-python bench-serve bench-queue bench-scale bench-criterion soak clean
+.PHONY: setup setup-system setup-python setup-onnx setup-llm setup-qdrant demo test test-python wheel lint unit eval bench bench-python bench-llm bench-serve bench-queue bench-scale bench-criterion soak clean
 
 setup: setup-system setup-python setup-onnx setup-llm setup-qdrant
 
@@ -143,6 +143,12 @@ bench-python: setup
 	$(CARGO) build --release -p rag-cli
 	RAG_WHEEL_PROFILE=release scripts/test-python-package --bench --dataset $(DATASET) --docs 1000 --queries 100 --concurrency 1,16
 	$(RAG) bench --dataset $(DATASET) --docs 1000 --queries 100 --concurrency 1,16
+
+# The local LM (Qwen 0.5B through llama.cpp) under 1, 2 and 4 concurrent streamed answers, with
+# one parallel slot and with four (docs/benchmarks.md, "A local LM for several users").
+bench-llm: setup
+	$(CARGO) build --release -p rag-cli
+	DATASET=$(DATASET) scripts/bench-local-lm 1 4
 
 bench-criterion: setup
 	$(CARGO) bench --workspace

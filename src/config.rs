@@ -753,6 +753,7 @@ impl RagConfig {
         check_range("python.workers", self.python.workers, 1, 64)?;
         check_range("generator.local_threads", g.local_threads, 1, 256)?;
         check_range("generator.local_context", g.local_context, 256, 1_048_576)?;
+        check_range("generator.local_parallel", g.local_parallel, 1, 64)?;
         let srv = &self.server;
         check_range("server.max_body_bytes", srv.max_body_bytes, 1024, 1 << 30)?;
         check_range("server.request_timeout_secs", srv.request_timeout_secs, 1, 86_400)?;

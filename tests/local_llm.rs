@@ -136,3 +136,55 @@ async fn a_local_model_answers_with_citations_streams_and_hops() {
     let a = compiled.answer("What do statins reduce?", std::time::Duration::from_secs(300)).await.unwrap();
     assert!(!a.answer.trim().is_empty() && a.passages.iter().any(|p| p.doc_id == "statins"), "{a:?}");
 }
+
+/// One streamed chat completion from the llama.cpp server: the text of its deltas.
+async fn streamed_reply(client: &reqwest::Client, url: &str, word: &str) -> String {
+    let body = serde_json::json!({
+        "model": "local",
+        "messages": [{"role": "user", "content": format!("Repeat this word exactly once and say nothing else: {word}")}],
+        "stream": true,
+        "max_tokens": 8,
+        "temperature": 0.0,
+    });
+    let mut response =
+        client.post(format!("{url}/v1/chat/completions")).json(&body).send().await.unwrap().error_for_status().unwrap();
+    let (mut buffer, mut text) = (String::new(), String::new());
+    while let Some(bytes) = response.chunk().await.unwrap() {
+        buffer.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buffer.find('\n') {
+            let line: String = buffer.drain(..=end).collect();
+            let Some(data) = line.trim().strip_prefix("data: ") else { continue };
+            if data == "[DONE]" {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            if let Some(piece) = v["choices"][0]["delta"]["content"].as_str() {
+                text.push_str(piece);
+            }
+        }
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_slots_keep_each_answer_its_own() {
+    let model = default_local_model().unwrap();
+    let local = LocalModel { parallel: 4, ..LocalModel::new(&model) };
+    let url = local.start().await.unwrap();
+    let client = reqwest::Client::new();
+    const WORDS: [&str; 16] = [
+        "apple", "violin", "harbor", "tiger", "copper", "meadow", "rocket", "lantern", "glacier", "pepper", "falcon", "velvet",
+        "canyon", "mosaic", "thunder", "orchid",
+    ];
+    // Sixteen streams at once over four slots: each must carry its own tokens only.
+    let replies: Vec<String> = futures::future::join_all(WORDS.iter().map(|w| streamed_reply(&client, &url, w))).await;
+    let mut own = 0;
+    for (word, reply) in WORDS.iter().zip(&replies) {
+        let lower = reply.to_lowercase();
+        own += usize::from(lower.contains(word));
+        for other in WORDS.iter().filter(|o| *o != word) {
+            assert!(!lower.contains(other), "the answer for {word} holds {other}'s tokens: {reply:?}");
+        }
+    }
+    assert!(own >= 14, "most answers repeat their own word ({own} of 16): {replies:?}");
+}

@@ -26,17 +26,9 @@ pub async fn serve(g: &Global, addr: Option<String>) -> Result<()> {
 }
 
 /// `rag load`.
-pub async fn load_test(
-    g: &Global,
-    url: String,
-    dataset: PathBuf,
-    requests: usize,
-    concurrency: usize,
-    endpoint: load::LoadEndpoint,
-    key: Option<String>,
-) -> Result<()> {
+pub async fn load_test(g: &Global, url: String, dataset: PathBuf, options: load::LoadOptions) -> Result<()> {
     let collection = config(g)?.collection;
-    let r = load::run(&url, &collection, endpoint, &dataset, requests, concurrency, key.as_deref()).await?;
+    let r = load::run(&url, &collection, &dataset, &options).await?;
     if g.json {
         return print_json(&r);
     }
@@ -44,6 +36,12 @@ pub async fn load_test(
         "{} {:?} requests at concurrency {} against {}: {:.1} QPS, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {} errors {:?}",
         r.requests, r.endpoint, r.concurrency, r.url, r.qps, r.p50_ms, r.p95_ms, r.p99_ms, r.errors, r.statuses
     );
+    if let Some(s) = &r.stream {
+        println!(
+            "  streamed: {:.1} answers/min, {} tokens at {:.1} tokens/s, time to first token p50 {:.0} ms, p99 {:.0} ms",
+            s.answers_per_min, s.tokens, s.tokens_per_s, s.ttft_p50_ms, s.ttft_p99_ms
+        );
+    }
     Ok(())
 }
 

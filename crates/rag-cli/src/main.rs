@@ -225,6 +225,17 @@ enum Command {
         /// API key, if the server has keys.
         #[arg(long, env = "RAG_API_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// Stream each answer (Server-Sent Events, query only) and report time to first token,
+        /// tokens per second and answers per minute.
+        #[arg(long)]
+        stream: bool,
+        /// Start at the dataset's Nth query: levels of one benchmark each get their own
+        /// questions (a model's prompt cache would make a repeated question quick).
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
+        /// Seconds a request may take before it counts as an error (status 0).
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
     },
 }
 
@@ -370,8 +381,10 @@ async fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
         Command::Serve { addr } => commands::serve(g, addr).await,
-        Command::Load { url, dataset, requests, concurrency, endpoint, key } => {
-            commands::load_test(g, url, dataset, requests, concurrency, endpoint, key).await
+        Command::Load { url, dataset, requests, concurrency, endpoint, key, stream, skip, timeout_secs } => {
+            let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+            let options = load::LoadOptions { endpoint, requests, concurrency, key, stream, skip, timeout };
+            commands::load_test(g, url, dataset, options).await
         }
         Command::Mcp => commands::mcp(g).await,
         Command::Ingest { paths, prune, queue: Some(url), wait } => queue::ingest(g, paths, Some(url), wait, prune).await,

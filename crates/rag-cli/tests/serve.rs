@@ -221,3 +221,35 @@ async fn the_web_page_streams_an_answer_with_citations_in_a_real_browser() {
     let mark = page.eval("(document.querySelector('#citations li mark') || {}).textContent || ''").await;
     assert!(mark.as_str().unwrap().contains("Vitamin D"), "the cited sentence is highlighted: {mark}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn load_streams_answers_and_measures_their_tokens() {
+    let lm = spawn_python_server("fake_openai.py", &["--max-seconds", "300"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path(), &keyword_only_with_lm(&lm));
+    assert_eq!(post(&format!("{}/v1/collections/rag/documents", served.url), docs()).await.0, 200);
+    let dataset = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/scifact");
+    let out = Command::new(env!("CARGO_BIN_EXE_rag"))
+        .args(["--data-dir", dir.path().join("client").to_str().unwrap(), "--json", "load", "--url", &served.url])
+        .args(["--dataset", dataset, "--requests", "6", "--concurrency", "3", "--stream"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((r["requests"].as_u64(), r["errors"].as_u64()), (Some(6), Some(0)), "{r}");
+    let s = &r["stream"];
+    // The fake LM streams its answer in pieces: several token events an answer, the first one
+    // before the answer ends.
+    assert!(s["tokens"].as_u64().unwrap() >= 6 * 3, "{r}");
+    assert!(s["tokens_per_s"].as_f64().unwrap() > 0.0 && s["answers_per_min"].as_f64().unwrap() > 0.0, "{r}");
+    let (ttft, p99) = (s["ttft_p50_ms"].as_f64().unwrap(), r["p99_ms"].as_f64().unwrap());
+    assert!(ttft > 0.0 && ttft <= p99, "{r}");
+    // Streaming is for answers only.
+    let bad = Command::new(env!("CARGO_BIN_EXE_rag"))
+        .args(["--data-dir", dir.path().join("client").to_str().unwrap(), "load", "--url", &served.url])
+        .args(["--dataset", dataset, "--requests", "1", "--endpoint", "search", "--stream"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--stream"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

@@ -21,7 +21,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod settings;
-pub use settings::GeneratorSettings;
+pub use settings::{GeneratorSettings, LOCAL_PARALLEL};
 
 #[cfg(feature = "runtime")]
 mod runtime;

@@ -78,15 +78,19 @@ def citations(answer, reasoning, passages):
 _LOCAL_SERVERS = {}
 
 
-def start_local(path, n_ctx, threads):
+def start_local(path, n_ctx, threads, parallel=1):
     """Starts llama.cpp's OpenAI-compatible server in this process (xllamacpp), once per
-    (model, context, threads); returns its base URL. It lives as long as the process."""
-    key = (path, n_ctx, threads)
+    (model, context, threads, slots); returns its base URL. It lives as long as the process.
+    `parallel` slots each get `n_ctx` tokens and are decoded together (continuous batching)."""
+    key = (path, n_ctx, threads, parallel)
     if key not in _LOCAL_SERVERS:
         import xllamacpp
         p = xllamacpp.CommonParams()
         p.model.path = path
-        p.n_ctx = n_ctx
+        p.n_parallel = parallel
+        p.cont_batching = True
+        p.kv_unified = False  # each slot its own n_ctx: one long answer cannot starve the others
+        p.n_ctx = n_ctx * parallel
         p.cpuparams.n_threads = threads
         p.verbosity = -1  # llama.cpp logs every request at length otherwise
         server = xllamacpp.Server(p)

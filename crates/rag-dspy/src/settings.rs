@@ -31,12 +31,22 @@ pub struct GeneratorSettings {
     pub local_model: Option<PathBuf>,
     /// `lm = "local"`: CPU threads for generation.
     pub local_threads: usize,
-    /// `lm = "local"`: context window in tokens.
+    /// `lm = "local"`: context window in tokens (of each parallel slot).
     pub local_context: usize,
+    /// `lm = "local"`: requests llama.cpp serves at once, in parallel slots decoded together
+    /// (continuous batching), 1 to 64. Each slot holds its own `local_context` of KV cache: for
+    /// the default Qwen2.5 0.5B that is 12 KiB a token, 48 MiB a slot at 4,096 tokens.
+    pub local_parallel: usize,
     /// A program compiled by `rag optimize`: the generator answers with its answer predictor's
     /// demos and instructions (the pipeline's retrieval stays the pipeline's).
     pub program: Option<PathBuf>,
 }
+
+/// Parallel slots of the local model when `local_parallel` is unset: 1. Measured on this
+/// project's 2-core machine (docs/benchmarks.md, "A local LM for several users"), four slots
+/// gave no more answers a minute than one: reading each ~1,300-token prompt is compute-bound and
+/// takes most of an answer's time. Raise it on a machine with cores to spare.
+pub const LOCAL_PARALLEL: usize = 1;
 
 impl Default for GeneratorSettings {
     fn default() -> Self {
@@ -53,6 +63,7 @@ impl Default for GeneratorSettings {
             local_model: None,
             local_threads: 2,
             local_context: 4096,
+            local_parallel: LOCAL_PARALLEL,
             program: None,
         }
     }

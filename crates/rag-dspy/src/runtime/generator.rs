@@ -287,7 +287,12 @@ impl crate::GeneratorSettings {
             let path = self.local_model.clone().or_else(crate::default_local_model).ok_or_else(|| {
                 RagError::config("generator.lm = local needs generator.local_model (a GGUF file), or run `make setup`")
             })?;
-            let local = crate::LocalModel { path, context: self.local_context, threads: self.local_threads };
+            let local = crate::LocalModel {
+                path,
+                context: self.local_context,
+                threads: self.local_threads,
+                parallel: self.local_parallel,
+            };
             ("hosted_vllm/local".to_owned(), Some(format!("{}/v1", local.start().await?)), Some("local".to_owned()))
         } else {
             (lm, self.api_base.clone(), std::env::var(&self.api_key_env).ok())

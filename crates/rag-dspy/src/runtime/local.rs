@@ -28,16 +28,18 @@ pub struct LocalModel {
     pub context: usize,
     /// CPU threads for generation.
     pub threads: usize,
+    /// Requests served at once in parallel slots (continuous batching), each with `context`.
+    pub parallel: usize,
 }
 
 impl LocalModel {
-    /// `path` with a 4,096-token context and 2 threads.
+    /// `path` with a 4,096-token context, 2 threads and [`crate::LOCAL_PARALLEL`] slots.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), context: 4096, threads: 2 }
+        Self { path: path.into(), context: 4096, threads: 2, parallel: crate::LOCAL_PARALLEL }
     }
 
-    /// Starts the server (once per model, context and threads in a process; later calls return
-    /// the running one) and returns its base URL, `http://127.0.0.1:PORT`.
+    /// Starts the server (once per model, context, threads and slots in a process; later calls
+    /// return the running one) and returns its base URL, `http://127.0.0.1:PORT`.
     pub async fn start(&self) -> Result<String> {
         if !self.path.is_file() {
             return Err(RagError::not_found(
@@ -45,12 +47,13 @@ impl LocalModel {
                 Some("run `make setup` (it assembles and verifies the GGUF), or set generator.local_model"),
             ));
         }
-        let (path, context, threads) = (self.path.display().to_string(), self.context, self.threads);
+        let (path, context, threads, parallel) = (self.path.display().to_string(), self.context, self.threads, self.parallel);
         rag_python::runtime()?
             .run(move |py| {
                 // A clear message when the wheel is missing, rather than a ModuleNotFoundError.
                 rag_python::import(py, "xllamacpp")?;
-                let url = ops(py)?.getattr("start_local").and_then(|f| f.call1((path, context, threads))).py_context(py)?;
+                let url =
+                    ops(py)?.getattr("start_local").and_then(|f| f.call1((path, context, threads, parallel))).py_context(py)?;
                 url.extract::<String>().py_context(py)
             })
             .await
