@@ -209,11 +209,7 @@ pub async fn eval(
     answers: Option<Option<PathBuf>>,
     html: Option<PathBuf>,
 ) -> Result<()> {
-    let mut cfg = config(g)?;
-    RemoteServer::refuse(&cfg.data_dir, "rag eval")?;
-    if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
-        cfg.collection = dataset.file_name().map_or("eval".into(), |n| n.to_string_lossy().into_owned());
-    }
+    let mut cfg = dataset_config(g, &dataset, "rag eval")?;
     if rerank {
         cfg.rerank.enabled = true;
     }
@@ -277,6 +273,18 @@ pub async fn eval(
     Ok(())
 }
 
+/// The configuration a command over a BEIR dataset runs on (`rag eval`, `rag tune`): refused
+/// while a `rag serve` holds the data directory; the collection is named after the dataset's
+/// folder unless `--collection` / `RAG_COLLECTION` names one.
+fn dataset_config(g: &Global, dataset: &std::path::Path, command: &str) -> Result<rag::RagConfig> {
+    let mut cfg = config(g)?;
+    RemoteServer::refuse(&cfg.data_dir, command)?;
+    if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
+        cfg.collection = dataset.file_name().map_or("eval".into(), |n| n.to_string_lossy().into_owned());
+    }
+    Ok(cfg)
+}
+
 /// `rag tune`.
 pub async fn tune(
     g: &Global,
@@ -286,11 +294,7 @@ pub async fn tune(
     apply: bool,
     plot: Option<PathBuf>,
 ) -> Result<()> {
-    let mut cfg = config(g)?;
-    RemoteServer::refuse(&cfg.data_dir, "rag tune")?;
-    if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
-        cfg.collection = dataset.file_name().map_or("eval".into(), |n| n.to_string_lossy().into_owned());
-    }
+    let mut cfg = dataset_config(g, &dataset, "rag tune")?;
     let current = cfg.retrieval.clone();
     // Ingested with both sides (as rag eval), so every mode searches the same collection.
     cfg.retrieval.mode = RetrievalMode::Hybrid;
