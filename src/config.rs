@@ -456,6 +456,9 @@ pub struct ServerConfig {
     pub max_streams: usize,
     /// Seconds an MCP session may go without a message before it is closed (with its stream).
     pub mcp_session_idle_secs: u64,
+    /// Answers remembered for feedback (the most recent; older ones drop out): a judgment must
+    /// name the `query_id` of one of them. About 1 KB each.
+    pub feedback_answers: usize,
     /// API keys; with none, every request is allowed (and the address must be loopback).
     pub keys: Vec<ApiKeyConfig>,
 }
@@ -477,6 +480,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_streams: 32,
             mcp_session_idle_secs: 300,
+            feedback_answers: 10_000,
             keys: Vec::new(),
         }
     }
@@ -766,6 +770,7 @@ impl RagConfig {
         check_range("server.max_connections", srv.max_connections, 1, 1_000_000)?;
         check_range("server.max_streams", srv.max_streams, 1, 100_000)?;
         check_range("server.mcp_session_idle_secs", srv.mcp_session_idle_secs, 1, 86_400)?;
+        check_range("server.feedback_answers", srv.feedback_answers, 1, 10_000_000)?;
         for (i, k) in srv.keys.iter().enumerate() {
             let at = format!("server.keys[{i}] ({})", k.name);
             for (field, value) in &k.tenant {

@@ -90,13 +90,19 @@ pub struct BeirDataset {
 impl BeirDataset {
     /// Loads `queries.jsonl` and `qrels/test.tsv` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_with_qrels(dir, None)
+    }
+
+    /// Loads `dir/queries.jsonl` and the judgments of `qrels` (default `dir/qrels/test.tsv`):
+    /// BEIR's `qrels/train.tsv` or `dev.tsv`, or a file of your own in the same format.
+    pub fn load_with_qrels(dir: &Path, qrels: Option<&Path>) -> Result<Self> {
         let qpath = dir.join("queries.jsonl");
         let mut queries = BTreeMap::new();
         for doc in crate::sources::JsonlReader::open(&qpath)?.without_metadata() {
             let d = doc?;
             queries.insert(d.id, d.text);
         }
-        let rpath = dir.join("qrels").join("test.tsv");
+        let rpath = qrels.map_or_else(|| dir.join("qrels").join("test.tsv"), Path::to_path_buf);
         let text = std::fs::read_to_string(&rpath).map_err(|e| RagError::io(&rpath, e))?;
         let mut qrels: BTreeMap<String, HashMap<String, u32>> = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
@@ -121,7 +127,10 @@ impl BeirDataset {
         }
         qrels.retain(|q, _| queries.contains_key(q));
         if qrels.is_empty() {
-            return Err(RagError::invalid_input(dir.display().to_string(), "no test query has relevance judgements"));
+            return Err(RagError::invalid_input(
+                rpath.display().to_string(),
+                format!("no query of {} has relevance judgements here", qpath.display()),
+            ));
         }
         Ok(Self { queries, qrels })
     }
@@ -210,7 +219,32 @@ pub async fn run_answer_eval(
     })
 }
 
-/// Ingests the corpus (idempotently) and evaluates `mode` on the test queries.
+/// Ingests the dataset's `corpus.jsonl` (unchanged documents cost nothing). A folder without
+/// one (judgments exported by `rag feedback export --format qrels`) is scored against the
+/// collection as it is stored, which must then hold something.
+pub async fn ingest_corpus(pipeline: &RagPipeline, dataset: &Path, progress: Option<Progress>) -> Result<IngestReport> {
+    let corpus = dataset.join("corpus.jsonl");
+    if !corpus.is_file() {
+        if pipeline.keyword_index().count().await? == 0 {
+            return Err(RagError::invalid_input(
+                dataset.display().to_string(),
+                format!(
+                    "there is no corpus.jsonl to ingest and collection `{}` is empty: name the collection the judgments are about (--collection NAME, or `collection` in rag.toml)",
+                    pipeline.collection()
+                ),
+            ));
+        }
+        return Ok(IngestReport::default());
+    }
+    let mut options = IngestOptions::new();
+    if let Some(p) = progress {
+        options = options.progress(move |done, total| p(done, total));
+    }
+    pipeline.ingest(FileSource::new([corpus]), options).await
+}
+
+/// Ingests the corpus (idempotently; none: the collection as stored) and evaluates `mode` on
+/// the test queries.
 pub async fn run_eval(
     pipeline: &RagPipeline,
     dataset: &Path,
@@ -220,11 +254,21 @@ pub async fn run_eval(
     progress: Option<Progress>,
 ) -> Result<EvalReport> {
     let data = BeirDataset::load(dataset)?;
-    let mut options = IngestOptions::new();
-    if let Some(p) = progress.clone() {
-        options = options.progress(move |done, total| p(done, total));
-    }
-    let ingest = pipeline.ingest(FileSource::new([dataset.join("corpus.jsonl")]), options).await?;
+    run_eval_on(pipeline, dataset, &data, mode, rerank, limit, progress).await
+}
+
+/// [`run_eval`] with the judgments already loaded (other qrels than the test split:
+/// [`BeirDataset::load_with_qrels`]).
+pub async fn run_eval_on(
+    pipeline: &RagPipeline,
+    dataset: &Path,
+    data: &BeirDataset,
+    mode: RetrievalMode,
+    rerank: bool,
+    limit: Option<usize>,
+    progress: Option<Progress>,
+) -> Result<EvalReport> {
+    let ingest = ingest_corpus(pipeline, dataset, progress.clone()).await?;
     let start = Instant::now();
     let ids: Vec<&String> = data.qrels.keys().take(limit.unwrap_or(usize::MAX)).collect();
     let total = ids.len() as u64;
@@ -303,4 +347,33 @@ pub async fn run_eval(
         query_seconds: start.elapsed().as_secs_f64(),
         per_query,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn other_qrels_than_the_test_split_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("qrels")).unwrap();
+        std::fs::write(
+            dir.path().join("queries.jsonl"),
+            "{\"_id\": \"1\", \"text\": \"a\"}\n{\"_id\": \"2\", \"text\": \"b\"}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\n1\td1\t1\n").unwrap();
+        std::fs::write(dir.path().join("qrels/train.tsv"), "query-id\tcorpus-id\tscore\n2\td2\t2\n").unwrap();
+        let test = BeirDataset::load(dir.path()).unwrap();
+        assert_eq!(test.qrels.keys().collect::<Vec<_>>(), ["1"]);
+        let train = BeirDataset::load_with_qrels(dir.path(), Some(&dir.path().join("qrels/train.tsv"))).unwrap();
+        assert_eq!(train.qrels["2"]["d2"], 2);
+        assert!(!train.qrels.contains_key("1"));
+        let missing = BeirDataset::load_with_qrels(dir.path(), Some(&dir.path().join("qrels/dev.tsv"))).unwrap_err();
+        assert!(missing.to_string().contains("dev.tsv"), "{missing}");
+        std::fs::write(dir.path().join("other.tsv"), "9\td9\t1\n").unwrap();
+        let unknown = BeirDataset::load_with_qrels(dir.path(), Some(&dir.path().join("other.tsv"))).unwrap_err();
+        assert!(unknown.to_string().contains("other.tsv"), "no query of queries.jsonl is judged: {unknown}");
+    }
 }

@@ -5,6 +5,7 @@ pub mod assemble;
 pub mod bench;
 pub mod config;
 pub mod eval;
+pub mod feedback;
 pub mod generate;
 pub mod guide;
 pub mod ingest;

@@ -230,6 +230,9 @@ impl Citation {
 /// What a query returns.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct QueryResult {
+    /// This answer's id (`q-` and 32 random hex digits): what feedback on it names.
+    #[serde(default)]
+    pub query_id: String,
     /// The answer.
     pub answer: String,
     /// Which generator answered (`extractive`, `dspy:...`).
@@ -245,6 +248,11 @@ pub struct QueryResult {
     pub timings_ms: BTreeMap<String, f64>,
     /// Components that failed and what stood in for them.
     pub degraded: Vec<String>,
+}
+
+/// A new answer id.
+pub fn new_query_id() -> String {
+    format!("q-{}", rag_core::random_hex_id())
 }
 
 fn ms(start: Instant) -> f64 {
@@ -434,6 +442,7 @@ impl RagPipeline {
         timings.insert("generate".into(), ms(t));
         timings.insert("total".into(), ms(start));
         Ok(QueryResult {
+            query_id: new_query_id(),
             citations: self.citations(&packed, &generation.used_context_ids),
             hits: ranked(&hits),
             answer: generation.answer,
@@ -468,6 +477,7 @@ impl RagPipeline {
             }
         };
         let head = QueryResult {
+            query_id: new_query_id(),
             answer: String::new(),
             generator: self.generator.name(),
             reasoning: None,

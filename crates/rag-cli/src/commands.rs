@@ -199,16 +199,27 @@ pub async fn delete(g: &Global, doc_id: String) -> Result<()> {
     Ok(())
 }
 
+/// What `rag eval` was asked for.
+pub struct EvalRequest {
+    /// The BEIR folder.
+    pub dataset: PathBuf,
+    /// The mode (default hybrid; with answers, the configured one).
+    pub mode: Option<RetrievalMode>,
+    /// Rerank with the configured cross-encoder.
+    pub rerank: bool,
+    /// The first N queries only.
+    pub limit: Option<usize>,
+    /// Score answers (from FILE, else the dataset's test queries).
+    pub answers: Option<Option<PathBuf>>,
+    /// Also write the HTML report here.
+    pub html: Option<PathBuf>,
+    /// Other judgments than the dataset's qrels/test.tsv.
+    pub qrels: Option<PathBuf>,
+}
+
 /// `rag eval`.
-pub async fn eval(
-    g: &Global,
-    dataset: PathBuf,
-    mode: Option<RetrievalMode>,
-    rerank: bool,
-    limit: Option<usize>,
-    answers: Option<Option<PathBuf>>,
-    html: Option<PathBuf>,
-) -> Result<()> {
+pub async fn eval(g: &Global, req: EvalRequest) -> Result<()> {
+    let EvalRequest { dataset, mode, rerank, limit, answers, html, qrels } = req;
     let mut cfg = dataset_config(g, &dataset, "rag eval")?;
     if rerank {
         cfg.rerank.enabled = true;
@@ -241,11 +252,15 @@ pub async fn eval(
         return Ok(());
     }
     let mode = mode.unwrap_or(RetrievalMode::Hybrid);
-    // The corpus is ingested with both sides, so every mode evaluates the same collection.
-    cfg.retrieval.mode = RetrievalMode::Hybrid;
+    // The corpus is ingested with both sides, so every mode evaluates the same collection
+    // (keyword-only without a store).
+    if cfg.store.backend != rag::config::StoreBackend::None {
+        cfg.retrieval.mode = RetrievalMode::Hybrid;
+    }
     let pipeline = build_pipeline(&cfg, Needs::All).await?;
     let (progress, bar) = progress_bar(g.json, "eval");
-    let report = rag::eval::run_eval(&pipeline, &dataset, mode, rerank, limit, progress).await?;
+    let data = rag::eval::BeirDataset::load_with_qrels(&dataset, qrels.as_deref())?;
+    let report = rag::eval::run_eval_on(&pipeline, &dataset, &data, mode, rerank, limit, progress).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -275,37 +290,51 @@ pub async fn eval(
 
 /// The configuration a command over a BEIR dataset runs on (`rag eval`, `rag tune`): refused
 /// while a `rag serve` holds the data directory; the collection is named after the dataset's
-/// folder unless `--collection` / `RAG_COLLECTION` names one.
+/// folder unless `--collection` / `RAG_COLLECTION` names one, or the folder has no corpus (then
+/// it is the configured collection).
 fn dataset_config(g: &Global, dataset: &std::path::Path, command: &str) -> Result<rag::RagConfig> {
     let mut cfg = config(g)?;
     RemoteServer::refuse(&cfg.data_dir, command)?;
-    if g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
+    // A folder without a corpus (judgments from `rag feedback export`) scores the configured
+    // collection; one with a corpus gets a collection of its own.
+    let has_corpus = dataset.join("corpus.jsonl").is_file();
+    if has_corpus && g.collection.is_none() && std::env::var_os("RAG_COLLECTION").is_none() {
         cfg.collection = dataset.file_name().map_or("eval".into(), |n| n.to_string_lossy().into_owned());
     }
     Ok(cfg)
 }
 
+/// What `rag tune` was asked for.
+pub struct TuneRequest {
+    /// The BEIR folder.
+    pub dataset: PathBuf,
+    /// Seed of the split and the bootstrap.
+    pub seed: u64,
+    /// The first N judged queries only.
+    pub limit: Option<usize>,
+    /// Write the chosen keys into the configuration file.
+    pub apply: bool,
+    /// Draw the Pareto plot into this folder.
+    pub plot: Option<PathBuf>,
+    /// Other judgments than the dataset's qrels/test.tsv.
+    pub qrels: Option<PathBuf>,
+    /// Also write the HTML page here.
+    pub html: Option<PathBuf>,
+}
+
 /// `rag tune`.
-pub async fn tune(
-    g: &Global,
-    dataset: PathBuf,
-    seed: u64,
-    limit: Option<usize>,
-    apply: bool,
-    plot: Option<PathBuf>,
-) -> Result<()> {
+pub async fn tune(g: &Global, req: TuneRequest) -> Result<()> {
+    let TuneRequest { dataset, seed, limit, apply, plot, qrels, html } = req;
     let mut cfg = dataset_config(g, &dataset, "rag tune")?;
     let current = cfg.retrieval.clone();
     // Ingested with both sides (as rag eval), so every mode searches the same collection.
-    cfg.retrieval.mode = RetrievalMode::Hybrid;
-    let data = rag::eval::BeirDataset::load(&dataset)?;
+    if cfg.store.backend != rag::config::StoreBackend::None {
+        cfg.retrieval.mode = RetrievalMode::Hybrid;
+    }
+    let data = rag::eval::BeirDataset::load_with_qrels(&dataset, qrels.as_deref())?;
     let pipeline = build_pipeline(&cfg, Needs::All).await?;
     let (progress, bar) = progress_bar(g.json, "ingest");
-    let mut ingest = IngestOptions::new();
-    if let Some(p) = progress {
-        ingest = ingest.progress(move |done, total| p(done, total));
-    }
-    pipeline.ingest(FileSource::new([dataset.join("corpus.jsonl")]), ingest).await?;
+    rag::eval::ingest_corpus(&pipeline, &dataset, progress).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -320,13 +349,16 @@ pub async fn tune(
         Some(dir) => crate::plot::pareto(&report, dir)?,
         None => Vec::new(),
     };
+    if let Some(path) = &html {
+        crate::report::write_tune_report(&report, &dataset, path)?;
+    }
     let applied = if apply { Some(apply_tuned(g, &changes)?) } else { None };
     if g.json {
-        return print_json(&serde_json::json!({ "report": report, "applied": applied, "plots": plots }));
+        return print_json(&serde_json::json!({ "report": report, "applied": applied, "plots": plots, "html": html }));
     }
     print_tune(&report, &changes, applied.as_ref());
-    for p in &plots {
-        println!("plot: {}", p.display());
+    for p in plots.iter().chain(&html) {
+        println!("written: {}", p.display());
     }
     Ok(())
 }

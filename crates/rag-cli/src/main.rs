@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 mod commands;
+mod feedback;
 mod load;
 mod optimize;
 mod output;
@@ -136,6 +137,10 @@ enum Command {
         /// nDCG@10 and every query (worst first) with its retrieved and judged documents.
         #[arg(long, value_name = "FILE", conflicts_with = "answers")]
         report: Option<PathBuf>,
+        /// Judgments to score with instead of the dataset's qrels/test.tsv (BEIR's
+        /// qrels/train.tsv or dev.tsv, or a file of your own: query-id, corpus-id, score).
+        #[arg(long, value_name = "FILE", conflicts_with = "answers")]
+        qrels: Option<PathBuf>,
     },
     /// Search the retrieval settings that need no re-ingest (mode, fusion and its weight or
     /// constant, candidates) on judged queries: chosen on one seeded half, reported on the other
@@ -157,6 +162,20 @@ enum Command {
         /// Also draw the quality-vs-latency plot (tune-pareto.svg and .png) into DIR.
         #[arg(long, value_name = "DIR")]
         plot: Option<PathBuf>,
+        /// Judgments to tune on instead of the dataset's qrels/test.tsv (e.g. BEIR's
+        /// qrels/train.tsv, keeping the test split untouched for the final check).
+        #[arg(long, value_name = "FILE")]
+        qrels: Option<PathBuf>,
+        /// Also write a self-contained HTML page: the choice and its interval, the Pareto plot
+        /// and every setting's scores.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
+    /// Judgments users gave answers through `rag serve`: export them as JSON Lines or as
+    /// qrels for rag eval / tune / optimize.
+    Feedback {
+        #[command(subcommand)]
+        action: feedback::FeedbackAction,
     },
     /// Compile a DSPy program whose retrieval is this pipeline, with a DSPy optimiser, and save it.
     Optimize {
@@ -393,10 +412,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Query { question, retrieval, stream, program } => commands::query(g, question, retrieval, stream, program).await,
         Command::Search { query, retrieval } => commands::search(g, query, retrieval).await,
         Command::Delete { doc_id } => commands::delete(g, doc_id).await,
-        Command::Eval { dataset, mode, rerank, limit, answers, report } => {
-            commands::eval(g, dataset, mode, rerank, limit, answers, report).await
+        Command::Eval { dataset, mode, rerank, limit, answers, report, qrels } => {
+            commands::eval(g, commands::EvalRequest { dataset, mode, rerank, limit, answers, html: report, qrels }).await
         }
-        Command::Tune { dataset, seed, limit, apply, plot } => commands::tune(g, dataset, seed, limit, apply, plot).await,
+        Command::Tune { dataset, seed, limit, apply, plot, qrels, report } => {
+            let req = commands::TuneRequest { dataset, seed, limit, apply, plot, qrels, html: report };
+            commands::tune(g, req).await
+        }
         Command::Bench { dataset, scale: Some(n), tenants, recall_queries, concurrency, .. } => {
             let mut opts = rag::scale::ScaleOptions::new(n);
             opts.tenants = tenants;
@@ -409,6 +431,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench { dataset, docs, queries, concurrency, cold, .. } => {
             commands::bench(g, dataset, docs, queries, concurrency.unwrap_or_else(|| vec![4]), cold).await
         }
+        Command::Feedback { action } => feedback::run(g, action).await,
         Command::Optimize { args, retrieval } => commands::optimize(g, args, retrieval).await,
         Command::Stats => commands::stats(g).await,
     }

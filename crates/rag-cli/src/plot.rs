@@ -28,6 +28,15 @@ pub fn pareto(report: &TuneReport, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(vec![svg, png])
 }
 
+/// The same picture as an SVG string, for the HTML report.
+pub fn pareto_svg(report: &TuneReport) -> Result<String> {
+    register_font()?;
+    let mut svg = String::new();
+    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), report)
+        .map_err(|e| RagError::Other(format!("could not draw the Pareto plot: {e}")))?;
+    Ok(svg)
+}
+
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> RagError {
     RagError::Other(format!("could not draw {}: {e}", path.display()))
 }

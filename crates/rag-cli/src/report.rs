@@ -1,11 +1,13 @@
-//! `rag eval --report FILE`: one self-contained HTML page (inline CSS and SVG, no scripts, no
-//! links out) with the summary, a histogram of per-query nDCG@10 and the per-query table, worst
-//! queries first, each with its retrieved and judged documents.
+//! `rag eval --report FILE` and `rag tune --report FILE`: self-contained HTML pages (inline CSS
+//! and SVG, no scripts, no links out). The evaluation's: the summary, a histogram of per-query
+//! nDCG@10 and the per-query table, worst queries first, each with its retrieved and judged
+//! documents. The tuning's: the choice and its interval, the Pareto plot, every setting.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use rag::eval::{EvalReport, QueryEval};
+use rag::tune::TuneReport;
 use rag::{RagError, Result};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}\
@@ -63,6 +65,63 @@ pub fn write_eval_report(report: &EvalReport, dataset: &Path, path: &Path) -> Re
             let _ = write!(html, "<li class=\"{class}\"><code>{}</code> ({grade})</li>", escape(doc));
         }
         html.push_str("</ul></td></tr>\n");
+    }
+    html.push_str("</tbody></table>\n</body></html>\n");
+    std::fs::write(path, html).map_err(|e| RagError::io(path, e))
+}
+
+/// Writes the page of a `rag tune` run over `dataset` to `path`.
+pub fn write_tune_report(report: &TuneReport, dataset: &Path, path: &Path) -> Result<()> {
+    let name = dataset.file_name().map_or_else(|| dataset.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let svg = crate::plot::pareto_svg(report)?;
+    let d = report.difference;
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>rag tune: {}</title><style>{STYLE}</style></head><body>\n\
+         <h1>rag tune: {}</h1>\n<p class=\"summary\"><span>queries <b>{}</b> (chosen on {}, reported on {}; split seed {})</span></p>\n\
+         <p id=\"choice\">chosen: <b>{}</b>: half-B nDCG@10 {:.4} against the current {:.4} (<b>{}</b>): {:+.4}, 95% bootstrap interval {:+.4} to {:+.4}</p>\n",
+        escape(&name),
+        escape(&name),
+        report.tune_queries.len() + report.report_queries.len(),
+        report.tune_queries.len(),
+        report.report_queries.len(),
+        report.seed,
+        escape(&report.chosen.label),
+        report.chosen.report.ndcg_at_10,
+        report.current.report.ndcg_at_10,
+        escape(&report.current.label),
+        d.mean,
+        d.low,
+        d.high,
+    );
+    for w in &report.warnings {
+        let _ = writeln!(html, "<p class=\"warning\">{}</p>", escape(w));
+    }
+    let _ = write!(
+        html,
+        "<figure id=\"pareto\">{svg}</figure>\n<h2>Every setting</h2>\n<table id=\"settings\"><thead><tr><th>setting</th>\
+         <th>nDCG@10 half A</th><th>nDCG@10 half B</th><th>Recall@100</th><th>MRR@10</th><th>p50 ms</th><th>p99 ms</th><th></th></tr></thead><tbody>\n"
+    );
+    for s in &report.settings {
+        let mark = match (s.label == report.chosen.label, s.label == report.current.label, s.pareto) {
+            (true, _, _) => "chosen",
+            (_, true, _) => "current",
+            (_, _, true) => "Pareto front",
+            _ => "",
+        };
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.4}</td>\
+             <td class=\"num\">{:.1}</td><td class=\"num\">{:.1}</td><td>{mark}</td></tr>",
+            escape(&s.label),
+            s.tune.ndcg_at_10,
+            s.report.ndcg_at_10,
+            s.report.recall_at_100,
+            s.report.mrr_at_10,
+            s.p50_ms,
+            s.p99_ms
+        );
     }
     html.push_str("</tbody></table>\n</body></html>\n");
     std::fs::write(path, html).map_err(|e| RagError::io(path, e))

@@ -1,6 +1,6 @@
 //! `rag serve` and `rag mcp` as processes: SIGTERM with requests in flight, MCP over stdio, two
-//! workers sharing one `chroma run` server and one Redis cache, and the web page in a real
-//! headless Chromium.
+//! workers sharing one `chroma run` server and one Redis cache, and the web page (answers,
+//! citations, thumbs) in a real headless Chromium.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -220,6 +220,19 @@ async fn the_web_page_streams_an_answer_with_citations_in_a_real_browser() {
     assert!(first.as_str().unwrap().starts_with("[1] Vitamin D and fractures trial (vitd,"), "title, then id: {first}");
     let mark = page.eval("(document.querySelector('#citations li mark') || {}).textContent || ''").await;
     assert!(mark.as_str().unwrap().contains("Vitamin D"), "the cited sentence is highlighted: {mark}");
+
+    // Thumbs up on the first citation posts a judgment of that passage of this answer.
+    page.click("#citations li .thumb-up").await;
+    page.wait_for("document.querySelector('#citations li').dataset.judged === 'up'", Duration::from_secs(20)).await;
+    let pressed = page.eval("document.querySelector('#citations li .thumb-up').getAttribute('aria-pressed')").await;
+    assert_eq!(pressed, "true");
+    let (status, body) = rag_testkit::http_request("GET", &format!("{}/v1/collections/rag/feedback", served.url), None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    let judged = listed["feedback"].as_array().unwrap();
+    assert_eq!(judged.len(), 1, "{listed}");
+    assert_eq!((judged[0]["doc_id"].as_str(), judged[0]["judgment"]["relevant"].as_bool()), (Some("vitd"), Some(true)));
+    assert_eq!(judged[0]["question"], question);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

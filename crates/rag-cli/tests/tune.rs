@@ -48,8 +48,9 @@ fn tune_leaves_a_clearly_worse_setting_and_applies_only_what_changed() {
     let config = tmp.path().join("rag.toml");
     std::fs::write(&config, "# my settings\n[retrieval]\nmode = \"dense\" # what we run today\nk = 5\n").unwrap();
     let plots = tmp.path().join("plots");
+    let page = tmp.path().join("tune.html");
     let args = ["--json", "--config", config.to_str().unwrap(), "tune", "--dataset", data.to_str().unwrap(), "--apply", "--plot"];
-    let out = rag(tmp.path(), &[&args[..], &[plots.to_str().unwrap()]].concat());
+    let out = rag(tmp.path(), &[&args[..], &[plots.to_str().unwrap(), "--report", page.to_str().unwrap()]].concat());
     assert!(out.status.success(), "rag tune failed: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let r = &v["report"];
@@ -87,6 +88,14 @@ fn tune_leaves_a_clearly_worse_setting_and_applies_only_what_changed() {
     assert_eq!((w, h), (960, 600));
     assert!(png.len() > 20_000, "a PNG with content: {} bytes", png.len());
     assert_eq!(v["plots"].as_array().unwrap().len(), 2);
+    // The page: the choice, the same plot inline, a row a setting with the chosen one marked.
+    assert_eq!(v["html"], page.to_str().unwrap());
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<figure id=\"pareto\"><svg") && html.matches("<circle").count() >= settings.len());
+    assert_eq!(html.matches("<tr><td>").count(), settings.len(), "a row a setting");
+    assert!(html.contains(&format!("chosen: <b>{}</b>", chosen["label"].as_str().unwrap())), "{html}");
+    assert_eq!(html.matches("<td>chosen</td>").count(), 1);
+    assert!(!html.contains("<script"), "a page without scripts");
 
     // --apply: exactly the keys that differ from the current settings, comments kept.
     assert_eq!(v["applied"], config.to_str().unwrap());

@@ -8,6 +8,7 @@ mod choice;
 pub mod conformance;
 mod engine;
 mod error;
+pub mod feedback;
 mod filter;
 pub mod fusion;
 pub mod memory;
@@ -23,6 +24,7 @@ pub use engine::{
     HybridQuery, HybridSearch, IngestLedger, LedgerEntry, SparseEncoder, SparseVector, entries_from_chunks, ledger_keys,
 };
 pub use error::{BoxError, RagError, Result};
+pub use feedback::{Feedback, FeedbackScope, FeedbackStore, InMemoryFeedbackStore, JudgedQueries, Judgment};
 pub use filter::Filter;
 pub use memory::InMemoryStore;
 pub use qa::{QaExample, read_qa_examples};
@@ -32,6 +34,12 @@ pub use source::{
     StreamSource, TextFormat,
 };
 pub use traits::{Chunker, Embedder, Generator, KeywordSearch, NamespacedEmbedding, Reranker, Retriever, VectorStore};
+
+/// 32 random hex digits (128 bits): the tail of answer and judgment ids, unguessable so one
+/// client cannot name another's answer.
+pub fn random_hex_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
 
 /// Per-stage wall time of one operation, in milliseconds, by stage name.
 pub type StageTimings = std::collections::BTreeMap<String, f64>;
@@ -45,6 +53,7 @@ pub use types::{
 #[cfg(any(test, feature = "test-utils"))]
 pub mod mocks {
     pub use crate::engine::{MockHybridSearch, MockIngestLedger};
+    pub use crate::feedback::MockFeedbackStore;
     pub use crate::queue::MockIngestQueue;
     pub use crate::source::MockDocumentSource;
     pub use crate::traits::{

@@ -18,6 +18,8 @@ def test_query_answers_with_citations_hits_and_timings(rag):
     assert "Vitamin D" in result.answer and result.generator == "extractive"
     assert result.timings_ms["total"] > 0 and "retrieve" in result.timings_ms
     assert result.degraded == [] and not result.is_degraded
+    again = rag.query("Does vitamin D prevent hip fractures?", k=3)
+    assert result.query_id.startswith("q-") and len(result.query_id) == 34 and again.query_id != result.query_id
 
 
 def test_search_modes_and_filters(rag):

@@ -119,8 +119,7 @@ pub async fn query(
         return Ok(Sse::new(sse).keep_alive(KeepAlive::default()).into_response());
     }
     let mut result = c.pipeline.query(&req.question, &opts).await?;
-    state.record(&result);
-    p.present(&mut result);
+    state.answered(&p, c.pipeline.collection(), &req.question, &mut result);
     Ok(Json(result).into_response())
 }
 
@@ -151,12 +150,17 @@ pub enum AnswerEvent {
 }
 
 impl AppState {
-    /// Counts a finished answer in the metrics.
-    pub fn record(&self, result: &QueryResult) {
+    /// Finishes an answer for `p`: counts it in the metrics, remembers it for feedback (by its
+    /// `query_id`), then shows its ids as `p` knows them.
+    pub fn answered(&self, p: &Principal, collection: &str, question: &str, result: &mut QueryResult) {
         self.metrics.observe_stages(&result.timings_ms);
         if !result.degraded.is_empty() {
             self.metrics.degraded.inc();
         }
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.remember(p, collection, question, result);
+        }
+        p.present(result);
     }
 }
 
@@ -171,6 +175,7 @@ pub async fn answer_events(
 ) -> Result<impl Stream<Item = AnswerEvent> + Send + 'static, ApiError> {
     let start = Instant::now();
     let (head, events) = c.pipeline.stream_query(&question, &opts).await?;
+    let collection = c.pipeline.collection().to_owned();
     let generate_start = Instant::now();
     let mut head = Some(head);
     let mut streamed_any = false;
@@ -201,8 +206,7 @@ pub async fn answer_events(
                         r.reasoning = g.reasoning;
                         r.timings_ms.insert("generate".into(), generate_start.elapsed().as_secs_f64() * 1000.0);
                         r.timings_ms.insert("total".into(), start.elapsed().as_secs_f64() * 1000.0);
-                        state.record(&r);
-                        p.present(&mut r);
+                        state.answered(&p, &collection, &question, &mut r);
                         out.push(AnswerEvent::Done(Box::new(r)));
                     }
                 }

@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod discovery;
 pub mod error;
+pub mod feedback;
 pub mod listen;
 pub mod mcp;
 pub mod metrics;
@@ -95,6 +96,8 @@ pub fn api_routes() -> Vec<Route> {
         post "/v1/collections/{collection}/documents" => api::ingest,
         delete "/v1/collections/{collection}/documents/{id}" => api::delete_document,
         get "/v1/collections/{collection}/stats" => api::stats,
+        post "/v1/collections/{collection}/feedback" => feedback::give,
+        get "/v1/collections/{collection}/feedback" => feedback::list,
         post "/v1/local/collections/{collection}/files" => api::ingest_files,
         post "/v1/chat/completions" => openai::chat_completions,
         get "/v1/models" => openai::models,

@@ -124,10 +124,8 @@ impl RagMcp {
     ) -> Result<CallToolResult, McpError> {
         let run = async {
             let (p, c, req, opts) = self.prepare(&ctx, args.collection, args.question, args.k).await?;
-            let r = c.pipeline.query(&req.question, &opts).await?;
-            self.state.record(&r);
-            let mut r = r;
-            p.present(&mut r);
+            let mut r = c.pipeline.query(&req.question, &opts).await?;
+            self.state.answered(&p, c.pipeline.collection(), &req.question, &mut r);
             Ok::<_, ApiError>(r)
         };
         Ok(match run.await {

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub overloaded: Counter,
     /// Answers that carried a degradation (a failed reranker or LM, a timeout).
     pub degraded: Counter,
+    /// Judgments stored (`POST .../feedback`).
+    pub feedback: Counter,
     /// Query-embedding model calls (batched).
     pub embed_batches: Gauge<u64, AtomicU64>,
     /// Texts those calls carried (`embed_batch_texts / embed_batches` = mean batch size).
@@ -93,6 +95,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         let overloaded = Counter::default();
         let degraded = Counter::default();
+        let feedback = Counter::default();
         let embed_batches = Gauge::<u64, AtomicU64>::default();
         let embed_batch_texts = Gauge::<u64, AtomicU64>::default();
         let cache_hits = Gauge::<u64, AtomicU64>::default();
@@ -103,6 +106,7 @@ impl Metrics {
         registry.register("http_requests_in_flight", "Requests being served", in_flight.clone());
         registry.register("overload_rejections", "Requests refused with 503 at the concurrency cap", overloaded.clone());
         registry.register("degraded_answers", "Answers with a degraded component", degraded.clone());
+        registry.register("feedback_judgments", "Judgments of answers stored", feedback.clone());
         registry.register("embed_batches", "Query-embedding model calls made by the batcher", embed_batches.clone());
         registry.register("embed_batch_texts", "Texts carried by those calls", embed_batch_texts.clone());
         registry.register("embedding_cache_hits", "Texts served from the embedding cache", cache_hits.clone());
@@ -115,6 +119,7 @@ impl Metrics {
             in_flight,
             overloaded,
             degraded,
+            feedback,
             embed_batches,
             embed_batch_texts,
             cache_hits,

@@ -127,8 +127,7 @@ pub async fn chat_completions(
     let id = format!("chatcmpl-{created:x}{:06x}", NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     if !req.stream {
         let mut r = c.pipeline.query(&q.question, &opts).await?;
-        state.record(&r);
-        p.present(&mut r);
+        state.answered(&p, c.pipeline.collection(), &q.question, &mut r);
         let body = json!({
             "id": id,
             "object": "chat.completion",
@@ -141,12 +140,13 @@ pub async fn chat_completions(
             }],
             "usage": { "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0 },
             "citations": citations_json(&r.citations),
+            "query_id": r.query_id,
             "degraded": r.degraded,
         });
         return Ok(Json(body).into_response());
     }
     let events = answer_events(state.clone(), p, c, q.question, opts).await?;
-    let chunk = move |delta: Value, finish: Option<&str>, extra: Option<(&str, Value)>| {
+    let chunk = move |delta: Value, finish: Option<&str>, extra: Vec<(&str, Value)>| {
         let mut v = json!({
             "id": id,
             "object": "chat.completion.chunk",
@@ -154,18 +154,22 @@ pub async fn chat_completions(
             "model": collection,
             "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
         });
-        if let (Some((k, x)), Some(obj)) = (extra, v.as_object_mut()) {
-            obj.insert(k.to_owned(), x);
+        if let Some(obj) = v.as_object_mut() {
+            for (k, x) in extra {
+                obj.insert(k.to_owned(), x);
+            }
         }
         Event::default().data(v.to_string())
     };
     let first = futures::stream::once({
         let c = chunk.clone();
-        async move { c(json!({ "role": "assistant", "content": "" }), None, None) }
+        async move { c(json!({ "role": "assistant", "content": "" }), None, Vec::new()) }
     });
     let body = events.map(move |e| match e {
-        AnswerEvent::Token(t) => chunk(json!({ "content": t }), None, None),
-        AnswerEvent::Done(r) => chunk(json!({}), Some("stop"), Some(("citations", citations_json(&r.citations)))),
+        AnswerEvent::Token(t) => chunk(json!({ "content": t }), None, Vec::new()),
+        AnswerEvent::Done(r) => {
+            chunk(json!({}), Some("stop"), vec![("citations", citations_json(&r.citations)), ("query_id", json!(r.query_id))])
+        }
         AnswerEvent::Error(err) => Event::default().data(json!({ "error": err.body()["error"] }).to_string()),
     });
     let done = futures::stream::once(async { Event::default().data("[DONE]") });

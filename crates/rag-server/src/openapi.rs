@@ -26,7 +26,7 @@ const OPERATIONS: &[Operation] = &[
         path: "/v1/collections/{collection}/query",
         summary: "Answer a question with citations (JSON, or Server-Sent Events with `stream: true`: `token` events, then one `done` event with the whole result)",
         request: Some("QueryRequest"),
-        response: "QueryResult: answer, generator, reasoning, citations, hits, timings_ms, degraded",
+        response: "QueryResult: query_id, answer, generator, reasoning, citations, hits, timings_ms, degraded",
         auth: true,
     },
     Operation {
@@ -59,6 +59,22 @@ const OPERATIONS: &[Operation] = &[
         summary: "Counts, backends and models of a collection (a tenant key: its own documents and chunks only)",
         request: None,
         response: "Stats, or for a tenant key: collection, tenant, documents, chunks",
+        auth: true,
+    },
+    Operation {
+        method: "post",
+        path: "/v1/collections/{collection}/feedback",
+        summary: "Judge an answer (by its `query_id`) or one of its passages (`chunk_id`): `relevant` true/false or a 1-5 `rating`, an optional comment; stored durably with the key's tenant",
+        request: Some("FeedbackRequest"),
+        response: "201, the stored judgment: id, at_unix_ms, collection, source, query_id, question, chunk_id, doc_id, judgment, comment",
+        auth: true,
+    },
+    Operation {
+        method: "get",
+        path: "/v1/collections/{collection}/feedback",
+        summary: "The collection's judgments, oldest first (a tenant key: its tenant's only)",
+        request: None,
+        response: "collection, feedback",
         auth: true,
     },
     Operation {
@@ -139,6 +155,7 @@ pub fn document() -> Value {
     let mut schemas = serde_json::Map::new();
     schemas.insert("QueryRequest".into(), schema::<QueryRequest>(&mut generator));
     schemas.insert("IngestRequest".into(), schema::<IngestRequest>(&mut generator));
+    schemas.insert("FeedbackRequest".into(), schema::<crate::feedback::FeedbackRequest>(&mut generator));
     schemas.insert("ChatRequest".into(), schema::<ChatRequest>(&mut generator));
     schemas.insert("FilesRequest".into(), schema::<FilesRequest>(&mut generator));
     for (name, s) in generator.take_definitions(true) {

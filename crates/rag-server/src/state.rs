@@ -37,6 +37,10 @@ pub struct AppState {
     pub limiter: Arc<Semaphore>,
     /// Caps long-lived streams (MCP's event stream), apart from requests.
     pub streams: Arc<Semaphore>,
+    /// Where judgments of answers go (`DATA_DIR/feedback.jsonl` unless replaced).
+    pub feedback: Arc<dyn rag::feedback::FeedbackStore>,
+    /// The last answers given, which judgments may name.
+    pub answers: std::sync::Mutex<crate::feedback::RecentAnswers>,
     /// `(collection, tenant namespace)` pairs known to hold some of the tenant's documents.
     tenant_data: std::sync::Mutex<HashSet<(String, String)>>,
     ready: AtomicBool,
@@ -79,7 +83,10 @@ impl AppState {
     /// State over `factory`'s configuration.
     pub fn new(factory: PipelineFactory, keys: Keys) -> Self {
         let settings = factory.config().server.clone();
+        let feedback = Arc::new(rag::feedback::JsonlFeedbackStore::in_data_dir(&factory.config().data_dir));
         Self {
+            feedback,
+            answers: std::sync::Mutex::new(crate::feedback::RecentAnswers::new(settings.feedback_answers)),
             limiter: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
             streams: Arc::new(Semaphore::new(settings.max_streams)),
             tenant_data: std::sync::Mutex::new(HashSet::new()),
@@ -224,6 +231,12 @@ impl AppState {
         let pipeline = Arc::new(self.factory.pipeline(&cfg.collection).await?);
         let name = format!("serve-{}", rag::queue::default_worker_name());
         Ok(Some(rag::queue::IngestWorker::new(pipeline, Arc::new(queue), name).settings(&cfg.queue)))
+    }
+
+    /// Replaces where judgments go (a library user's own [`rag::feedback::FeedbackStore`]).
+    pub fn with_feedback_store(mut self, store: Arc<dyn rag::feedback::FeedbackStore>) -> Self {
+        self.feedback = store;
+        self
     }
 
     /// Collections opened so far.

@@ -61,6 +61,9 @@ class QueryResult:
     timings_ms: dict[str, float]
     degraded: list[str]
     reasoning: str | None = None
+    query_id: str = ""
+    """This answer's id (`q-` and 32 hex digits): what a judgment of it names (`rag serve`'s
+    POST /v1/collections/{c}/feedback)."""
 
     @property
     def is_degraded(self) -> bool:
@@ -70,7 +73,7 @@ class QueryResult:
     def _from(cls, d: dict[str, Any]) -> QueryResult:
         return cls(answer=d["answer"], generator=d["generator"], reasoning=d.get("reasoning"),
                    citations=[Citation._from(c) for c in d["citations"]], hits=[Hit._from(h) for h in d["hits"]],
-                   timings_ms=dict(d["timings_ms"]), degraded=list(d["degraded"]))
+                   timings_ms=dict(d["timings_ms"]), degraded=list(d["degraded"]), query_id=d.get("query_id", ""))
 
 
 @dataclass(frozen=True)
