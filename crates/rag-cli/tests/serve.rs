@@ -226,9 +226,7 @@ async fn the_web_page_streams_an_answer_with_citations_in_a_real_browser() {
     page.wait_for("document.querySelector('#citations li').dataset.judged === 'up'", Duration::from_secs(20)).await;
     let pressed = page.eval("document.querySelector('#citations li .thumb-up').getAttribute('aria-pressed')").await;
     assert_eq!(pressed, "true");
-    let (status, body) = rag_testkit::http_request("GET", &format!("{}/v1/collections/rag/feedback", served.url), None).unwrap();
-    assert_eq!(status, 200, "{body}");
-    let listed: Value = serde_json::from_str(&body).unwrap();
+    let listed: Value = reqwest::get(format!("{}/v1/collections/rag/feedback", served.url)).await.unwrap().json().await.unwrap();
     let judged = listed["feedback"].as_array().unwrap();
     assert_eq!(judged.len(), 1, "{listed}");
     assert_eq!((judged[0]["doc_id"].as_str(), judged[0]["judgment"]["relevant"].as_bool()), (Some("vitd"), Some(true)));

@@ -5,7 +5,7 @@
 //! A judgment names an answer by the `query_id` every answer carries. The server remembers the
 //! last `server.feedback_answers` answers (their question, collection, tenant and passages), so
 //! a judgment can only be about an answer this server gave, to the same tenant, and only about
-//! a passage that answer showed. The judgment itself goes to the [`FeedbackStore`] (durable:
+//! a passage that answer showed. The judgment itself goes to the [`rag::feedback::FeedbackStore`] (durable:
 //! `DATA_DIR/feedback.jsonl` by default) with everything an export needs.
 
 use std::collections::{HashMap, VecDeque};
