@@ -457,7 +457,8 @@ pub struct ServerConfig {
     /// Seconds an MCP session may go without a message before it is closed (with its stream).
     pub mcp_session_idle_secs: u64,
     /// Answers remembered for feedback (the most recent; older ones drop out): a judgment must
-    /// name the `query_id` of one of them. About 1 KB each.
+    /// name the `query_id` of one of them. A few KB each (the question, the ids of its citations
+    /// and first 50 hits).
     pub feedback_answers: usize,
     /// API keys; with none, every request is allowed (and the address must be loopback).
     pub keys: Vec<ApiKeyConfig>,

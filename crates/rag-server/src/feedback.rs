@@ -27,6 +27,9 @@ use crate::error::ApiError;
 /// one answer can cost the store.
 pub const MAX_JUDGMENTS_PER_ANSWER: usize = 100;
 
+/// How many of an answer's hits (beyond its citations) may be judged.
+pub const MAX_JUDGED_HITS: usize = 50;
+
 /// An answer remembered for feedback, with stored ids.
 #[derive(Debug, Clone)]
 struct Answered {
@@ -56,7 +59,9 @@ impl RecentAnswers {
     pub fn remember(&mut self, p: &Principal, collection: &str, question: &str, result: &QueryResult) {
         let mut passages: Vec<(String, String)> =
             result.citations.iter().map(|c| (c.chunk_id.clone(), c.doc_id.clone())).collect();
-        for h in &result.hits {
+        // A query may ask for 1,000 hits: only the first ones can be judged, so the log's memory
+        // stays bounded whatever `k` clients send.
+        for h in result.hits.iter().take(MAX_JUDGED_HITS) {
             if !passages.iter().any(|(c, _)| *c == h.chunk_id) {
                 passages.push((h.chunk_id.clone(), h.doc_id.clone()));
             }
@@ -95,8 +100,8 @@ impl RecentAnswers {
 pub struct FeedbackRequest {
     /// The `query_id` of the answer (every answer, streamed or not, carries one).
     pub query_id: String,
-    /// The judged passage: the `chunk_id` of one of the answer's citations or hits. Leave it out
-    /// to judge the whole answer.
+    /// The judged passage: the `chunk_id` of one of the answer's citations or first 50 hits.
+    /// Leave it out to judge the whole answer.
     #[serde(default)]
     pub chunk_id: Option<String>,
     /// Thumbs up (`true`) or down (`false`). Give this or `rating`.
@@ -256,6 +261,27 @@ mod tests {
             timings_ms: Default::default(),
             degraded: Vec::new(),
         }
+    }
+
+    #[test]
+    fn only_the_first_hits_are_remembered() {
+        let mut r = result("q-1");
+        r.hits = (0..1000)
+            .map(|i| rag::Hit {
+                rank: i + 1,
+                chunk_id: format!("d{i}#0"),
+                doc_id: format!("d{i}"),
+                score: 0.0,
+                span: [0, 1],
+                text: "x".into(),
+                source: None,
+                title: None,
+                pages: None,
+            })
+            .collect();
+        let mut log = RecentAnswers::new(10);
+        log.remember(&Principal::anonymous(), "c", "why?", &r);
+        assert_eq!(log.answers["q-1"].passages.len(), MAX_JUDGED_HITS);
     }
 
     #[test]
