@@ -8,7 +8,7 @@ use rag_chunk::{ContextWindow, EmbedderTokenizer, FitToEmbedder, MarkdownChunker
 use rag_core::{Chunker, Embedder, Generator, RagError, Reranker, Result, VectorStore};
 
 #[allow(unused_imports)]
-use crate::config::{CacheBackend, ChunkerKind, EmbedderBackend, StoreBackend};
+use crate::config::{CacheBackend, ChunkerConfig, ChunkerKind, EmbedderBackend, StoreBackend};
 use crate::config::{RagConfig, RetrievalMode};
 use crate::pipeline::RagPipeline;
 
@@ -299,7 +299,7 @@ impl PipelineFactory {
     /// Whether dense retrieval (an embedder and a vector store) is part of these pipelines.
     /// With `store.index = engine` the store is also the keyword index, so even BM25 needs it
     /// (and a store needs its embedder).
-    fn dense(&self) -> bool {
+    pub fn dense(&self) -> bool {
         let s = &self.cfg.store;
         if s.backend != StoreBackend::None && s.index == crate::config::IndexPlacement::Engine {
             return true;
@@ -311,7 +311,9 @@ impl PipelineFactory {
         self.models
             .get_or_try_init(|| async {
                 let cfg = &self.cfg;
-                let python_needed = self.dense() || cfg.generator.lm.is_some() || cfg.rerank.enabled;
+                // A cross-encoder named but not enabled is still built (a query may ask for reranking).
+                let reranks = cfg.rerank.enabled || (self.needs == Needs::All && cfg.rerank.cross_encoder.model.is_some());
+                let python_needed = self.dense() || cfg.generator.lm.is_some() || reranks;
                 if python_needed {
                     #[cfg(feature = "python")]
                     start_python(cfg)?;
@@ -339,8 +341,15 @@ impl PipelineFactory {
     /// The pipeline for `collection` (its store, keyword index and manifest under the data
     /// directory), sharing this factory's models.
     pub async fn pipeline(&self, collection: &str) -> Result<RagPipeline> {
+        self.pipeline_chunked(collection, &self.cfg.chunker).await
+    }
+
+    /// The pipeline for `collection` with another chunking than the configuration's (`rag tune
+    /// --reingest` compares chunkings, each in a collection of its own), sharing the models.
+    pub async fn pipeline_chunked(&self, collection: &str, chunker: &ChunkerConfig) -> Result<RagPipeline> {
         let mut cfg = self.cfg.clone();
         cfg.collection = collection.to_owned();
+        cfg.chunker = chunker.clone();
         cfg.validate()?;
         let models = self.models().await?;
         assemble(&cfg, self.dense(), models).await

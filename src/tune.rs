@@ -1,24 +1,33 @@
 //! Retrieval tuning over the user's own judged queries (`rag tune`): the settings that need no
-//! re-ingest (mode; fusion and its weight or constant; candidates per side) searched on one
-//! seeded half of the queries and reported on the other, with a paired bootstrap interval for
-//! the difference from the current configuration.
+//! re-ingest (mode; fusion and its weight or constant; candidates per side; reranking on or off
+//! and its depth) and, over corpora ingested with other chunkings (`rag tune --reingest`), the
+//! chunking; searched on one seeded half of the queries and reported on the other, with a
+//! paired bootstrap interval for the difference from the current configuration.
 //!
 //! Each setting retrieves every query twice: 30 chunks (enough to rank 10 distinct documents;
 //! the setting's own candidates per side, as a production query of a few chunks would use
 //! them) for nDCG@10 and MRR@10, and 300 for Recall@100 (as `rag eval` does). Latency is the
-//! first retrieval's, one query at a time, with the query embeddings cached (every query is
-//! embedded once before the first setting, so the model's time is alike for all).
+//! first retrieval's (and its reranking's), one query at a time, with the query embeddings
+//! cached (every query is embedded once before the first setting, so the model's time is alike
+//! for all).
+//!
+//! Reranking is searched where the pipeline has a reranker, after the first-stage search: each
+//! corpus's best first-stage setting is tried with the reranker at depths 20, 50 and 100 (and
+//! the configuration's own), since a cross-encoder over every setting would cost hundreds of
+//! times more than the rest of the search.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
-use rag_core::{RagError, Result, RetrievalQuery};
+use rag_core::{RagError, Reranker, Result, RetrievalQuery, ScoredChunk};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use rag_core::metrics::{dedup_documents, mrr_at_k, ndcg_at_k, recall_at_k};
 
+use crate::config::{ChunkerConfig, ChunkerKind, RagConfig};
 use crate::eval::BeirDataset;
 use crate::pipeline::{Progress, RagPipeline};
 use crate::retrieve::{Fusion, RetrievalMode, RetrievalSettings};
@@ -32,6 +41,11 @@ const DEEP_CHUNKS: usize = 300;
 const RESAMPLES: usize = 2000;
 /// Fewer report-half queries than this cannot tell most settings apart: said in the report.
 pub const MIN_REPORT_QUERIES: usize = 30;
+/// Reranking depths (first-stage candidates handed to the reranker) tried beside the
+/// configuration's own.
+pub const RERANK_DEPTHS: [usize; 3] = [20, 50, 100];
+/// Chunk sizes (tokens) `--reingest` tries when none are given.
+pub const DEFAULT_CHUNK_SIZES: [usize; 3] = [128, 256, 512];
 
 /// How a tuning run is made.
 #[derive(Debug, Clone)]
@@ -48,6 +62,64 @@ impl Default for TuneOptions {
     }
 }
 
+/// Whether a setting reranks, and how many first-stage candidates the reranker sees
+/// (`[rerank]`'s `enabled` and `initial_k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RerankChoice {
+    /// Rerank every query.
+    pub enabled: bool,
+    /// First-stage candidates handed to the reranker.
+    pub initial_k: usize,
+}
+
+/// Everything one searched point fixes: retrieval, reranking and (with re-ingest) chunking.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TunedSetting {
+    /// The retrieval settings (its `k` is the configuration's).
+    #[serde(rename = "settings")]
+    pub retrieval: RetrievalSettings,
+    /// Reranking.
+    pub rerank: RerankChoice,
+    /// How the corpus was chunked (`None`: as the collection was ingested, not searched).
+    pub chunking: Option<ChunkerConfig>,
+}
+
+impl TunedSetting {
+    /// The configuration's own setting: `[retrieval]`, `[rerank]` and `[chunker]`.
+    pub fn from_config(cfg: &RagConfig) -> Self {
+        Self {
+            retrieval: cfg.retrieval.clone(),
+            rerank: RerankChoice { enabled: cfg.rerank.enabled, initial_k: cfg.rerank.initial_k },
+            chunking: Some(cfg.chunker.clone()),
+        }
+    }
+
+    /// A short name (`hybrid rrf k=60 candidates=100 + rerank 50`, with the chunking first when
+    /// chunkings are compared).
+    pub fn label(&self, with_chunking: bool) -> String {
+        let mut out = String::new();
+        if let (true, Some(c)) = (with_chunking, &self.chunking) {
+            out.push_str(&chunking_label(c));
+            out.push_str(" | ");
+        }
+        out.push_str(&label(&self.retrieval));
+        if self.rerank.enabled {
+            out.push_str(&format!(" + rerank {}", self.rerank.initial_k));
+        }
+        out
+    }
+}
+
+/// One corpus the search runs over: a pipeline whose collection holds the judged corpus, and
+/// the chunking it was ingested with (`None` when it is not being compared).
+#[derive(Clone, Copy)]
+pub struct TuneCorpus<'a> {
+    /// The pipeline (its reranker, if any, is searched too).
+    pub pipeline: &'a RagPipeline,
+    /// The chunking its collection was ingested with.
+    pub chunking: Option<&'a ChunkerConfig>,
+}
+
 /// Mean retrieval quality over a set of queries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Quality {
@@ -62,15 +134,16 @@ pub struct Quality {
 /// One searched setting and how it did.
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingResult {
-    /// A short name (`hybrid convex alpha=0.5 candidates=100`).
+    /// A short name (`hybrid convex alpha=0.5 candidates=100`), unique within a run.
     pub label: String,
-    /// The retrieval settings (its `k` is the configuration's).
-    pub settings: RetrievalSettings,
+    /// What the setting fixes (flattened: `settings`, `rerank`, `chunking`).
+    #[serde(flatten)]
+    pub setting: TunedSetting,
     /// Quality on the tuning half.
     pub tune: Quality,
     /// Quality on the report half.
     pub report: Quality,
-    /// Median retrieval latency (ms, one query at a time).
+    /// Median retrieval latency (ms, one query at a time, reranking included).
     pub p50_ms: f64,
     /// 99th percentile retrieval latency (ms).
     pub p99_ms: f64,
@@ -107,7 +180,7 @@ pub struct TuneReport {
     pub tune_queries: Vec<String>,
     /// Query ids the choice is reported on (half B, disjoint from A).
     pub report_queries: Vec<String>,
-    /// The configuration's own retrieval settings, measured the same way.
+    /// The configuration's own settings, measured the same way.
     pub current: SettingResult,
     /// The best setting on half A by nDCG@10 (ties: the faster).
     pub chosen: SettingResult,
@@ -119,9 +192,9 @@ pub struct TuneReport {
     pub warnings: Vec<String>,
 }
 
-/// The settings searched from `current`: dense, bm25, and hybrid with each fusion (convex
-/// alpha 0.3 to 0.7, RRF k 10/30/60, DBSF) at 50, 100 and 200 candidates a side; `current`
-/// first. Without a dense side (`has_dense` false) only bm25.
+/// The first-stage settings searched from `current`: dense, bm25, and hybrid with each fusion
+/// (convex alpha 0.3 to 0.7, RRF k 10/30/60, DBSF) at 50, 100 and 200 candidates a side;
+/// `current` first. Without a dense side (`has_dense` false) only bm25.
 pub fn search_space(current: &RetrievalSettings, has_dense: bool) -> Vec<RetrievalSettings> {
     let mut out = vec![current.clone()];
     let mut push = |s: RetrievalSettings| {
@@ -149,7 +222,55 @@ pub fn search_space(current: &RetrievalSettings, has_dense: bool) -> Vec<Retriev
     out
 }
 
-/// A setting's short name.
+/// The reranking depths tried: [`RERANK_DEPTHS`] and the configuration's own, ascending.
+pub fn rerank_depths(current: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = RERANK_DEPTHS.iter().copied().chain([current]).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The chunkings `rag tune --reingest` compares, `current` first: each of `sizes` as the
+/// largest chunk (semantic and markdown; their smallest kept at most half of it) or as the
+/// window (token, each with no overlap and with an eighth of the window); and, where there is
+/// a dense side to fit chunks to (`has_dense`), the current chunking with fitting to the
+/// embedder's window switched.
+pub fn chunking_space(current: &ChunkerConfig, sizes: &[usize], has_dense: bool) -> Vec<ChunkerConfig> {
+    let mut out = vec![current.clone()];
+    let mut push = |c: ChunkerConfig| {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    };
+    for &size in sizes {
+        match current.kind {
+            ChunkerKind::Token => {
+                for overlap in [0, size / 8] {
+                    push(ChunkerConfig { chunk_size: size, overlap, ..current.clone() });
+                }
+            }
+            ChunkerKind::Semantic | ChunkerKind::Markdown => {
+                push(ChunkerConfig { max_tokens: size, min_tokens: current.min_tokens.min(size / 2).max(1), ..current.clone() });
+            }
+        }
+    }
+    if has_dense {
+        push(ChunkerConfig { fit_to_embedder: !current.fit_to_embedder, ..current.clone() });
+    }
+    out
+}
+
+/// A chunking's short name (`semantic 64-512`, `token 256/32`, `unfitted` when chunks are
+/// not fitted to the embedder's window).
+pub fn chunking_label(c: &ChunkerConfig) -> String {
+    let size = match c.kind {
+        ChunkerKind::Token => format!("token {}/{}", c.chunk_size, c.overlap),
+        kind => format!("{kind} {}-{}", c.min_tokens, c.max_tokens),
+    };
+    if c.fit_to_embedder { size } else { format!("{size} unfitted") }
+}
+
+/// A first-stage setting's short name.
 pub fn label(s: &RetrievalSettings) -> String {
     match (s.mode, s.fusion) {
         (RetrievalMode::Hybrid, Fusion::Convex) => format!("hybrid convex alpha={} candidates={}", s.alpha, s.candidates),
@@ -195,19 +316,50 @@ struct Scored {
     latencies: Vec<f64>,
 }
 
-async fn score(pipeline: &RagPipeline, settings: &RetrievalSettings, data: &BeirDataset, ids: &[String]) -> Result<Scored> {
-    let retriever = pipeline.retriever_with(settings)?;
+/// `hits` with its first `depth` reordered by `reranker` (the rest keep the first-stage order).
+async fn reranked(
+    reranker: &Arc<dyn Reranker>,
+    question: &str,
+    mut hits: Vec<ScoredChunk>,
+    depth: usize,
+) -> Result<Vec<ScoredChunk>> {
+    let rest = hits.split_off(depth.min(hits.len()));
+    let n = hits.len();
+    let mut out = reranker.rerank(question.to_owned(), hits, n).await?;
+    out.extend(rest);
+    Ok(out)
+}
+
+async fn score(pipeline: &RagPipeline, setting: &TunedSetting, data: &BeirDataset, ids: &[String]) -> Result<Scored> {
+    let retriever = pipeline.retriever_with(&setting.retrieval)?;
+    let reranker = match (setting.rerank.enabled, &pipeline.reranker) {
+        (false, _) => None,
+        (true, Some(r)) => Some((r, setting.rerank.initial_k)),
+        (true, None) => return Err(RagError::config("a reranking setting was asked for, but the pipeline has no reranker")),
+    };
     let mut s = Scored { ndcg: HashMap::new(), recall: HashMap::new(), mrr: HashMap::new(), latencies: Vec::new() };
     for qid in ids {
         let question = &data.queries[qid];
         let qrels = &data.qrels[qid];
         let start = Instant::now();
-        let (top, _) = retriever.retrieve_timed(RetrievalQuery { text: question.clone(), k: TOP_CHUNKS, filter: None }).await?;
+        let first_k = reranker.map_or(TOP_CHUNKS, |(_, depth)| depth.max(TOP_CHUNKS));
+        let (mut top, _) = retriever.retrieve_timed(RetrievalQuery { text: question.clone(), k: first_k, filter: None }).await?;
+        if let Some((r, depth)) = reranker {
+            top = reranked(r, question, top, depth).await?;
+        }
         s.latencies.push(start.elapsed().as_secs_f64() * 1000.0);
         let docs = dedup_documents(top.iter().map(|h| h.chunk.doc_id.as_str()));
         s.ndcg.insert(qid.clone(), ndcg_at_k(&docs, qrels, 10));
         s.mrr.insert(qid.clone(), mrr_at_k(&docs, qrels, 10));
         let (deep, _) = retriever.retrieve_timed(RetrievalQuery { text: question.clone(), k: DEEP_CHUNKS, filter: None }).await?;
+        // Reranking reorders only the head: the reranked list, then the deep list's others.
+        let deep = match reranker {
+            Some(_) => {
+                let seen: HashSet<&str> = top.iter().map(|h| h.chunk.id.as_str()).collect();
+                top.iter().chain(deep.iter().filter(|h| !seen.contains(h.chunk.id.as_str()))).cloned().collect()
+            }
+            None => deep,
+        };
         let docs = dedup_documents(deep.iter().map(|h| h.chunk.doc_id.as_str()));
         s.recall.insert(qid.clone(), recall_at_k(&docs, qrels, 100));
     }
@@ -226,15 +378,80 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((p * sorted.len() as f64) as usize).min(sorted.len() - 1)]
 }
 
-/// Searches [`search_space`] on `data`'s judged queries over `pipeline` (whose collection holds
-/// the corpus), choosing on one half and reporting on the other.
+/// The state of one search: the judged queries, their halves, and what has been measured.
+struct Search<'a> {
+    data: &'a BeirDataset,
+    ids: Vec<String>,
+    tune_ids: Vec<String>,
+    report_ids: Vec<String>,
+    with_chunking: bool,
+    results: Vec<SettingResult>,
+    progress: Option<Progress>,
+    total: u64,
+}
+
+impl Search<'_> {
+    /// Measures `setting` over `pipeline` unless it was measured already; returns its index.
+    async fn measure(&mut self, pipeline: &RagPipeline, setting: TunedSetting) -> Result<usize> {
+        if let Some(i) = self.results.iter().position(|r| r.setting == setting) {
+            return Ok(i);
+        }
+        let scored = score(pipeline, &setting, self.data, &self.ids).await?;
+        let mut lat = scored.latencies.clone();
+        lat.sort_by(f64::total_cmp);
+        self.results.push(SettingResult {
+            label: setting.label(self.with_chunking),
+            tune: quality(&scored, &self.tune_ids),
+            report: quality(&scored, &self.report_ids),
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
+            pareto: false,
+            report_ndcg: self.report_ids.iter().map(|q| scored.ndcg[q]).collect(),
+            setting,
+        });
+        if let Some(p) = &self.progress {
+            let done = self.results.len() as u64;
+            p(done, self.total.max(done));
+        }
+        Ok(self.results.len() - 1)
+    }
+
+    /// The best of `among` on the tuning half by nDCG@10 (ties: the faster).
+    fn best(&self, among: impl Iterator<Item = usize>) -> Option<usize> {
+        among.max_by(|&a, &b| {
+            let (a, b) = (&self.results[a], &self.results[b]);
+            a.tune.ndcg_at_10.total_cmp(&b.tune.ndcg_at_10).then(b.p50_ms.total_cmp(&a.p50_ms))
+        })
+    }
+}
+
+/// Searches [`search_space`] (and reranking, where the pipeline has a reranker) on `data`'s
+/// judged queries over `pipeline` (whose collection holds the corpus), choosing on one half
+/// and reporting on the other.
 pub async fn tune(
     pipeline: &RagPipeline,
     data: &BeirDataset,
-    current: &RetrievalSettings,
+    current: &TunedSetting,
     options: &TuneOptions,
     progress: Option<Progress>,
 ) -> Result<TuneReport> {
+    let corpus = TuneCorpus { pipeline, chunking: current.chunking.as_ref() };
+    tune_corpora(&[corpus], data, current, options, progress).await
+}
+
+/// [`tune`] over several corpora, each the same documents chunked another way (see
+/// [`chunking_space`]); the first must be chunked as `current` is, since the current setting
+/// is measured on it.
+pub async fn tune_corpora(
+    corpora: &[TuneCorpus<'_>],
+    data: &BeirDataset,
+    current: &TunedSetting,
+    options: &TuneOptions,
+    progress: Option<Progress>,
+) -> Result<TuneReport> {
+    let Some(first) = corpora.first() else {
+        return Err(RagError::invalid_input("corpora", "tuning needs at least one ingested corpus"));
+    };
     let ids: Vec<String> =
         data.qrels.keys().filter(|q| data.queries.contains_key(*q)).take(options.limit.unwrap_or(usize::MAX)).cloned().collect();
     if ids.len() < 2 {
@@ -247,35 +464,50 @@ pub async fn tune(
         ));
     }
     let (tune_ids, report_ids) = split(&ids, options.seed);
-    // Every query embedded once up front: the embedding cache then serves each setting alike,
-    // so the first setting measured does not pay for the model (latency is retrieval's own).
-    if let Some(embedder) = pipeline.embedder() {
-        let questions: Vec<String> = ids.iter().map(|q| data.queries[q].clone()).collect();
-        for batch in questions.chunks(64) {
-            embedder.embed(batch.to_vec()).await?;
+    let plan = |c: &TuneCorpus<'_>| {
+        let depths = if c.pipeline.reranker.is_some() { rerank_depths(current.rerank.initial_k).len() } else { 0 };
+        search_space(&current.retrieval, c.pipeline.vector_store().is_some()).len() + depths
+    };
+    let total = corpora.iter().map(plan).sum::<usize>() as u64 + 1;
+    let mut search =
+        Search { data, ids, tune_ids, report_ids, with_chunking: corpora.len() > 1, results: Vec::new(), progress, total };
+    if current.rerank.enabled && first.pipeline.reranker.is_none() {
+        return Err(RagError::config(
+            "the configuration reranks (rerank.enabled), but the pipeline has no reranker: set rerank.cross-encoder.model",
+        ));
+    }
+    for corpus in corpora {
+        // Every query embedded once up front: the embedding cache then serves each setting
+        // alike, so the first setting measured does not pay for the model.
+        if let Some(embedder) = corpus.pipeline.embedder() {
+            let questions: Vec<String> = search.ids.iter().map(|q| data.queries[q].clone()).collect();
+            for batch in questions.chunks(64) {
+                embedder.embed(batch.to_vec()).await?;
+            }
         }
     }
-    let space = search_space(current, pipeline.vector_store().is_some());
-    let total = space.len() as u64;
-    let mut results = Vec::with_capacity(space.len());
-    for (i, settings) in space.iter().enumerate() {
-        let scored = score(pipeline, settings, data, &ids).await?;
-        let mut lat = scored.latencies.clone();
-        lat.sort_by(f64::total_cmp);
-        results.push(SettingResult {
-            label: label(settings),
-            settings: settings.clone(),
-            tune: quality(&scored, &tune_ids),
-            report: quality(&scored, &report_ids),
-            p50_ms: percentile(&lat, 0.5),
-            p99_ms: percentile(&lat, 0.99),
-            pareto: false,
-            report_ndcg: report_ids.iter().map(|q| scored.ndcg[q]).collect(),
-        });
-        if let Some(p) = &progress {
-            p(i as u64 + 1, total);
+    search.measure(first.pipeline, current.clone()).await?;
+    let off = RerankChoice { enabled: false, ..current.rerank };
+    for corpus in corpora {
+        let chunking = corpus.chunking.cloned();
+        let mut first_stage = Vec::new();
+        for retrieval in search_space(&current.retrieval, corpus.pipeline.vector_store().is_some()) {
+            let setting = TunedSetting { retrieval, rerank: off, chunking: chunking.clone() };
+            first_stage.push(search.measure(corpus.pipeline, setting).await?);
+        }
+        if corpus.pipeline.reranker.is_none() {
+            continue;
+        }
+        let Some(best) = search.best(first_stage.into_iter()) else { continue };
+        let retrieval = search.results[best].setting.retrieval.clone();
+        for initial_k in rerank_depths(current.rerank.initial_k) {
+            let rerank = RerankChoice { enabled: true, initial_k };
+            search
+                .measure(corpus.pipeline, TunedSetting { retrieval: retrieval.clone(), rerank, chunking: chunking.clone() })
+                .await?;
         }
     }
+    let Search { mut results, tune_ids, report_ids, .. } = search;
     mark_pareto(&mut results);
     let best = results
         .iter()
@@ -321,38 +553,66 @@ fn mark_pareto(results: &mut [SettingResult]) {
     }
 }
 
-/// The `[retrieval]` keys of `chosen` that differ from `current`, as (dotted key, TOML value).
-pub fn changed_keys(current: &RetrievalSettings, chosen: &RetrievalSettings) -> BTreeMap<&'static str, toml_edit::Value> {
+/// The configuration keys of `chosen` that differ from `current`, as (dotted key, TOML value):
+/// `retrieval.*`, `rerank.enabled` / `rerank.initial_k`, and `chunker.*` where both name a
+/// chunking.
+pub fn changed_keys(current: &TunedSetting, chosen: &TunedSetting) -> BTreeMap<&'static str, toml_edit::Value> {
     let mut out = BTreeMap::new();
-    if chosen.mode != current.mode {
-        out.insert("mode", toml_edit::Value::from(chosen.mode.to_string()));
+    let (cur, new) = (&current.retrieval, &chosen.retrieval);
+    if new.mode != cur.mode {
+        out.insert("retrieval.mode", toml_edit::Value::from(new.mode.to_string()));
     }
-    if chosen.fusion != current.fusion {
-        out.insert("fusion", toml_edit::Value::from(chosen.fusion.to_string()));
+    if new.fusion != cur.fusion {
+        out.insert("retrieval.fusion", toml_edit::Value::from(new.fusion.to_string()));
     }
-    if chosen.candidates != current.candidates {
-        out.insert("candidates", toml_edit::Value::from(chosen.candidates as i64));
+    if new.candidates != cur.candidates {
+        out.insert("retrieval.candidates", toml_edit::Value::from(new.candidates as i64));
     }
-    if chosen.alpha != current.alpha {
-        out.insert("alpha", toml_edit::Value::from(f64::from(chosen.alpha)));
+    if new.alpha != cur.alpha {
+        out.insert("retrieval.alpha", toml_edit::Value::from(f64::from(new.alpha)));
     }
-    if chosen.rrf_k != current.rrf_k {
-        out.insert("rrf_k", toml_edit::Value::from(f64::from(chosen.rrf_k)));
+    if new.rrf_k != cur.rrf_k {
+        out.insert("retrieval.rrf_k", toml_edit::Value::from(f64::from(new.rrf_k)));
+    }
+    if chosen.rerank.enabled != current.rerank.enabled {
+        out.insert("rerank.enabled", toml_edit::Value::from(chosen.rerank.enabled));
+    }
+    if chosen.rerank.enabled && chosen.rerank.initial_k != current.rerank.initial_k {
+        out.insert("rerank.initial_k", toml_edit::Value::from(chosen.rerank.initial_k as i64));
+    }
+    if let (Some(cur), Some(new)) = (&current.chunking, &chosen.chunking) {
+        let sizes = [
+            ("chunker.min_tokens", cur.min_tokens, new.min_tokens),
+            ("chunker.max_tokens", cur.max_tokens, new.max_tokens),
+            ("chunker.chunk_size", cur.chunk_size, new.chunk_size),
+            ("chunker.overlap", cur.overlap, new.overlap),
+        ];
+        for (key, a, b) in sizes {
+            if a != b {
+                out.insert(key, toml_edit::Value::from(b as i64));
+            }
+        }
+        if cur.fit_to_embedder != new.fit_to_embedder {
+            out.insert("chunker.fit_to_embedder", toml_edit::Value::from(new.fit_to_embedder));
+        }
     }
     out
 }
 
-/// `text` (a rag.toml, possibly empty) with the `[retrieval]` keys of `changes` set, every
-/// other line (comments included) kept as it was.
+/// `text` (a rag.toml, possibly empty) with the dotted keys of `changes` (`retrieval.mode`)
+/// set in their tables, every other line (comments included) kept as it was.
 pub fn apply_to_toml(text: &str, changes: &BTreeMap<&'static str, toml_edit::Value>) -> Result<String> {
     let mut doc: toml_edit::DocumentMut =
         text.parse().map_err(|e: toml_edit::TomlError| RagError::invalid_input("rag.toml", e.to_string()))?;
-    let table = doc
-        .entry("retrieval")
-        .or_insert(toml_edit::table())
-        .as_table_mut()
-        .ok_or_else(|| RagError::invalid_input("rag.toml", "`retrieval` is not a table"))?;
-    for (key, value) in changes {
+    for (dotted, value) in changes {
+        let Some((section, key)) = dotted.split_once('.') else {
+            return Err(RagError::invalid_input("key", format!("`{dotted}` is not a section.key")));
+        };
+        let table = doc
+            .entry(section)
+            .or_insert(toml_edit::table())
+            .as_table_mut()
+            .ok_or_else(|| RagError::invalid_input("rag.toml", format!("`{section}` is not a table")))?;
         table[key] = toml_edit::Item::Value(value.clone());
     }
     Ok(doc.to_string())
@@ -361,6 +621,7 @@ pub fn apply_to_toml(text: &str, changes: &BTreeMap<&'static str, toml_edit::Val
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rag_core::Document;
 
     #[test]
     fn the_split_is_seeded_disjoint_and_whole() {
@@ -393,12 +654,21 @@ mod tests {
         assert!(search_space(&current, false).iter().all(|s| s.mode == RetrievalMode::Bm25));
     }
 
+    fn current(mode: RetrievalMode) -> TunedSetting {
+        TunedSetting {
+            retrieval: RetrievalSettings { mode, ..RetrievalSettings::default() },
+            rerank: RerankChoice { enabled: false, initial_k: 50 },
+            chunking: Some(ChunkerConfig::default()),
+        }
+    }
+
     #[test]
     fn apply_writes_exactly_the_changed_keys_and_keeps_comments() {
-        let current = RetrievalSettings::default();
-        let chosen = RetrievalSettings { fusion: Fusion::Rrf, rrf_k: 30.0, ..current.clone() };
+        let current = current(RetrievalMode::Hybrid);
+        let mut chosen = current.clone();
+        chosen.retrieval = RetrievalSettings { fusion: Fusion::Rrf, rrf_k: 30.0, ..current.retrieval.clone() };
         let changes = changed_keys(&current, &chosen);
-        assert_eq!(changes.keys().copied().collect::<Vec<_>>(), ["fusion", "rrf_k"]);
+        assert_eq!(changes.keys().copied().collect::<Vec<_>>(), ["retrieval.fusion", "retrieval.rrf_k"]);
         let text = "# mine\ncollection = \"c\"\n\n[retrieval]\nk = 7 # keep\n";
         let out = apply_to_toml(text, &changes).unwrap();
         assert!(out.contains("# mine") && out.contains("k = 7 # keep"), "{out}");
@@ -406,5 +676,156 @@ mod tests {
         let r = parsed["retrieval"].as_table().unwrap();
         assert_eq!((r["fusion"].as_str(), r["rrf_k"].as_float(), r.len()), (Some("rrf"), Some(30.0), 3));
         assert!(apply_to_toml("", &changes).unwrap().contains("[retrieval]"));
+    }
+
+    #[test]
+    fn reranking_and_chunking_changes_are_keys_of_their_own_tables() {
+        let current = current(RetrievalMode::Hybrid);
+        let chunking = ChunkerConfig { max_tokens: 128, ..ChunkerConfig::default() };
+        let chosen =
+            TunedSetting { rerank: RerankChoice { enabled: true, initial_k: 20 }, chunking: Some(chunking), ..current.clone() };
+        let changes = changed_keys(&current, &chosen);
+        assert_eq!(changes.keys().copied().collect::<Vec<_>>(), ["chunker.max_tokens", "rerank.enabled", "rerank.initial_k"]);
+        let out = apply_to_toml("[rerank]\nfinal_k = 5\n", &changes).unwrap();
+        let parsed: RagConfig = toml::from_str(&out).unwrap();
+        assert_eq!((parsed.rerank.enabled, parsed.rerank.initial_k, parsed.rerank.final_k), (true, 20, 5));
+        assert_eq!(parsed.chunker.max_tokens, 128);
+        // Turning reranking off leaves its depth alone; the same depth writes nothing.
+        let off = TunedSetting { rerank: RerankChoice { enabled: false, initial_k: 20 }, ..current.clone() };
+        assert_eq!(changed_keys(&chosen, &off).keys().copied().collect::<Vec<_>>(), ["chunker.max_tokens", "rerank.enabled"]);
+        assert!(changed_keys(&current, &current).is_empty());
+    }
+
+    #[test]
+    fn the_chunking_space_starts_with_the_current_one_and_has_no_repeats() {
+        let semantic = ChunkerConfig::default();
+        let space = chunking_space(&semantic, &[128, 256, 512], true);
+        assert_eq!(space[0], semantic);
+        assert!(space.iter().enumerate().all(|(i, s)| !space[i + 1..].contains(s)));
+        assert!(space.iter().all(|c| c.min_tokens <= c.max_tokens));
+        assert!(space.iter().any(|c| c.max_tokens == 512) && space.iter().any(|c| !c.fit_to_embedder));
+        assert!(chunking_space(&semantic, &[128], false).iter().all(|c| c.fit_to_embedder), "no embedder: nothing to fit to");
+        let token = ChunkerConfig { kind: ChunkerKind::Token, ..ChunkerConfig::default() };
+        let windows = chunking_space(&token, &[64], false);
+        let shapes: Vec<(usize, usize)> = windows.iter().map(|c| (c.chunk_size, c.overlap)).collect();
+        assert_eq!(shapes, [(256, 32), (64, 0), (64, 8)]);
+        assert_eq!(rerank_depths(50), [20, 50, 100]);
+        assert_eq!(rerank_depths(30), [20, 30, 50, 100]);
+    }
+
+    /// A reranker that knows the answer: chunks saying "gold" first, the rest in their order.
+    struct GoldReranker;
+
+    #[async_trait::async_trait]
+    impl Reranker for GoldReranker {
+        async fn rerank(&self, _query: String, mut candidates: Vec<ScoredChunk>, top_k: usize) -> Result<Vec<ScoredChunk>> {
+            candidates.sort_by_key(|c| !c.chunk.text.contains("gold"));
+            candidates.truncate(top_k);
+            Ok(candidates)
+        }
+        fn model_id(&self) -> String {
+            "gold".into()
+        }
+    }
+
+    fn keyword_pipeline(dir: &std::path::Path, window: usize, reranker: bool) -> RagPipeline {
+        let counter = rag_chunk::TokenCounter::cl100k().unwrap();
+        let mut b = RagPipeline::builder()
+            .data_dir(dir.to_path_buf())
+            .chunker(Arc::new(rag_chunk::TokenChunker::new(counter, window, 0).unwrap()))
+            .mode(RetrievalMode::Bm25);
+        if reranker {
+            b = b.reranker(Arc::new(GoldReranker));
+        }
+        b.build().unwrap()
+    }
+
+    fn judged(n: usize, query: impl Fn(usize) -> String, relevant: &str) -> BeirDataset {
+        BeirDataset {
+            queries: (0..n).map(|i| (format!("q{i:02}"), query(i))).collect(),
+            qrels: (0..n).map(|i| (format!("q{i:02}"), HashMap::from([(format!("{relevant}{i}"), 1)]))).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn tune_turns_on_a_reranker_that_finds_what_the_first_stage_ranks_second() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pipeline = keyword_pipeline(tmp.path(), 256, true);
+        // BM25 puts the short document saying the topic three times first; only the longer one
+        // is relevant, and only the reranker knows it.
+        let docs: Vec<Document> = (0..64)
+            .flat_map(|i| {
+                [
+                    Document::new(format!("r{i}"), format!("topic{i} gold. The committee met and agreed to meet again.")),
+                    Document::new(format!("d{i}"), format!("topic{i} topic{i} topic{i} plain.")),
+                ]
+            })
+            .collect();
+        pipeline.ingest(docs, crate::IngestOptions::default()).await.unwrap();
+        let data = judged(64, |i| format!("topic{i}"), "r");
+        let current = current(RetrievalMode::Bm25);
+        let report = tune(&pipeline, &data, &current, &TuneOptions::default(), None).await.unwrap();
+        assert!(report.current.tune.ndcg_at_10 < 0.7, "{:?}", report.current);
+        let chosen = &report.chosen.setting;
+        assert!(chosen.rerank.enabled && report.chosen.label.contains("+ rerank"), "{:?}", report.chosen);
+        assert!(report.chosen.report.ndcg_at_10 > 0.99 && report.difference.excludes_zero(), "{report:?}");
+        let depths: Vec<usize> =
+            report.settings.iter().filter(|s| s.setting.rerank.enabled).map(|s| s.setting.rerank.initial_k).collect();
+        assert_eq!(depths, [20, 50, 100], "each depth tried once, on the best first stage");
+        let changes = changed_keys(&current, chosen);
+        assert!(changes.contains_key("rerank.enabled") && !changes.keys().any(|k| k.starts_with("retrieval.")), "{changes:?}");
+        // Without a reranker, reranking is not searched; asking for it is an error, not a skip.
+        let plain = keyword_pipeline(&tmp.path().join("plain"), 256, false);
+        plain
+            .ingest(vec![Document::new("r0", "topic0 gold"), Document::new("r1", "topic1 gold")], crate::IngestOptions::default())
+            .await
+            .unwrap();
+        let small = judged(2, |i| format!("topic{i}"), "r");
+        let report = tune(&plain, &small, &current, &TuneOptions::default(), None).await.unwrap();
+        assert!(report.settings.iter().all(|s| !s.setting.rerank.enabled));
+        let reranking = TunedSetting { rerank: RerankChoice { enabled: true, initial_k: 50 }, ..current.clone() };
+        let err = tune(&plain, &small, &reranking, &TuneOptions::default(), None).await.unwrap_err().to_string();
+        assert!(err.contains("rerank.cross-encoder.model"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn tune_over_two_chunkings_picks_the_one_that_keeps_both_terms_in_a_chunk() {
+        // Each relevant document names its two query terms twenty words apart: 8-token windows
+        // split them (and the documents repeating one term win), whole-document chunks keep
+        // them together.
+        let filler = "the committee reviewed the report discussed staffing budgets and facilities approved the minutes and agreed to meet again next month";
+        let docs: Vec<Document> = (0..64)
+            .flat_map(|i| {
+                [
+                    Document::new(format!("r{i}"), format!("alpha{i} {filler} beta{i}")),
+                    Document::new(format!("a{i}"), format!("alpha{i} alpha{i} {filler}")),
+                    Document::new(format!("b{i}"), format!("beta{i} beta{i} {filler}")),
+                ]
+            })
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        let (narrow, wide) =
+            (keyword_pipeline(&tmp.path().join("8"), 8, false), keyword_pipeline(&tmp.path().join("256"), 256, false));
+        for p in [&narrow, &wide] {
+            p.ingest(docs.clone(), crate::IngestOptions::default()).await.unwrap();
+        }
+        let shape = |chunk_size| ChunkerConfig { kind: ChunkerKind::Token, chunk_size, overlap: 0, ..ChunkerConfig::default() };
+        let (narrow_cfg, wide_cfg) = (shape(8), shape(256));
+        let current = TunedSetting { chunking: Some(narrow_cfg.clone()), ..current(RetrievalMode::Bm25) };
+        let corpora = [
+            TuneCorpus { pipeline: &narrow, chunking: Some(&narrow_cfg) },
+            TuneCorpus { pipeline: &wide, chunking: Some(&wide_cfg) },
+        ];
+        let data = judged(64, |i| format!("alpha{i} beta{i}"), "r");
+        let report = tune_corpora(&corpora, &data, &current, &TuneOptions::default(), None).await.unwrap();
+        assert_eq!(report.settings.len(), 2, "bm25 on each chunking: {:?}", report.settings);
+        assert_eq!(report.chosen.setting.chunking.as_ref(), Some(&wide_cfg));
+        assert!(report.chosen.label.starts_with("token 256/0 | bm25"), "{}", report.chosen.label);
+        assert!(
+            report.difference.excludes_zero() && report.chosen.report.ndcg_at_10 > report.current.report.ndcg_at_10 + 0.2,
+            "{report:?}"
+        );
+        let changes = changed_keys(&current, &report.chosen.setting);
+        assert_eq!(changes.keys().copied().collect::<Vec<_>>(), ["chunker.chunk_size"]);
     }
 }

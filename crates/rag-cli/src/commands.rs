@@ -320,31 +320,67 @@ pub struct TuneRequest {
     pub qrels: Option<PathBuf>,
     /// Also write the HTML page here.
     pub html: Option<PathBuf>,
+    /// Compare chunkings too, each ingested into a collection of its own.
+    pub reingest: bool,
+    /// The chunk sizes `--reingest` tries (default: `rag::tune::DEFAULT_CHUNK_SIZES`).
+    pub chunk_sizes: Option<Vec<usize>>,
 }
+
+/// Smallest and largest chunk size `--chunk-sizes` accepts (tokens).
+const CHUNK_SIZES: (usize, usize) = (8, 8192);
 
 /// `rag tune`.
 pub async fn tune(g: &Global, req: TuneRequest) -> Result<()> {
-    let TuneRequest { dataset, seed, limit, apply, plot, qrels, html } = req;
+    let TuneRequest { dataset, seed, limit, apply, plot, qrels, html, reingest, chunk_sizes } = req;
+    let sizes = chunk_sizes.unwrap_or_else(|| rag::tune::DEFAULT_CHUNK_SIZES.to_vec());
+    if let Some(bad) = sizes.iter().find(|s| !(CHUNK_SIZES.0..=CHUNK_SIZES.1).contains(*s)) {
+        return Err(RagError::invalid_input(
+            "--chunk-sizes",
+            format!("{bad} tokens: each size must be {} to {}", CHUNK_SIZES.0, CHUNK_SIZES.1),
+        ));
+    }
     let mut cfg = dataset_config(g, &dataset, "rag tune")?;
-    let current = cfg.retrieval.clone();
+    let current = rag::tune::TunedSetting::from_config(&cfg);
     // Ingested with both sides (as rag eval), so every mode searches the same collection.
     if cfg.store.backend != rag::config::StoreBackend::None {
         cfg.retrieval.mode = RetrievalMode::Hybrid;
     }
     let data = rag::eval::BeirDataset::load_with_qrels(&dataset, qrels.as_deref())?;
-    let pipeline = build_pipeline(&cfg, Needs::All).await?;
-    let (progress, bar) = progress_bar(g.json, "ingest");
-    rag::eval::ingest_corpus(&pipeline, &dataset, progress).await?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
+    if reingest && !dataset.join("corpus.jsonl").is_file() {
+        return Err(RagError::invalid_input(
+            "--reingest",
+            format!(
+                "{} has no corpus.jsonl to chunk again: give a dataset with its corpus, or tune without --reingest",
+                dataset.display()
+            ),
+        ));
     }
+    let factory = rag::assemble::PipelineFactory::new(cfg.clone(), Needs::All)?;
+    let chunkings =
+        if reingest { rag::tune::chunking_space(&cfg.chunker, &sizes, factory.dense()) } else { vec![cfg.chunker.clone()] };
+    let mut pipelines = Vec::with_capacity(chunkings.len());
+    for (i, chunking) in chunkings.iter().enumerate() {
+        // The configuration's chunking keeps the dataset's collection (what rag eval scores);
+        // each other chunking gets one named after it, kept so a second run ingests nothing.
+        let collection = if i == 0 { cfg.collection.clone() } else { format!("{}-{}", cfg.collection, chunking_slug(chunking)) };
+        let pipeline = factory.pipeline_chunked(&collection, chunking).await?;
+        let label = if reingest { format!("ingest {}", rag::tune::chunking_label(chunking)) } else { "ingest".into() };
+        let (progress, bar) = progress_bar(g.json, label);
+        rag::eval::ingest_corpus(&pipeline, &dataset, progress).await?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        pipelines.push(pipeline);
+    }
+    let corpora: Vec<rag::tune::TuneCorpus<'_>> =
+        pipelines.iter().zip(&chunkings).map(|(pipeline, c)| rag::tune::TuneCorpus { pipeline, chunking: Some(c) }).collect();
     let (progress, bar) = progress_bar(g.json, "settings");
     let options = rag::tune::TuneOptions { seed, limit };
-    let report = rag::tune::tune(&pipeline, &data, &current, &options, progress).await?;
+    let report = rag::tune::tune_corpora(&corpora, &data, &current, &options, progress).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let changes = rag::tune::changed_keys(&current, &report.chosen.settings);
+    let changes = rag::tune::changed_keys(&current, &report.chosen.setting);
     let plots = match &plot {
         Some(dir) => crate::plot::pareto(&report, dir)?,
         None => Vec::new(),
@@ -361,6 +397,15 @@ pub async fn tune(g: &Global, req: TuneRequest) -> Result<()> {
         println!("written: {}", p.display());
     }
     Ok(())
+}
+
+/// A chunking as part of a collection name: `semantic-64-512`, `token-256-32`, `-unfitted`.
+fn chunking_slug(c: &rag::config::ChunkerConfig) -> String {
+    let size = match c.kind {
+        rag::config::ChunkerKind::Token => format!("token-{}-{}", c.chunk_size, c.overlap),
+        kind => format!("{kind}-{}-{}", c.min_tokens, c.max_tokens),
+    };
+    if c.fit_to_embedder { size } else { format!("{size}-unfitted") }
 }
 
 /// Writes `changes` into the configuration file and returns its path, or `None` when there

@@ -143,8 +143,9 @@ enum Command {
         qrels: Option<PathBuf>,
     },
     /// Search the retrieval settings that need no re-ingest (mode, fusion and its weight or
-    /// constant, candidates) on judged queries: chosen on one seeded half, reported on the other
-    /// with a paired bootstrap interval against the current settings.
+    /// constant, candidates, reranking and its depth where a cross-encoder is configured) and,
+    /// with --reingest, chunkings, on judged queries: chosen on one seeded half, reported on the
+    /// other with a paired bootstrap interval against the current settings.
     Tune {
         /// Dataset folder with corpus.jsonl, queries.jsonl, qrels/test.tsv (BEIR).
         #[arg(long)]
@@ -170,6 +171,15 @@ enum Command {
         /// and every setting's scores.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Also compare chunkings (sizes from --chunk-sizes; for the token chunker each with and
+        /// without overlap; fitting to the embedder's window on and off): each is ingested into
+        /// a collection of its own (`<collection>-<chunking>`, kept for the next run).
+        #[arg(long)]
+        reingest: bool,
+        /// Chunk sizes (tokens) --reingest tries: the largest chunk (semantic) or the window
+        /// (token). Default 128,256,512.
+        #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "reingest")]
+        chunk_sizes: Option<Vec<usize>>,
     },
     /// Judgments users gave answers through `rag serve`: export them as JSON Lines or as
     /// qrels for rag eval / tune / optimize.
@@ -379,7 +389,10 @@ fn parse_filter(s: &str) -> Result<Filter> {
     ))
 }
 
-fn progress_bar(json: bool, what: &'static str) -> (Option<Progress>, Option<indicatif::ProgressBar>) {
+fn progress_bar(
+    json: bool,
+    what: impl Into<std::borrow::Cow<'static, str>>,
+) -> (Option<Progress>, Option<indicatif::ProgressBar>) {
     if json || !std::io::stderr().is_terminal() {
         return (None, None);
     }
@@ -415,8 +428,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Eval { dataset, mode, rerank, limit, answers, report, qrels } => {
             commands::eval(g, commands::EvalRequest { dataset, mode, rerank, limit, answers, html: report, qrels }).await
         }
-        Command::Tune { dataset, seed, limit, apply, plot, qrels, report } => {
-            let req = commands::TuneRequest { dataset, seed, limit, apply, plot, qrels, html: report };
+        Command::Tune { dataset, seed, limit, apply, plot, qrels, report, reingest, chunk_sizes } => {
+            let req = commands::TuneRequest { dataset, seed, limit, apply, plot, qrels, html: report, reingest, chunk_sizes };
             commands::tune(g, req).await
         }
         Command::Bench { dataset, scale: Some(n), tenants, recall_queries, concurrency, .. } => {

@@ -206,8 +206,9 @@ pub fn print_tune(
         report.report_queries.len(),
         report.seed
     );
+    let width = report.settings.iter().map(|s| s.label.chars().count()).max().unwrap_or(0).max(42);
     println!(
-        "  {:<42} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8}",
+        "  {:<width$} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8}",
         "setting", "nDCG A", "nDCG B", "Recall@100", "MRR@10", "p50 ms", "p99 ms"
     );
     for s in &report.settings {
@@ -219,7 +220,7 @@ pub fn print_tune(
             " "
         };
         println!(
-            "{mark} {:<42} {:>8.4} {:>8.4} {:>10.4} {:>8.4} {:>8.1} {:>8.1}",
+            "{mark} {:<width$} {:>8.4} {:>8.4} {:>10.4} {:>8.4} {:>8.1} {:>8.1}",
             s.label, s.tune.ndcg_at_10, s.report.ndcg_at_10, s.report.recall_at_100, s.report.mrr_at_10, s.p50_ms, s.p99_ms
         );
     }
@@ -235,7 +236,7 @@ pub fn print_tune(
     if changes.is_empty() {
         println!("the current settings are the best found: nothing to change");
     } else {
-        let keys: Vec<String> = changes.iter().map(|(k, v)| format!("retrieval.{k} = {}", v.to_string().trim())).collect();
+        let keys: Vec<String> = changes.iter().map(|(k, v)| format!("{k} = {}", v.to_string().trim())).collect();
         match applied {
             Some(Some(path)) => println!("written to {}: {}", path.display(), keys.join(", ")),
             _ => println!("to use it: {} (or rag tune --apply)", keys.join(", ")),

@@ -122,6 +122,106 @@ fn tune_leaves_a_clearly_worse_setting_and_applies_only_what_changed() {
     assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("too few")), "20 report queries are too few: {warnings:?}");
 }
 
+/// A keyword-only set where chunking decides: each relevant document names its two query terms
+/// twenty words apart, and two distractors repeat one of them.
+fn split_terms(dir: &Path, n: usize) -> std::path::PathBuf {
+    let out = dir.join("terms");
+    std::fs::create_dir_all(out.join("qrels")).unwrap();
+    let filler = "the committee reviewed the report discussed staffing budgets and facilities approved the minutes and agreed to meet again next month";
+    let (mut corpus, mut queries, mut qrels) = (String::new(), String::new(), String::from("query-id\tcorpus-id\tscore\n"));
+    for i in 0..n {
+        for (id, text) in [
+            (format!("r{i}"), format!("alpha{i} {filler} beta{i}")),
+            (format!("a{i}"), format!("alpha{i} alpha{i} {filler}")),
+            (format!("b{i}"), format!("beta{i} beta{i} {filler}")),
+        ] {
+            corpus.push_str(&format!("{}\n", serde_json::json!({"_id": id, "title": "", "text": text})));
+        }
+        queries.push_str(&format!("{}\n", serde_json::json!({"_id": format!("q{i}"), "text": format!("alpha{i} beta{i}")})));
+        qrels.push_str(&format!("q{i}\tr{i}\t1\n"));
+    }
+    std::fs::write(out.join("corpus.jsonl"), corpus).unwrap();
+    std::fs::write(out.join("queries.jsonl"), queries).unwrap();
+    std::fs::write(out.join("qrels/test.tsv"), qrels).unwrap();
+    out
+}
+
+/// `--reingest` with a real (randomly initialised, so harmful) cross-encoder configured: tune
+/// ingests each chunking into its own collection, tries reranking at each depth on each
+/// chunking's best first stage, and writes back the wide windows and reranking off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tune_reingest_compares_chunkings_and_reranking_and_applies_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("cross-encoder");
+    rag_testkit::models::build_tiny_cross_encoder(&model).await.unwrap();
+    let data = split_terms(tmp.path(), 40);
+    let config = tmp.path().join("rag.toml");
+    let toml = format!(
+        "[store]\nbackend = \"none\"\n[retrieval]\nmode = \"bm25\"\n[chunker]\nkind = \"token\"\nchunk_size = 8\noverlap = 0\n\
+         [rerank]\nenabled = true\ninitial_k = 30\n[rerank.cross-encoder]\nmodel = {:?}\n",
+        model.display().to_string()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let cfg = config.to_str().unwrap();
+    let args = [
+        "--json",
+        "--config",
+        cfg,
+        "tune",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--reingest",
+        "--chunk-sizes",
+        "8,256",
+        "--apply",
+    ];
+    let out = rag(tmp.path(), &args);
+    assert!(out.status.success(), "rag tune failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["report"];
+    let settings = r["settings"].as_array().unwrap();
+    // Four chunkings (8/0 current, 8/1, 256/0, 256/32), each bm25 alone and reranked at 20, 30
+    // (the configuration's depth), 50 and 100; the current setting (8/0 bm25 reranked at 30) is
+    // one of them.
+    let chunkings: BTreeSet<(u64, u64)> = settings
+        .iter()
+        .map(|s| (s["chunking"]["chunk_size"].as_u64().unwrap(), s["chunking"]["overlap"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(chunkings, BTreeSet::from([(8, 0), (8, 1), (256, 0), (256, 32)]), "{r}");
+    assert_eq!(settings.len(), 20, "{r}");
+    assert_eq!(settings.iter().filter(|s| s["rerank"]["enabled"] == true).count(), 16);
+    assert_eq!(r["current"]["label"], "token 8/0 | bm25 + rerank 30");
+    let chosen = &r["chosen"];
+    assert_eq!(
+        (chosen["chunking"]["chunk_size"].as_u64(), &chosen["rerank"]["enabled"]),
+        (Some(256), &Value::Bool(false)),
+        "{chosen}"
+    );
+    assert!(chosen["report"]["ndcg_at_10"].as_f64().unwrap() > 0.95, "{chosen}");
+    // One collection a chunking, named after it.
+    let collections: BTreeSet<String> = std::fs::read_dir(tmp.path().join("data/collections"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in ["terms", "terms-token-8-1", "terms-token-256-0", "terms-token-256-32"] {
+        assert!(collections.contains(name), "{name} in {collections:?}");
+    }
+    // --apply: the wide window and reranking off, in their own tables; the rest kept.
+    let written: rag::RagConfig = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!((written.chunker.chunk_size, written.rerank.enabled), (256, false));
+    assert_eq!(written.retrieval.mode, rag::RetrievalMode::Bm25);
+    assert!(written.rerank.cross_encoder.model.is_some());
+    // A corpus-less folder cannot be chunked again; a silly size is refused by name.
+    std::fs::remove_file(data.join("corpus.jsonl")).unwrap();
+    let out = rag(tmp.path(), &["--config", cfg, "tune", "--dataset", data.to_str().unwrap(), "--reingest"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--reingest") && err.contains("corpus.jsonl"), "{err}");
+    let out =
+        rag(tmp.path(), &["--config", cfg, "tune", "--dataset", data.to_str().unwrap(), "--reingest", "--chunk-sizes", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--chunk-sizes"), "{err}");
+}
+
 #[test]
 fn tune_refuses_a_dataset_without_judged_queries() {
     let tmp = tempfile::tempdir().unwrap();
