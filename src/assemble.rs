@@ -51,10 +51,43 @@ pub fn start_python(cfg: &RagConfig) -> Result<()> {
 #[allow(dead_code)] // built only with an embedder feature
 struct EmbedderParts {
     embedder: Arc<dyn Embedder>,
+    /// Embeds queries when they use another precision than the documents.
+    query: Option<Arc<dyn Embedder>>,
     probe: Option<crate::pipeline::CacheProbe>,
     label: String,
     tokenizer: Option<EmbedderTokenizer>,
     batches: Option<Arc<rag_core::BatchCounters>>,
+    /// The embedding cache (opened once a process), for query embedders built later.
+    cache: Option<Arc<dyn rag_embed::EmbeddingCache>>,
+}
+
+/// `base` behind the query batcher, when `embedder.batch_queries` asks for one: concurrent
+/// queries share model calls; ingest batches (>= batch_size texts) go straight through.
+#[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
+fn batched(cfg: &RagConfig, base: Arc<dyn Embedder>) -> Result<(Arc<dyn Embedder>, Option<Arc<rag_core::BatchCounters>>)> {
+    if !cfg.embedder.batch_queries {
+        return Ok((base, None));
+    }
+    let wait = Duration::from_millis(cfg.embedder.batch_wait_ms);
+    let batching = rag_embed::BatchingEmbedder::new(base, cfg.embedder.batch_size, wait)?;
+    let counters = batching.stats();
+    Ok((Arc::new(batching), Some(counters)))
+}
+
+/// The ONNX embedder at `precision` for queries, batched and cached like the documents' one.
+#[cfg(feature = "onnx")]
+async fn onnx_query_embedder(
+    cfg: &RagConfig,
+    precision: rag_embed::OnnxPrecision,
+    cache: Option<&Arc<dyn rag_embed::EmbeddingCache>>,
+) -> Result<(Arc<dyn Embedder>, Option<Arc<rag_core::BatchCounters>>)> {
+    let settings = rag_embed::OnnxSettings { precision, ..cfg.embedder.onnx.clone() };
+    let base = rag_embed::OnnxEmbedder::from_settings(&settings, cfg.embedder.model.as_deref()).build().await?;
+    let (batched, counters) = batched(cfg, Arc::new(base))?;
+    Ok(match cache {
+        Some(c) => (Arc::new(rag_embed::CachedEmbedder::new(batched, c.clone())), counters),
+        None => (batched, counters),
+    })
 }
 
 #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
@@ -91,15 +124,7 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
         #[allow(unreachable_patterns)]
         other => return Err(not_compiled("embedder.backend", other.as_str(), Some(other.as_str()))),
     };
-    // Concurrent queries share model calls; ingest batches (>= batch_size texts) go straight through.
-    let (base, batches): (Arc<dyn Embedder>, _) = if cfg.embedder.batch_queries {
-        let wait = Duration::from_millis(cfg.embedder.batch_wait_ms);
-        let batching = rag_embed::BatchingEmbedder::new(base, cfg.embedder.batch_size, wait)?;
-        let counters = batching.stats();
-        (Arc::new(batching), Some(counters))
-    } else {
-        (base, None)
-    };
+    let (base, batches) = batched(cfg, base)?;
     let tokenizer = match (tokenizer_file, base.max_input_tokens()) {
         (Some(file), Some(max)) => Some(EmbedderTokenizer::from_file(&file, max)?),
         _ => None,
@@ -115,12 +140,21 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
         #[allow(unreachable_patterns)]
         other => return Err(not_compiled("cache.backend", other.as_str(), Some("redis-cache"))),
     };
+    // Queries at another precision than the documents (embedder.onnx.query_precision): the
+    // query batcher is then the query embedder's, and its counters are the ones reported.
+    #[allow(unused_mut)]
+    let (mut query, mut batches) = (None, batches);
+    #[cfg(feature = "onnx")]
+    if e.backend == EmbedderBackend::Onnx && e.onnx.effective_query_precision() != e.onnx.precision {
+        let (q, counters) = onnx_query_embedder(cfg, e.onnx.effective_query_precision(), cache.as_ref()).await?;
+        (query, batches) = (Some(q), counters);
+    }
     let model = base.model_id();
-    Ok(match cache {
-        None => EmbedderParts { embedder: base, probe: None, label: model, tokenizer, batches },
+    Ok(match &cache {
+        None => EmbedderParts { embedder: base, query, probe: None, label: model, tokenizer, batches, cache },
         Some(c) => {
             let describe = c.describe();
-            let cached = Arc::new(CachedEmbedder::new(base, c));
+            let cached = Arc::new(CachedEmbedder::new(base, c.clone()));
             let probe_src = cached.clone();
             let probe: crate::pipeline::CacheProbe = Arc::new(move || {
                 let s = probe_src.stats();
@@ -128,10 +162,12 @@ async fn embedder(cfg: &RagConfig) -> Result<EmbedderParts> {
             });
             EmbedderParts {
                 embedder: cached,
+                query,
                 probe: Some(probe),
                 label: format!("{model} (cache: {describe})"),
                 tokenizer,
                 batches,
+                cache: cache.clone(),
             }
         }
     })
@@ -344,6 +380,25 @@ impl PipelineFactory {
         self.pipeline_chunked(collection, &self.cfg.chunker).await
     }
 
+    /// The ONNX embedder at `precision` for queries, batched and cached like the pipelines' own
+    /// (`rag tune` compares query precisions with it); `None` unless these pipelines embed
+    /// with ONNX. The documents' or the configured query embedder when `precision` is theirs.
+    pub async fn onnx_query_embedder(&self, precision: rag_embed::OnnxPrecision) -> Result<Option<Arc<dyn Embedder>>> {
+        let models = self.models().await?;
+        let (Some(parts), EmbedderBackend::Onnx) = (&models.embedder, self.cfg.embedder.backend) else { return Ok(None) };
+        let onnx = &self.cfg.embedder.onnx;
+        if precision == onnx.precision {
+            return Ok(Some(parts.embedder.clone()));
+        }
+        if let (Some(q), true) = (&parts.query, precision == onnx.effective_query_precision()) {
+            return Ok(Some(q.clone()));
+        }
+        #[cfg(feature = "onnx")]
+        return Ok(Some(onnx_query_embedder(&self.cfg, precision, parts.cache.as_ref()).await?.0));
+        #[cfg(not(feature = "onnx"))]
+        Ok(None)
+    }
+
     /// The pipeline for `collection` with another chunking than the configuration's (`rag tune
     /// --reingest` compares chunkings, each in a collection of its own), sharing the models.
     pub async fn pipeline_chunked(&self, collection: &str, chunker: &ChunkerConfig) -> Result<RagPipeline> {
@@ -392,6 +447,9 @@ async fn assemble(cfg: &RagConfig, dense: bool, models: &Models) -> Result<RagPi
     if let Some(parts) = models.embedder.clone() {
         let s = store(cfg, parts.embedder.dimension()).await?;
         b = b.embedder(parts.embedder).vector_store(s.store).describe("embedder", parts.label).describe("store", s.label);
+        if let Some(q) = parts.query {
+            b = b.query_embedder(q);
+        }
         if let Some(e) = s.engine {
             b = b.keyword_index(e.keyword).hybrid_engine(e.hybrid).ingest_ledger(e.ledger).index_fingerprint(e.fingerprint);
         }

@@ -101,6 +101,9 @@ pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[Strin
         Some(e) => {
             let start = Instant::now();
             e.embed(vec!["warm-up".into()]).await?;
+            if let Some(q) = pipeline.query_embedder.as_ref() {
+                q.embed(vec!["warm-up".into()]).await?;
+            }
             Some(start.elapsed().as_secs_f64())
         }
         None => None,
@@ -117,7 +120,8 @@ pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[Strin
     for (&concurrency, share) in levels.iter().zip(questions.chunks(per_level)) {
         out.push(run_level(pipeline, share, concurrency).await?);
     }
-    let model_ceiling_qps = match pipeline.embedder() {
+    // The queries' model (another precision, where embedder.onnx.query_precision says so).
+    let model_ceiling_qps = match pipeline.query_embedder() {
         Some(e) => Some(model_ceiling(e.as_ref(), questions).await?),
         None => None,
     };

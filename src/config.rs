@@ -703,6 +703,13 @@ impl RagConfig {
         if self.store.backend == StoreBackend::Qdrant {
             self.store.qdrant.validate("store.qdrant")?;
         }
+        if self.embedder.onnx.query_precision.is_some() && self.embedder.backend != EmbedderBackend::Onnx {
+            return Err(RagError::config(format!(
+                "embedder.onnx.query_precision applies to the onnx embedder, and embedder.backend is `{}`: unset it, or use \
+                 embedder.backend = onnx",
+                self.embedder.backend
+            )));
+        }
         if self.queue.serve_worker && (self.queue.url.is_none() || self.store.index != IndexPlacement::Engine) {
             return Err(RagError::config(
                 "queue.serve_worker = true needs queue.url and store.index = engine (workers share the ingest record \

@@ -113,6 +113,7 @@ pub struct RagPipelineBuilder {
     chunker: Option<Arc<dyn Chunker>>,
     markdown_chunker: Option<Arc<dyn Chunker>>,
     embedder: Option<Arc<dyn Embedder>>,
+    query_embedder: Option<Arc<dyn Embedder>>,
     embedder_tokenizer: Option<EmbedderTokenizer>,
     cache_probe: Option<CacheProbe>,
     embed_batches: Option<Arc<rag_core::BatchCounters>>,
@@ -144,6 +145,7 @@ impl Default for RagPipelineBuilder {
             chunker: None,
             markdown_chunker: None,
             embedder: None,
+            query_embedder: None,
             embedder_tokenizer: None,
             cache_probe: None,
             embed_batches: None,
@@ -191,6 +193,8 @@ impl RagPipelineBuilder {
         markdown_chunker: Arc<dyn Chunker> => markdown_chunker,
         /// Embedder (needed for dense and hybrid retrieval).
         embedder: Arc<dyn Embedder> => embedder,
+        /// Another embedder for queries only (default: the embedder): the same model at another precision, whose vectors share the stored ones' space.
+        query_embedder: Arc<dyn Embedder> => query_embedder,
         /// The embedding model's tokenizer, so `stats` can count chunks over its window.
         embedder_tokenizer: EmbedderTokenizer => embedder_tokenizer,
         /// Reads the embedding cache's counters.
@@ -276,6 +280,9 @@ impl RagPipelineBuilder {
         if self.store.is_some() != self.embedder.is_some() {
             return Err(RagError::config("a vector store needs an embedder (and an embedder a vector store)"));
         }
+        if self.query_embedder.is_some() && self.embedder.is_none() {
+            return Err(RagError::config("a query embedder needs the embedder of the documents (and a vector store)"));
+        }
         let on_disk = !self.in_memory && (self.keyword.is_none() || self.ledger.is_none());
         if on_disk && self.data_dir.is_none() {
             return Err(RagError::config(
@@ -332,6 +339,9 @@ impl RagPipelineBuilder {
         if let Some(e) = &self.embedder {
             backends.entry("embedder".into()).or_insert_with(|| e.model_id());
         }
+        if let Some(e) = &self.query_embedder {
+            backends.entry("query_embedder".into()).or_insert_with(|| e.model_id());
+        }
         if let Some(r) = &self.reranker {
             backends.entry("reranker".into()).or_insert_with(|| r.model_id());
         }
@@ -346,6 +356,7 @@ impl RagPipelineBuilder {
             markdown_chunker,
             chunker,
             embedder: self.embedder,
+            query_embedder: self.query_embedder,
             embedder_tokenizer: self.embedder_tokenizer,
             cache_probe: self.cache_probe,
             embed_batches: self.embed_batches,
@@ -416,6 +427,8 @@ pub struct RagPipeline {
     pub(crate) chunker: Arc<dyn Chunker>,
     pub(crate) markdown_chunker: Arc<dyn Chunker>,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    /// Embeds queries when set (else `embedder` does).
+    pub(crate) query_embedder: Option<Arc<dyn Embedder>>,
     pub(crate) embedder_tokenizer: Option<EmbedderTokenizer>,
     pub(crate) cache_probe: Option<CacheProbe>,
     pub(crate) embed_batches: Option<Arc<rag_core::BatchCounters>>,
@@ -470,12 +483,14 @@ impl RagPipeline {
     /// naming both, not a store error halfway through an ingest. A store that does not know
     /// its dimension yet (nothing written) passes.
     pub(crate) async fn check_dimensions(&self) -> Result<()> {
-        let (Some(store), Some(embedder)) = (&self.store, &self.embedder) else { return Ok(()) };
+        let (Some(store), Some(documents)) = (&self.store, &self.embedder) else { return Ok(()) };
         self.dimensions_checked
             .get_or_try_init(|| async {
                 let d = store.describe().await?;
-                match d.dimension {
-                    Some(stored) if stored != embedder.dimension() => Err(RagError::DimensionMismatch {
+                let queries = self.query_embedder.as_ref().unwrap_or(documents);
+                let embedder = [documents, queries].into_iter().find(|e| d.dimension.is_some_and(|s| s != e.dimension()));
+                match (d.dimension, embedder) {
+                    (Some(stored), Some(embedder)) => Err(RagError::DimensionMismatch {
                         context: format!(
                             "collection `{}`: the {} store `{}` holds {stored}-dimensional vectors, the embedder `{}` makes {}",
                             self.collection,
@@ -512,6 +527,11 @@ impl RagPipeline {
     /// The embedder, if any.
     pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
         self.embedder.as_ref()
+    }
+
+    /// The embedder queries go through: the query embedder if one is set, else the embedder.
+    pub fn query_embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.query_embedder.as_ref().or(self.embedder.as_ref())
     }
 
     /// How many documents and chunks came from `origins` ([`rag_core::SourceDocument::origin`]:

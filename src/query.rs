@@ -8,7 +8,8 @@ use std::time::Instant;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use rag_core::{
-    Filter, GenerationEvent, GenerationRequest, MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk, StageTimings,
+    Embedder, Filter, GenerationEvent, GenerationRequest, MetadataValue, RagError, Result, RetrievalQuery, ScoredChunk,
+    StageTimings,
 };
 use serde::Serialize;
 
@@ -268,8 +269,19 @@ impl RagPipeline {
     /// The built-in retriever with other settings than the pipeline's (mode, fusion, its
     /// parameters, candidates): what `rag tune` compares.
     pub fn retriever_with(&self, settings: &RetrievalSettings) -> Result<HybridRetriever> {
+        self.retriever_embedding_with(settings, self.query_embedder())
+    }
+
+    /// [`RagPipeline::retriever_with`], embedding queries with `queries` (an embedder whose
+    /// vectors share the stored ones' space: the same model at another precision) instead of
+    /// the pipeline's query embedder; `rag tune` compares them this way.
+    pub fn retriever_embedding_with(
+        &self,
+        settings: &RetrievalSettings,
+        queries: Option<&Arc<dyn Embedder>>,
+    ) -> Result<HybridRetriever> {
         let mode = settings.mode;
-        let dense = match (&self.embedder, &self.store) {
+        let dense = match (queries, &self.store) {
             (Some(e), Some(s)) => Some(DenseSide { embedder: e.clone(), store: s.clone() }),
             _ => None,
         };

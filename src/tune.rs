@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rag_core::{RagError, Reranker, Result, RetrievalQuery, ScoredChunk};
+use rag_core::{Embedder, RagError, Reranker, Result, RetrievalQuery, ScoredChunk};
+use rag_embed::OnnxPrecision;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
@@ -82,6 +83,9 @@ pub struct TunedSetting {
     pub rerank: RerankChoice,
     /// How the corpus was chunked (`None`: as the collection was ingested, not searched).
     pub chunking: Option<ChunkerConfig>,
+    /// Queries embedded at this precision against the stored vectors (`None`: as the
+    /// pipeline embeds them).
+    pub query_precision: Option<OnnxPrecision>,
 }
 
 impl TunedSetting {
@@ -91,6 +95,7 @@ impl TunedSetting {
             retrieval: cfg.retrieval.clone(),
             rerank: RerankChoice { enabled: cfg.rerank.enabled, initial_k: cfg.rerank.initial_k },
             chunking: Some(cfg.chunker.clone()),
+            query_precision: None,
         }
     }
 
@@ -106,6 +111,9 @@ impl TunedSetting {
         if self.rerank.enabled {
             out.push_str(&format!(" + rerank {}", self.rerank.initial_k));
         }
+        if let Some(p) = self.query_precision {
+            out.push_str(&format!(" + {p} queries"));
+        }
         out
     }
 }
@@ -118,6 +126,9 @@ pub struct TuneCorpus<'a> {
     pub pipeline: &'a RagPipeline,
     /// The chunking its collection was ingested with.
     pub chunking: Option<&'a ChunkerConfig>,
+    /// Other query embedders to try on the best dense or hybrid setting: the same model at
+    /// another precision (`PipelineFactory::onnx_query_embedder`), vectors in the stored space.
+    pub query_embedders: &'a [(OnnxPrecision, Arc<dyn Embedder>)],
 }
 
 /// Mean retrieval quality over a set of queries.
@@ -330,8 +341,14 @@ async fn reranked(
     Ok(out)
 }
 
-async fn score(pipeline: &RagPipeline, setting: &TunedSetting, data: &BeirDataset, ids: &[String]) -> Result<Scored> {
-    let retriever = pipeline.retriever_with(&setting.retrieval)?;
+async fn score(
+    pipeline: &RagPipeline,
+    setting: &TunedSetting,
+    queries: Option<&Arc<dyn Embedder>>,
+    data: &BeirDataset,
+    ids: &[String],
+) -> Result<Scored> {
+    let retriever = pipeline.retriever_embedding_with(&setting.retrieval, queries.or(pipeline.query_embedder()))?;
     let reranker = match (setting.rerank.enabled, &pipeline.reranker) {
         (false, _) => None,
         (true, Some(r)) => Some((r, setting.rerank.initial_k)),
@@ -391,12 +408,18 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    /// Measures `setting` over `pipeline` unless it was measured already; returns its index.
-    async fn measure(&mut self, pipeline: &RagPipeline, setting: TunedSetting) -> Result<usize> {
+    /// Measures `setting` over `pipeline` (its queries embedded by `queries`, else as the
+    /// pipeline embeds them) unless it was measured already; returns its index.
+    async fn measure(
+        &mut self,
+        pipeline: &RagPipeline,
+        setting: TunedSetting,
+        queries: Option<&Arc<dyn Embedder>>,
+    ) -> Result<usize> {
         if let Some(i) = self.results.iter().position(|r| r.setting == setting) {
             return Ok(i);
         }
-        let scored = score(pipeline, &setting, self.data, &self.ids).await?;
+        let scored = score(pipeline, &setting, queries, self.data, &self.ids).await?;
         let mut lat = scored.latencies.clone();
         lat.sort_by(f64::total_cmp);
         self.results.push(SettingResult {
@@ -435,7 +458,7 @@ pub async fn tune(
     options: &TuneOptions,
     progress: Option<Progress>,
 ) -> Result<TuneReport> {
-    let corpus = TuneCorpus { pipeline, chunking: current.chunking.as_ref() };
+    let corpus = TuneCorpus { pipeline, chunking: current.chunking.as_ref(), query_embedders: &[] };
     tune_corpora(&[corpus], data, current, options, progress).await
 }
 
@@ -466,7 +489,7 @@ pub async fn tune_corpora(
     let (tune_ids, report_ids) = split(&ids, options.seed);
     let plan = |c: &TuneCorpus<'_>| {
         let depths = if c.pipeline.reranker.is_some() { rerank_depths(current.rerank.initial_k).len() } else { 0 };
-        search_space(&current.retrieval, c.pipeline.vector_store().is_some()).len() + depths
+        search_space(&current.retrieval, c.pipeline.vector_store().is_some()).len() + depths + c.query_embedders.len()
     };
     let total = corpora.iter().map(plan).sum::<usize>() as u64 + 1;
     let mut search =
@@ -479,32 +502,42 @@ pub async fn tune_corpora(
     for corpus in corpora {
         // Every query embedded once up front: the embedding cache then serves each setting
         // alike, so the first setting measured does not pay for the model.
-        if let Some(embedder) = corpus.pipeline.embedder() {
+        let alternatives = corpus.query_embedders.iter().map(|(_, e)| e);
+        for embedder in corpus.pipeline.query_embedder().into_iter().chain(alternatives) {
             let questions: Vec<String> = search.ids.iter().map(|q| data.queries[q].clone()).collect();
             for batch in questions.chunks(64) {
                 embedder.embed(batch.to_vec()).await?;
             }
         }
     }
-    search.measure(first.pipeline, current.clone()).await?;
+    search.measure(first.pipeline, current.clone(), None).await?;
     let off = RerankChoice { enabled: false, ..current.rerank };
     for corpus in corpora {
         let chunking = corpus.chunking.cloned();
         let mut first_stage = Vec::new();
         for retrieval in search_space(&current.retrieval, corpus.pipeline.vector_store().is_some()) {
-            let setting = TunedSetting { retrieval, rerank: off, chunking: chunking.clone() };
-            first_stage.push(search.measure(corpus.pipeline, setting).await?);
+            let setting = TunedSetting { retrieval, rerank: off, chunking: chunking.clone(), query_precision: None };
+            first_stage.push(search.measure(corpus.pipeline, setting, None).await?);
         }
-        if corpus.pipeline.reranker.is_none() {
-            continue;
+        let mut measured = first_stage.clone();
+        if let (Some(_), Some(best)) = (&corpus.pipeline.reranker, search.best(first_stage.into_iter())) {
+            let retrieval = search.results[best].setting.retrieval.clone();
+            for initial_k in rerank_depths(current.rerank.initial_k) {
+                let rerank = RerankChoice { enabled: true, initial_k };
+                let setting =
+                    TunedSetting { retrieval: retrieval.clone(), rerank, chunking: chunking.clone(), query_precision: None };
+                measured.push(search.measure(corpus.pipeline, setting, None).await?);
+            }
         }
-        let Some(best) = search.best(first_stage.into_iter()) else { continue };
-        let retrieval = search.results[best].setting.retrieval.clone();
-        for initial_k in rerank_depths(current.rerank.initial_k) {
-            let rerank = RerankChoice { enabled: true, initial_k };
-            search
-                .measure(corpus.pipeline, TunedSetting { retrieval: retrieval.clone(), rerank, chunking: chunking.clone() })
-                .await?;
+        // Query precision matters only where queries are embedded: the best dense or hybrid
+        // setting of this corpus (reranked or not) with each other query embedder.
+        let dense = measured.into_iter().filter(|&i| search.results[i].setting.retrieval.mode != RetrievalMode::Bm25);
+        if let Some(best) = search.best(dense) {
+            let base = search.results[best].setting.clone();
+            for (precision, embedder) in corpus.query_embedders {
+                let setting = TunedSetting { query_precision: Some(*precision), ..base.clone() };
+                search.measure(corpus.pipeline, setting, Some(embedder)).await?;
+            }
         }
     }
     let Search { mut results, tune_ids, report_ids, .. } = search;
@@ -554,8 +587,8 @@ fn mark_pareto(results: &mut [SettingResult]) {
 }
 
 /// The configuration keys of `chosen` that differ from `current`, as (dotted key, TOML value):
-/// `retrieval.*`, `rerank.enabled` / `rerank.initial_k`, and `chunker.*` where both name a
-/// chunking.
+/// `retrieval.*`, `rerank.enabled` / `rerank.initial_k`, `embedder.onnx.query_precision`, and
+/// `chunker.*` where both name a chunking.
 pub fn changed_keys(current: &TunedSetting, chosen: &TunedSetting) -> BTreeMap<&'static str, toml_edit::Value> {
     let mut out = BTreeMap::new();
     let (cur, new) = (&current.retrieval, &chosen.retrieval);
@@ -579,6 +612,9 @@ pub fn changed_keys(current: &TunedSetting, chosen: &TunedSetting) -> BTreeMap<&
     }
     if chosen.rerank.enabled && chosen.rerank.initial_k != current.rerank.initial_k {
         out.insert("rerank.initial_k", toml_edit::Value::from(chosen.rerank.initial_k as i64));
+    }
+    if let Some(p) = chosen.query_precision.filter(|p| current.query_precision != Some(*p)) {
+        out.insert("embedder.onnx.query_precision", toml_edit::Value::from(p.as_str()));
     }
     if let (Some(cur), Some(new)) = (&current.chunking, &chosen.chunking) {
         let sizes = [
@@ -659,6 +695,7 @@ mod tests {
             retrieval: RetrievalSettings { mode, ..RetrievalSettings::default() },
             rerank: RerankChoice { enabled: false, initial_k: 50 },
             chunking: Some(ChunkerConfig::default()),
+            query_precision: None,
         }
     }
 
@@ -813,8 +850,8 @@ mod tests {
         let (narrow_cfg, wide_cfg) = (shape(8), shape(256));
         let current = TunedSetting { chunking: Some(narrow_cfg.clone()), ..current(RetrievalMode::Bm25) };
         let corpora = [
-            TuneCorpus { pipeline: &narrow, chunking: Some(&narrow_cfg) },
-            TuneCorpus { pipeline: &wide, chunking: Some(&wide_cfg) },
+            TuneCorpus { pipeline: &narrow, chunking: Some(&narrow_cfg), query_embedders: &[] },
+            TuneCorpus { pipeline: &wide, chunking: Some(&wide_cfg), query_embedders: &[] },
         ];
         let data = judged(64, |i| format!("alpha{i} beta{i}"), "r");
         let report = tune_corpora(&corpora, &data, &current, &TuneOptions::default(), None).await.unwrap();
@@ -827,5 +864,68 @@ mod tests {
         );
         let changes = changed_keys(&current, &report.chosen.setting);
         assert_eq!(changes.keys().copied().collect::<Vec<_>>(), ["chunker.chunk_size"]);
+    }
+
+    /// Embeds the number in a word like "n7" or "q7" as a one-hot vector (`blind`: every text
+    /// alike).
+    struct NumberEmbedder {
+        blind: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Embedder for NumberEmbedder {
+        async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+            let number = |t: &str| t.split_whitespace().find_map(|w| w[1..].parse::<usize>().ok()).unwrap_or(0);
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0.01; 65];
+                    v[if self.blind { 64 } else { number(t) % 64 }] = 1.0;
+                    v
+                })
+                .collect())
+        }
+        fn dimension(&self) -> usize {
+            65
+        }
+        fn model_id(&self) -> String {
+            format!("number blind={}", self.blind)
+        }
+    }
+
+    #[tokio::test]
+    async fn tune_tries_the_other_query_embedder_on_the_best_dense_setting_and_names_its_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Documents embedded well, queries (as configured) blindly: the other query embedder
+        // (standing for another precision of the same model) is what dense search needs.
+        let pipeline = RagPipeline::builder()
+            .data_dir(tmp.path().to_path_buf())
+            .embedder(Arc::new(NumberEmbedder { blind: false }))
+            .query_embedder(Arc::new(NumberEmbedder { blind: true }))
+            .vector_store(Arc::new(rag_core::memory::InMemoryStore::new("numbers")))
+            .mode(RetrievalMode::Dense)
+            .build()
+            .unwrap();
+        let docs: Vec<Document> = (0..64).map(|i| Document::new(format!("d{i}"), format!("n{i} is a number"))).collect();
+        pipeline.ingest(docs, crate::IngestOptions::default()).await.unwrap();
+        // Queries share no word with the documents, so keyword search cannot find them.
+        let data = judged(64, |i| format!("q{i}"), "d");
+        let good: Arc<dyn Embedder> = Arc::new(NumberEmbedder { blind: false });
+        let alternatives = [(OnnxPrecision::Int8, good)];
+        let corpus = TuneCorpus { pipeline: &pipeline, chunking: None, query_embedders: &alternatives };
+        let current = TunedSetting { chunking: None, ..current(RetrievalMode::Dense) };
+        let report = tune_corpora(&[corpus], &data, &current, &TuneOptions::default(), None).await.unwrap();
+        let other: Vec<&SettingResult> = report.settings.iter().filter(|s| s.setting.query_precision.is_some()).collect();
+        assert_eq!(other.len(), 1, "one try, on the best dense or hybrid setting: {:?}", report.settings);
+        assert_ne!(other[0].setting.retrieval.mode, RetrievalMode::Bm25);
+        assert!(other[0].label.ends_with("+ int8 queries"), "{}", other[0].label);
+        let base =
+            report.settings.iter().find(|s| s.setting == TunedSetting { query_precision: None, ..other[0].setting.clone() });
+        assert!(other[0].tune.ndcg_at_10 > base.unwrap().tune.ndcg_at_10 + 0.3, "{:?}", report.settings);
+        let changes = changed_keys(&current, &TunedSetting { query_precision: Some(OnnxPrecision::Int8), ..current.clone() });
+        assert_eq!(changes.get("embedder.onnx.query_precision").map(|v| v.to_string()), Some("\"int8\"".into()));
+        // The query embedder is what dense search uses, and a store's dimension is checked
+        // against it too.
+        assert_eq!(pipeline.query_embedder().unwrap().model_id(), "number blind=true");
     }
 }

@@ -372,8 +372,25 @@ pub async fn tune(g: &Global, req: TuneRequest) -> Result<()> {
         }
         pipelines.push(pipeline);
     }
-    let corpora: Vec<rag::tune::TuneCorpus<'_>> =
-        pipelines.iter().zip(&chunkings).map(|(pipeline, c)| rag::tune::TuneCorpus { pipeline, chunking: Some(c) }).collect();
+    // The query precisions the queries are not embedded at now (ONNX: fp32 or int8), each
+    // tried against the stored vectors.
+    let mut query_embedders = Vec::new();
+    for precision in [rag::embed::OnnxPrecision::Fp32, rag::embed::OnnxPrecision::Int8] {
+        if precision == cfg.embedder.onnx.effective_query_precision() {
+            continue;
+        }
+        // An export without this precision narrows the search; it does not stop it.
+        match factory.onnx_query_embedder(precision).await {
+            Ok(Some(e)) => query_embedders.push((precision, e)),
+            Ok(None) => {}
+            Err(e) => eprintln!("note: {precision} queries not searched: {e}"),
+        }
+    }
+    let corpora: Vec<rag::tune::TuneCorpus<'_>> = pipelines
+        .iter()
+        .zip(&chunkings)
+        .map(|(pipeline, c)| rag::tune::TuneCorpus { pipeline, chunking: Some(c), query_embedders: &query_embedders })
+        .collect();
     let (progress, bar) = progress_bar(g.json, "settings");
     let options = rag::tune::TuneOptions { seed, limit };
     let report = rag::tune::tune_corpora(&corpora, &data, &current, &options, progress).await?;

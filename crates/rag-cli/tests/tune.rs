@@ -73,6 +73,11 @@ fn tune_leaves_a_clearly_worse_setting_and_applies_only_what_changed() {
     assert!(r["warnings"].as_array().unwrap().is_empty(), "{r}");
     let settings = r["settings"].as_array().unwrap();
     assert!(settings.len() > 20 && settings.iter().any(|s| s["pareto"] == true));
+    // The other query precision, tried once on the best dense or hybrid setting.
+    let int8: Vec<&Value> = settings.iter().filter(|s| s["query_precision"] == "int8").collect();
+    assert_eq!(int8.len(), 1, "{r}");
+    assert_ne!(int8[0]["settings"]["mode"], "bm25");
+    assert!(int8[0]["label"].as_str().unwrap().ends_with(" + int8 queries"), "{}", int8[0]["label"]);
     for s in settings {
         assert!(s["p50_ms"].as_f64().unwrap() > 0.0 && s["p99_ms"].as_f64().unwrap() >= s["p50_ms"].as_f64().unwrap());
     }
@@ -220,6 +225,40 @@ async fn tune_reingest_compares_chunkings_and_reranking_and_applies_them() {
         rag(tmp.path(), &["--config", cfg, "tune", "--dataset", data.to_str().unwrap(), "--reingest", "--chunk-sizes", "0"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--chunk-sizes"), "{err}");
+}
+
+/// `embedder.onnx.query_precision = "int8"` (what `rag tune` may choose): queries go through
+/// the int8 export against the fp32 vectors already stored, so nothing is re-embedded, and dense
+/// search still finds the passage. Set with another embedder, it is refused by name.
+#[test]
+fn int8_queries_search_fp32_documents_without_reembedding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("notes.jsonl");
+    let docs = [
+        ("bone", "Vitamin D supports bone health and calcium absorption."),
+        ("heart", "Statins lower cholesterol and cardiovascular risk."),
+    ];
+    let lines: Vec<String> =
+        docs.iter().map(|(id, text)| serde_json::json!({"_id": id, "title": "", "text": text}).to_string()).collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let ingest = rag(tmp.path(), &["--json", "ingest", corpus.to_str().unwrap()]);
+    assert!(ingest.status.success(), "{}", String::from_utf8_lossy(&ingest.stderr));
+    let int8 = ["--set", "embedder.onnx.query_precision=int8", "--json"];
+    let again: Value =
+        serde_json::from_slice(&rag(tmp.path(), &[&int8[..], &["ingest", corpus.to_str().unwrap()]].concat()).stdout).unwrap();
+    assert_eq!((again["unchanged"].as_u64(), again["embedded"].as_u64()), (Some(2), Some(0)), "{again}");
+    let stats: Value = serde_json::from_slice(&rag(tmp.path(), &[&int8[..], &["stats"]].concat()).stdout).unwrap();
+    let backends = &stats["backends"];
+    assert!(backends["embedder"].as_str().unwrap().contains("onnx fp32"), "{backends}");
+    assert!(backends["query_embedder"].as_str().unwrap().contains("onnx int8"), "{backends}");
+    for (question, expected) in [("bone calcium", "bone"), ("cholesterol drugs", "heart")] {
+        let out = rag(tmp.path(), &[&int8[..], &["search", question, "--mode", "dense", "--k", "1"]].concat());
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(v["hits"][0]["doc_id"], expected, "{v}");
+    }
+    let out = rag(tmp.path(), &["--set", "embedder.backend=openai", "--set", "embedder.onnx.query_precision=int8", "stats"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("embedder.onnx.query_precision"), "{err}");
 }
 
 #[test]
