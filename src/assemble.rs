@@ -61,10 +61,14 @@ struct EmbedderParts {
     cache: Option<Arc<dyn rag_embed::EmbeddingCache>>,
 }
 
+/// An embedder and the counters of its query batcher, if it has one.
+#[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
+type Batched = (Arc<dyn Embedder>, Option<Arc<rag_core::BatchCounters>>);
+
 /// `base` behind the query batcher, when `embedder.batch_queries` asks for one: concurrent
 /// queries share model calls; ingest batches (>= batch_size texts) go straight through.
 #[cfg(any(feature = "sentence-transformers", feature = "openai", feature = "onnx"))]
-fn batched(cfg: &RagConfig, base: Arc<dyn Embedder>) -> Result<(Arc<dyn Embedder>, Option<Arc<rag_core::BatchCounters>>)> {
+fn batched(cfg: &RagConfig, base: Arc<dyn Embedder>) -> Result<Batched> {
     if !cfg.embedder.batch_queries {
         return Ok((base, None));
     }
@@ -80,7 +84,7 @@ async fn onnx_query_embedder(
     cfg: &RagConfig,
     precision: rag_embed::OnnxPrecision,
     cache: Option<&Arc<dyn rag_embed::EmbeddingCache>>,
-) -> Result<(Arc<dyn Embedder>, Option<Arc<rag_core::BatchCounters>>)> {
+) -> Result<Batched> {
     let settings = rag_embed::OnnxSettings { precision, ..cfg.embedder.onnx.clone() };
     let base = rag_embed::OnnxEmbedder::from_settings(&settings, cfg.embedder.model.as_deref()).build().await?;
     let (batched, counters) = batched(cfg, Arc::new(base))?;

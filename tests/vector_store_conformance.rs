@@ -45,6 +45,46 @@ mod chroma {
         assert!(matches!(err, RagError::Transient { .. } | RagError::Python { .. }), "{err}");
     }
 
+    /// Concurrent unfiltered candidate queries share `collection.query` calls, and each gets
+    /// exactly what it gets alone (same ids, same order, same scores), whatever its `k`; a
+    /// filtered query still goes alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_queries_answer_exactly_as_single_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = ChromaMode::Persistent(dir.path().to_owned());
+        let batched = ChromaStore::builder(mode.clone())
+            .collection("batched")
+            .dimension(DIM)
+            .query_batching(64, std::time::Duration::from_millis(20))
+            .build()
+            .await
+            .unwrap();
+        batched.upsert((0..300).map(|i| chunk(i, &format!("text {i}"))).collect()).await.unwrap();
+        let single = ChromaStore::builder(mode).collection("batched").dimension(DIM).no_query_batching().build().await.unwrap();
+        assert!(single.query_batches().is_none());
+        let queries: Vec<VectorQuery> =
+            (0..24).map(|i| VectorQuery { vector: vector(i * 7 + 3), k: [5, 20, 100][i % 3], filter: None }).collect();
+        let together = futures::future::join_all(queries.iter().map(|q| batched.candidates(q.clone()))).await;
+        for (q, got) in queries.iter().zip(together) {
+            let got = got.unwrap();
+            let alone = single.candidates(q.clone()).await.unwrap();
+            assert_eq!(got.len(), q.k);
+            let pairs = |c: &[rag_core::Candidate]| c.iter().map(|c| (c.id.clone(), c.score)).collect::<Vec<_>>();
+            assert_eq!(pairs(&got), pairs(&alone), "k = {}", q.k);
+        }
+        let counters = batched.query_batches().unwrap();
+        assert_eq!(counters.items(), 24);
+        assert!(counters.calls() <= 4, "24 concurrent queries in {} calls", counters.calls());
+        // A filter is per call: such a query goes alone, and still answers right.
+        let filtered = VectorQuery { vector: vector(3), k: 5, filter: Some(rag_core::Filter::eq("lang", "en")) };
+        let (a, b) = (batched.candidates(filtered.clone()).await.unwrap(), single.candidates(filtered).await.unwrap());
+        assert_eq!(a.iter().map(|c| &c.id).collect::<Vec<_>>(), b.iter().map(|c| &c.id).collect::<Vec<_>>());
+        assert_eq!(counters.items(), 24, "the filtered query was not batched");
+        // A query of the wrong dimension is refused before it is queued.
+        let err = batched.candidates(VectorQuery { vector: vec![1.0; DIM + 1], k: 5, filter: None }).await.unwrap_err();
+        assert!(err.to_string().contains("dimension"), "{err}");
+    }
+
     /// A stock Python chromadb client, in another process, reads what ChromaStore wrote: the same
     /// ids, documents and typed metadata, and the same top-k for the same query vector.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

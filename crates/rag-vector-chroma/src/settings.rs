@@ -50,11 +50,13 @@ pub struct ChromaSettings {
     pub port: u16,
     /// HTTPS (`http`).
     pub ssl: bool,
+    /// Concurrent unfiltered queries share one `collection.query` call (one GIL hold).
+    pub batch_queries: bool,
 }
 
 impl Default for ChromaSettings {
     fn default() -> Self {
-        Self { mode: ChromaClient::Persistent, host: "127.0.0.1".into(), port: 8000, ssl: false }
+        Self { mode: ChromaClient::Persistent, host: "127.0.0.1".into(), port: 8000, ssl: false, batch_queries: true }
     }
 }
 
