@@ -1008,6 +1008,20 @@ mod choice_tests {
         assert!(err.contains("keyword.avg_chunk_terms"), "{err}");
         cfg.set("retrieval.fusion", "dbsf").unwrap();
     }
+
+    #[test]
+    fn query_precision_is_a_choice_of_the_onnx_embedder_only() {
+        let mut cfg = RagConfig::default();
+        assert_eq!(cfg.embedder.onnx.effective_query_precision(), rag_embed::OnnxPrecision::Fp32);
+        cfg.set("embedder.onnx.query_precision", "int8").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.embedder.onnx.effective_query_precision(), rag_embed::OnnxPrecision::Int8);
+        let err = cfg.set("embedder.onnx.query_precision", "int4").unwrap_err().to_string();
+        assert!(err.contains("int4") && err.contains("fp32") && err.contains("int8"), "{err}");
+        cfg.set("embedder.backend", "openai").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("embedder.onnx.query_precision") && err.contains("openai"), "{err}");
+    }
 }
 
 #[cfg(test)]
