@@ -499,12 +499,12 @@ pub async fn tune_corpora(
             "the configuration reranks (rerank.enabled), but the pipeline has no reranker: set rerank.cross-encoder.model",
         ));
     }
+    // Every query embedded once up front: the embedding cache then serves each setting alike,
+    // so the first setting measured does not pay for the model.
+    let questions: Vec<String> = search.ids.iter().map(|q| data.queries[q].clone()).collect();
     for corpus in corpora {
-        // Every query embedded once up front: the embedding cache then serves each setting
-        // alike, so the first setting measured does not pay for the model.
         let alternatives = corpus.query_embedders.iter().map(|(_, e)| e);
         for embedder in corpus.pipeline.query_embedder().into_iter().chain(alternatives) {
-            let questions: Vec<String> = search.ids.iter().map(|q| data.queries[q].clone()).collect();
             for batch in questions.chunks(64) {
                 embedder.embed(batch.to_vec()).await?;
             }

@@ -416,13 +416,10 @@ pub async fn tune(g: &Global, req: TuneRequest) -> Result<()> {
     Ok(())
 }
 
-/// A chunking as part of a collection name: `semantic-64-512`, `token-256-32`, `-unfitted`.
+/// A chunking as part of a collection name: its label with dashes (`semantic-64-512`,
+/// `token-256-32`, `-unfitted`).
 fn chunking_slug(c: &rag::config::ChunkerConfig) -> String {
-    let size = match c.kind {
-        rag::config::ChunkerKind::Token => format!("token-{}-{}", c.chunk_size, c.overlap),
-        kind => format!("{kind}-{}-{}", c.min_tokens, c.max_tokens),
-    };
-    if c.fit_to_embedder { size } else { format!("{size}-unfitted") }
+    rag::tune::chunking_label(c).replace([' ', '/'], "-")
 }
 
 /// Writes `changes` into the configuration file and returns its path, or `None` when there
