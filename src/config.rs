@@ -921,11 +921,13 @@ mod choice_tests {
         let err = RagConfig::from_toml(both).unwrap_err().to_string();
         assert!(err.contains("store.qdrant_url") && err.contains("store.qdrant.url"), "{err}");
         let old =
-            RagConfig::from_toml("[rerank]\nenabled = true\nmodel = \"ce\"\nbatch_size = 8\n[embedder]\nprecision = \"int8\"\n")
+            RagConfig::from_toml("[rerank]\nenabled = true\nmodel = \"ce\"\nbatch_size = 8\n[embedder]\nprecision = \"fp32\"\n")
                 .unwrap();
-        let new = "[rerank]\nenabled = true\n[rerank.cross-encoder]\nmodel = \"ce\"\nbatch_size = 8\n[embedder.onnx]\nprecision = \"int8\"\n";
+        let new = "[rerank]\nenabled = true\n[rerank.cross-encoder]\nmodel = \"ce\"\nbatch_size = 8\n[embedder.onnx]\nprecision = \"fp32\"\n";
         assert_eq!(old, RagConfig::from_toml(new).unwrap());
         assert_eq!(old.rerank.cross_encoder.model.as_deref(), Some("ce"));
+        // fp32, not the default, so the old key is shown to be read.
+        assert_eq!(old.embedder.onnx.precision, rag_embed::OnnxPrecision::Fp32);
         // A misspelling is still an error naming it, old format or new.
         let err = RagConfig::from_toml("[store]\nqdrant_urll = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("qdrant_urll"), "{err}");
@@ -1012,10 +1014,12 @@ mod choice_tests {
     #[test]
     fn query_precision_is_a_choice_of_the_onnx_embedder_only() {
         let mut cfg = RagConfig::default();
-        assert_eq!(cfg.embedder.onnx.effective_query_precision(), rag_embed::OnnxPrecision::Fp32);
-        cfg.set("embedder.onnx.query_precision", "int8").unwrap();
-        cfg.validate().unwrap();
+        // int8 (per-channel) is the default precision, and queries follow it unless told.
         assert_eq!(cfg.embedder.onnx.effective_query_precision(), rag_embed::OnnxPrecision::Int8);
+        cfg.set("embedder.onnx.query_precision", "fp32").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.embedder.onnx.effective_query_precision(), rag_embed::OnnxPrecision::Fp32);
+        assert_eq!(cfg.embedder.onnx.precision, rag_embed::OnnxPrecision::Int8);
         let err = cfg.set("embedder.onnx.query_precision", "int4").unwrap_err().to_string();
         assert!(err.contains("int4") && err.contains("fp32") && err.contains("int8"), "{err}");
         cfg.set("embedder.backend", "openai").unwrap();

@@ -73,11 +73,12 @@ fn tune_leaves_a_clearly_worse_setting_and_applies_only_what_changed() {
     assert!(r["warnings"].as_array().unwrap().is_empty(), "{r}");
     let settings = r["settings"].as_array().unwrap();
     assert!(settings.len() > 20 && settings.iter().any(|s| s["pareto"] == true));
-    // The other query precision, tried once on the best dense or hybrid setting.
-    let int8: Vec<&Value> = settings.iter().filter(|s| s["query_precision"] == "int8").collect();
-    assert_eq!(int8.len(), 1, "{r}");
-    assert_ne!(int8[0]["settings"]["mode"], "bm25");
-    assert!(int8[0]["label"].as_str().unwrap().ends_with(" + int8 queries"), "{}", int8[0]["label"]);
+    // The other query precision (fp32: int8 is the default), tried once on the best dense or
+    // hybrid setting.
+    let fp32: Vec<&Value> = settings.iter().filter(|s| s["query_precision"] == "fp32").collect();
+    assert_eq!(fp32.len(), 1, "{r}");
+    assert_ne!(fp32[0]["settings"]["mode"], "bm25");
+    assert!(fp32[0]["label"].as_str().unwrap().ends_with(" + fp32 queries"), "{}", fp32[0]["label"]);
     for s in settings {
         assert!(s["p50_ms"].as_f64().unwrap() > 0.0 && s["p99_ms"].as_f64().unwrap() >= s["p50_ms"].as_f64().unwrap());
     }
@@ -241,9 +242,11 @@ fn int8_queries_search_fp32_documents_without_reembedding() {
     let lines: Vec<String> =
         docs.iter().map(|(id, text)| serde_json::json!({"_id": id, "title": "", "text": text}).to_string()).collect();
     std::fs::write(&corpus, lines.join("\n")).unwrap();
-    let ingest = rag(tmp.path(), &["--json", "ingest", corpus.to_str().unwrap()]);
+    // fp32 documents (int8 is the default precision), then int8 queries against them.
+    let fp32 = ["--set", "embedder.onnx.precision=fp32", "--json"];
+    let ingest = rag(tmp.path(), &[&fp32[..], &["ingest", corpus.to_str().unwrap()]].concat());
     assert!(ingest.status.success(), "{}", String::from_utf8_lossy(&ingest.stderr));
-    let int8 = ["--set", "embedder.onnx.query_precision=int8", "--json"];
+    let int8 = ["--set", "embedder.onnx.precision=fp32", "--set", "embedder.onnx.query_precision=int8", "--json"];
     let again: Value =
         serde_json::from_slice(&rag(tmp.path(), &[&int8[..], &["ingest", corpus.to_str().unwrap()]].concat()).stdout).unwrap();
     assert_eq!((again["unchanged"].as_u64(), again["embedded"].as_u64()), (Some(2), Some(0)), "{again}");

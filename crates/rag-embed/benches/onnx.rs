@@ -80,7 +80,7 @@ async fn main() {
     let queries = scifact("queries.jsonl", n, |v| v["text"].as_str().unwrap().to_owned());
     let passages = scifact("corpus.jsonl", 128, |v| format!("{}\n{}", v["title"].as_str().unwrap(), v["text"].as_str().unwrap()));
     let torch = Arc::new(SentenceTransformerEmbedder::builder().batch_size(32).build().await.unwrap());
-    let fp32 = Arc::new(OnnxEmbedder::builder().build().await.unwrap());
+    let fp32 = Arc::new(OnnxEmbedder::builder().precision(OnnxPrecision::Fp32).build().await.unwrap());
     let int8 = Arc::new(OnnxEmbedder::builder().precision(OnnxPrecision::Int8).build().await.unwrap());
     let dir = default_model_dir().unwrap().display().to_string();
     let py: Py<PyAny> = Python::attach(|py| {
