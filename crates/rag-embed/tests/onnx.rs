@@ -47,18 +47,25 @@ async fn onnx_vectors_match_torch() {
     println!("fp32 min cosine {worst:.5}; int8 min {worst8:.4}, mean {mean8:.4}");
 }
 
+/// A directory of links to `make setup`'s export, without the file named `except`.
+fn linked_export(except: &str) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(rag_embed::default_model_dir().unwrap()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != except {
+            std::os::unix::fs::symlink(entry.path(), copy.path().join(entry.file_name())).unwrap();
+        }
+    }
+    copy
+}
+
 /// The model id keys the embedding cache: an export in another directory (another model, as
 /// far as the embedder can tell) must not share MiniLM's id.
 #[tokio::test]
 async fn an_export_elsewhere_gets_its_own_model_id() {
     let default = OnnxEmbedder::builder().build().await.unwrap();
     assert_eq!(default.model_id(), "sentence-transformers/all-MiniLM-L6-v2 (onnx int8 per-channel)");
-    let source = rag_embed::default_model_dir().unwrap();
-    let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let entry = entry.unwrap();
-        std::os::unix::fs::symlink(entry.path(), copy.path().join(entry.file_name())).unwrap();
-    }
+    let copy = linked_export("");
     let other = OnnxEmbedder::builder().model_dir(copy.path()).build().await.unwrap();
     assert_ne!(other.model_id(), default.model_id());
     assert!(other.model_id().contains(&copy.path().display().to_string()), "{}", other.model_id());
@@ -68,14 +75,7 @@ async fn an_export_elsewhere_gets_its_own_model_id() {
 /// is refused with the command that replaces it; its fp32 model is still used.
 #[tokio::test]
 async fn an_int8_export_from_before_per_channel_weights_is_refused() {
-    let source = rag_embed::default_model_dir().unwrap();
-    let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() != "source.sha256" {
-            std::os::unix::fs::symlink(entry.path(), copy.path().join(entry.file_name())).unwrap();
-        }
-    }
+    let copy = linked_export("source.sha256");
     std::fs::write(copy.path().join("source.sha256"), "0123abcd\n").unwrap();
     let err =
         OnnxEmbedder::builder().model_dir(copy.path()).precision(OnnxPrecision::Int8).build().await.unwrap_err().to_string();
@@ -90,14 +90,7 @@ async fn a_missing_export_is_named() {
     let err = OnnxEmbedder::builder().model_dir("/nonexistent/onnx").build().await.unwrap_err().to_string();
     assert!(err.contains("/nonexistent/onnx/model-int8.onnx") && err.contains("make setup"), "{err}");
     // An export with only the fp32 file, under the int8 default: the setting that runs it is named.
-    let only_fp32 = tempfile::tempdir().unwrap();
-    let source = rag_embed::default_model_dir().unwrap();
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() != "model-int8.onnx" {
-            std::os::unix::fs::symlink(entry.path(), only_fp32.path().join(entry.file_name())).unwrap();
-        }
-    }
+    let only_fp32 = linked_export("model-int8.onnx");
     let err = OnnxEmbedder::builder().model_dir(only_fp32.path()).build().await.unwrap_err().to_string();
     assert!(err.contains("embedder.onnx.precision = \"fp32\"") && err.contains("model-int8.onnx"), "{err}");
     assert!(OnnxEmbedder::builder().model_dir(only_fp32.path()).precision(OnnxPrecision::Fp32).build().await.is_ok());
