@@ -134,7 +134,6 @@ def build(name, src, dst, enc, corpus):
     dst.parent.mkdir(parents=True, exist_ok=True)
     matmuls = node_names(src, "MatMul")
     last_layer = [n for n in matmuls if "layer.5/" in n]
-    ffn = [n for n in matmuls if "/intermediate/" in n or "/output/dense/" in n and "attention" not in n]
     if name == "fp32":
         dst.write_bytes(src.read_bytes())
     elif name == "fp32-optimised":
@@ -220,7 +219,6 @@ def main():
     names = [n for n in a.only.split(",") if n] or VARIANTS
     ref_docs = ref_queries = None
     ref_doc_vecs = None
-    rows = []
     for name in ["fp32"] + [n for n in names if n != "fp32"]:
         dst = a.work / name / "model.onnx"
         if not dst.is_file():
@@ -242,11 +240,10 @@ def main():
             dv = embed(ss, enc, texts)
             qv = embed(ss, enc, [x["text"] for x in queries])
             if ref_doc_vecs is None:
-                ref_doc_vecs, ref_query_vecs = dv, qv
+                ref_doc_vecs = dv
             ids = [x["_id"] for x in corpus]
             row["ndcg10_dense"] = round(ndcg10(ids, dv, queries, qv, qrels), 4)
             row["ndcg10_fp32_docs"] = round(ndcg10(ids, ref_doc_vecs, queries, qv, qrels), 4)
-        rows.append(row)
         print(json.dumps(row), flush=True)
     return 0
 
