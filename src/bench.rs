@@ -30,6 +30,14 @@ pub struct BenchReport {
     /// Seconds to load the embedding model and make its first call, before the ingest is timed
     /// (absent without an embedder).
     pub model_load_seconds: Option<f64>,
+    /// CPU time per query of the ceiling run (ms): what the model alone costs the machine.
+    pub model_cpu_ms_per_query: Option<f64>,
+}
+
+/// CPU milliseconds per item between `before` and now.
+fn cpu_ms_per(before: Option<f64>, items: usize) -> Option<f64> {
+    let used = crate::sys::cpu_seconds()? - before?;
+    Some(1000.0 * used / items.max(1) as f64)
 }
 
 /// The queries of one concurrency level.
@@ -61,6 +69,11 @@ pub struct QueryLevel {
     pub stage_share: BTreeMap<String, f64>,
     /// Mean milliseconds per stage.
     pub stage_mean_ms: BTreeMap<String, f64>,
+    /// CPU time the process used while this level ran, per query (ms, every thread; absent
+    /// without `/proc`). Unlike the stage times it does not count waiting, so it says what
+    /// each query costs the machine: with [`BenchReport::model_cpu_ms_per_query`], how much
+    /// of it is the model and how much is everything else.
+    pub cpu_ms_per_query: Option<f64>,
 }
 
 /// Percentile (nearest rank) of sorted values.
@@ -121,33 +134,49 @@ pub async fn run_bench(pipeline: &RagPipeline, corpus: &Path, questions: &[Strin
         out.push(run_level(pipeline, share, concurrency).await?);
     }
     // The queries' model (another precision, where embedder.onnx.query_precision says so).
-    let model_ceiling_qps = match pipeline.query_embedder() {
-        Some(e) => Some(model_ceiling(e.as_ref(), questions).await?),
-        None => None,
+    let (model_ceiling_qps, model_cpu_ms_per_query) = match pipeline.query_embedder() {
+        Some(e) => {
+            let (qps, cpu) = model_ceiling(e.as_ref(), questions).await?;
+            (Some(qps), cpu)
+        }
+        None => (None, None),
     };
-    Ok(BenchReport { documents: ingest.documents, ingest_docs_per_s, ingest, levels: out, model_ceiling_qps, model_load_seconds })
+    Ok(BenchReport {
+        documents: ingest.documents,
+        ingest_docs_per_s,
+        ingest,
+        levels: out,
+        model_ceiling_qps,
+        model_load_seconds,
+        model_cpu_ms_per_query,
+    })
 }
 
 /// Texts per call when measuring the model's batched ceiling (torch's best measured batch).
 const CEILING_BATCH: usize = 32;
 
-/// The embedder's own throughput on the bench's questions in batched calls, queries/s. Each
-/// question gets a suffix so that no cached embedding from the levels flatters it.
-async fn model_ceiling(embedder: &dyn rag_core::Embedder, questions: &[String]) -> Result<f64> {
+/// The embedder's own throughput on the bench's questions in batched calls, queries/s, and
+/// its CPU milliseconds per query. Each question gets a suffix so that no cached embedding from
+/// the levels flatters it.
+async fn model_ceiling(embedder: &dyn rag_core::Embedder, questions: &[String]) -> Result<(f64, Option<f64>)> {
     let texts: Vec<String> = questions.iter().take(256).map(|q| format!("{q} (ceiling)")).collect();
+    let cpu = crate::sys::cpu_seconds();
     let start = Instant::now();
     for batch in texts.chunks(CEILING_BATCH) {
         embedder.embed(batch.to_vec()).await?;
     }
-    Ok(texts.len() as f64 / start.elapsed().as_secs_f64().max(1e-9))
+    let qps = texts.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    Ok((qps, cpu_ms_per(cpu, texts.len())))
 }
 
 async fn run_level(pipeline: &RagPipeline, questions: &[String], concurrency: usize) -> Result<QueryLevel> {
     let counters = pipeline.embed_batch_counters();
     let before = counters.map(|c| (c.calls(), c.items()));
+    let cpu = crate::sys::cpu_seconds();
     let start = Instant::now();
     let results = pipeline.batch_query(questions, &QueryOptions::default(), concurrency).await;
     let wall = start.elapsed().as_secs_f64();
+    let cpu_ms_per_query = cpu_ms_per(cpu, questions.len());
     let batches = counters.zip(before).map(|(c, (calls, items))| (c.calls() - calls, c.items() - items));
     let mut totals = Vec::new();
     let mut retrieval = Vec::new();
@@ -188,6 +217,7 @@ async fn run_level(pipeline: &RagPipeline, questions: &[String], concurrency: us
         retrieval_excl_embed_p95_ms: percentile(&retrieval, 95.0),
         stage_share: stages.iter().map(|(k, v)| (k.clone(), v / staged.max(1e-9))).collect(),
         stage_mean_ms: stages.iter().map(|(k, v)| (k.clone(), v / n)).collect(),
+        cpu_ms_per_query,
     })
 }
 

@@ -482,6 +482,20 @@ pub async fn bench(g: &Global, dataset: PathBuf, docs: usize, queries: usize, co
             println!("  concurrency {:>3} reaches {:.0}% of it", level.concurrency, 100.0 * level.qps / ceiling);
         }
     }
+    if let Some(model) = report.model_cpu_ms_per_query {
+        println!("CPU per query of the model alone: {model:.2} ms; everything else costs");
+        for level in &report.levels {
+            if let Some(cpu) = level.cpu_ms_per_query {
+                // Queries answered from the embedding cache cost no model time.
+                let embedded = match (level.embed_calls, level.mean_embed_batch) {
+                    (Some(calls), Some(mean)) => calls as f64 * mean,
+                    _ => level.queries as f64,
+                };
+                let model_share = model * embedded / level.queries.max(1) as f64;
+                println!("  concurrency {:>3}: {:.2} ms a query", level.concurrency, cpu - model_share);
+            }
+        }
+    }
     Ok(())
 }
 

@@ -116,6 +116,9 @@ pub fn print_level(level: &rag::bench::QueryLevel) {
             level.stage_mean_ms.get(stage).copied().unwrap_or(0.0)
         );
     }
+    if let Some(cpu) = level.cpu_ms_per_query {
+        println!("  CPU per query (every thread): {cpu:.2} ms");
+    }
 }
 
 /// A retrieved passage as printed: a hit (`#rank`) or a citation (`[number]`).

@@ -181,7 +181,9 @@ fn eval_and_bench_print_their_json() {
     let levels = b["levels"].as_array().unwrap();
     assert_eq!(levels.iter().map(|l| l["concurrency"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 4], "{b}");
     for l in levels {
-        keys(l, &["p50_ms", "p95_ms", "p99_ms", "qps", "mean_embed_batch", "embed_calls"]);
+        keys(l, &["p50_ms", "p95_ms", "p99_ms", "qps", "mean_embed_batch", "embed_calls", "cpu_ms_per_query"]);
+        // CPU time is counted in 10 ms ticks: ten queries may round to nothing, never below it.
+        assert!(l["cpu_ms_per_query"].as_f64().unwrap() >= 0.0, "{l}");
         assert!(l["p50_ms"].as_f64().unwrap() <= l["p99_ms"].as_f64().unwrap());
         assert_eq!(l["queries"], 10);
         // Every query embeds its question once, through the batcher.
@@ -191,6 +193,8 @@ fn eval_and_bench_print_their_json() {
     assert_eq!(levels[0]["mean_embed_batch"].as_f64().unwrap(), 1.0, "{b}");
     // The model's own batched throughput is measured in the same run, as the ceiling.
     assert!(b["model_ceiling_qps"].as_f64().unwrap() > 0.0, "{b}");
+    // ... with what it costs the machine a query (256 questions: well over one clock tick).
+    assert!(b["model_cpu_ms_per_query"].as_f64().unwrap() > 0.0, "{b}");
     // The model loads before the ingest is timed, and the load is reported apart.
     assert!(b["model_load_seconds"].as_f64().unwrap() > 0.0, "{b}");
 }

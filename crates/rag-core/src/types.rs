@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// One typed metadata value. Stores keep these types (numbers stay numbers), never JSON in a string.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MetadataValue {
     /// A boolean.
@@ -19,6 +19,73 @@ pub enum MetadataValue {
     Str(String),
     /// A list of strings (tags, authors).
     StrList(Vec<String>),
+}
+
+/// What `#[serde(untagged)]` would accept, read in one pass: an untagged enum buffers each value
+/// and tries the variants in turn, building an error for every miss, which made decoding stored
+/// chunks (every query reads some) several times slower for string values.
+impl<'de> Deserialize<'de> for MetadataValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(MetadataValueVisitor)
+    }
+}
+
+/// The message an untagged enum gives, kept so that errors read as before.
+const NO_VARIANT: &str = "data did not match any variant of untagged enum MetadataValue";
+
+struct MetadataValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MetadataValueVisitor {
+    type Value = MetadataValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a boolean, a number, a string or a list of strings")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<MetadataValue, E> {
+        Ok(MetadataValue::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MetadataValue, E> {
+        Ok(MetadataValue::Int(v))
+    }
+
+    /// Beyond `i64` an integer becomes a float, as the untagged `Float` variant took it.
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MetadataValue, E> {
+        Ok(i64::try_from(v).map_or(MetadataValue::Float(v as f64), MetadataValue::Int))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<MetadataValue, E> {
+        Ok(MetadataValue::Float(v))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MetadataValue, E> {
+        Ok(MetadataValue::Str(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MetadataValue, E> {
+        Ok(MetadataValue::Str(v))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<MetadataValue, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(s) = seq.next_element::<String>().map_err(|_| serde::de::Error::custom(NO_VARIANT))? {
+            out.push(s);
+        }
+        Ok(MetadataValue::StrList(out))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<MetadataValue, E> {
+        Err(E::custom(NO_VARIANT))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<MetadataValue, E> {
+        Err(E::custom(NO_VARIANT))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<MetadataValue, A::Error> {
+        Err(serde::de::Error::custom(NO_VARIANT))
+    }
 }
 
 impl MetadataValue {
@@ -417,5 +484,80 @@ impl BatchCounters {
     pub fn mean_batch(&self) -> f64 {
         let calls = self.calls();
         if calls == 0 { 0.0 } else { self.items() as f64 / calls as f64 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The derive this crate used before its own visitor: the behaviour to keep.
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(untagged)]
+    enum Untagged {
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(String),
+        StrList(Vec<String>),
+    }
+
+    fn same(u: Untagged) -> MetadataValue {
+        match u {
+            Untagged::Bool(b) => MetadataValue::Bool(b),
+            Untagged::Int(i) => MetadataValue::Int(i),
+            Untagged::Float(f) => MetadataValue::Float(f),
+            Untagged::Str(s) => MetadataValue::Str(s),
+            Untagged::StrList(l) => MetadataValue::StrList(l),
+        }
+    }
+
+    #[test]
+    fn metadata_values_decode_as_the_untagged_derive_did() {
+        let inputs = [
+            "true",
+            "false",
+            "0",
+            "-1",
+            "42",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1.0",
+            "-0.5",
+            "1e300",
+            "\"\"",
+            "\"text\"",
+            "\"3\"",
+            "[]",
+            "[\"a\",\"b\"]",
+            "[\"a\",1]",
+            "[1]",
+            "[[\"a\"]]",
+            "null",
+            "{}",
+            "{\"a\":1}",
+            "[null]",
+        ];
+        for input in inputs {
+            let want = serde_json::from_str::<Untagged>(input).map(same);
+            let got = serde_json::from_str::<MetadataValue>(input);
+            match (want, got) {
+                (Ok(w), Ok(g)) => assert_eq!(g, w, "{input}"),
+                // The same words (serde_json may add where in the input it stopped).
+                (Err(w), Err(g)) => {
+                    let w = w.to_string().replace("Untagged", "MetadataValue");
+                    assert!(g.to_string().starts_with(&w), "{input}: {g} is not {w}");
+                }
+                (w, g) => panic!("{input}: the derive gave {w:?}, the visitor {g:?}"),
+            }
+        }
+        // Inside a chunk's metadata map, as stores decode it.
+        let m: Metadata =
+            serde_json::from_str(r#"{"year":2019,"title":"T","tags":["x"],"score":0.5,"ok":true}"#).unwrap_or_default();
+        assert_eq!(m.get("year"), Some(&MetadataValue::Int(2019)));
+        assert_eq!(m.get("tags"), Some(&MetadataValue::StrList(vec!["x".into()])));
+        assert_eq!(m.len(), 5);
     }
 }
