@@ -574,7 +574,8 @@ impl KeywordSearch for KeywordIndex {
     }
 }
 
-/// Up to this many chunks are looked up on the caller's thread (a query's top k is 1 to 50).
+/// Up to this many chunks are looked up on the caller's thread (a query's default k is 5; a
+/// larger fetch, up to the maximum k of 1,000, goes to a blocking thread).
 const INLINE_LOOKUPS: usize = 16;
 
 #[cfg(test)]
