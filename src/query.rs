@@ -481,7 +481,7 @@ impl RagPipeline {
         let packed = self.window.pack(question, &hits);
         let request = GenerationRequest { question: question.to_owned(), context: packed.passages() };
         let stream = match self.generator.generate_stream(request.clone()).await {
-            Ok(s) => s,
+            Ok(s) => rag_core::through_final(s),
             Err(e) => {
                 degraded.push(format!("generator `{}` failed ({e}); answered extractively", self.generator.name()));
                 let g = self.fallback.answer(&request);

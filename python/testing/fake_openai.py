@@ -8,7 +8,8 @@ Run: python fake_openai.py  -> prints "PORT <n>" on its first line, then serves 
   message asks for; `stream: true` sends server-sent events, a few characters per chunk.
 * Fault injection: POST /control {"fail": [429, 500, ...]} makes the next requests fail with those
   statuses, in order; {"delay_ms": N} makes every chat completion wait N ms first (requests in
-  flight for the server's overload and shutdown tests). GET /stats returns request counts. Stops after --max-seconds (a test
+  flight for the server's overload and shutdown tests); {"truncate_chars": N} cuts every chat reply
+  after N characters with `finish_reason: "length"` (an LM stopped by max_tokens), 0 stops. GET /stats returns request counts. Stops after --max-seconds (a test
   server never outlives its test).
 """
 import argparse
@@ -21,7 +22,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATE = {"fail": [], "requests": {"embeddings": 0, "chat": 0, "failed": 0}, "inputs": [], "answers": {}, "delay_ms": 0}
+STATE = {"fail": [], "requests": {"embeddings": 0, "chat": 0, "failed": 0}, "inputs": [], "answers": {}, "delay_ms": 0, "truncate_chars": 0}
 LOCK = threading.Lock()
 
 
@@ -98,6 +99,8 @@ class Handler(BaseHTTPRequestHandler):
                 STATE["answers"].update(req.get("answers", {}))
                 if "delay_ms" in req:
                     STATE["delay_ms"] = int(req["delay_ms"])
+                if "truncate_chars" in req:
+                    STATE["truncate_chars"] = int(req["truncate_chars"])
             return self.send_json(200, {"ok": True})
         if self.headers.get("Authorization", "") == "Bearer bad-key":
             return self.send_json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
@@ -118,10 +121,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.endswith("/chat/completions"):
             with LOCK:
                 STATE["requests"]["chat"] += 1
-                delay = STATE["delay_ms"]
+                delay, truncate = STATE["delay_ms"], STATE["truncate_chars"]
             if delay:
                 time.sleep(delay / 1000)
             content = chat_content(req.get("messages", []))
+            finish = "stop"
+            if truncate and len(content) > truncate:
+                content, finish = content[:truncate], "length"
             created = int(time.time())
             if req.get("stream"):
                 self.send_response(200)
@@ -135,14 +141,14 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
                 end = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": req.get("model"),
-                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                       "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
                 self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
                 self.wfile.flush()
                 self.close_connection = True
                 return
             return self.send_json(200, {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": req.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
             })
         self.send_json(404, {"error": {"message": f"no route {self.path}"}})

@@ -33,7 +33,9 @@ pub use source::{
     DocumentSource, DocumentStream, InMemorySource, MEMORY_ORIGIN, PAGE_END_KEY, PAGE_KEY, Skipped, SourceDocument, SourceItem,
     StreamSource, TextFormat,
 };
-pub use traits::{Chunker, Embedder, Generator, KeywordSearch, NamespacedEmbedding, Reranker, Retriever, VectorStore};
+pub use traits::{
+    Chunker, Embedder, Generator, KeywordSearch, NamespacedEmbedding, Reranker, Retriever, VectorStore, through_final,
+};
 
 /// 32 random hex digits (128 bits): the tail of answer and judgment ids, unguessable so one
 /// client cannot name another's answer.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use crate::{
@@ -151,6 +152,19 @@ pub trait Generator: Send + Sync {
     fn name(&self) -> String;
 }
 
+/// `events` ending right after its final answer or its first error, without waiting for the
+/// generator to close it: a [`Generator::generate_stream`] that keeps its stream open after
+/// the end (a sender still alive somewhere) must not keep a caller, or an HTTP response,
+/// waiting for ever.
+pub fn through_final(events: BoxStream<'static, Result<GenerationEvent>>) -> BoxStream<'static, Result<GenerationEvent>> {
+    Box::pin(futures::stream::unfold(Some(events), |events| async move {
+        let mut events = events?;
+        let event = events.next().await?;
+        let more = matches!(event, Ok(GenerationEvent::Token(_)));
+        Some((event, more.then_some(events)))
+    }))
+}
+
 /// A keyword (BM25 / sparse) index over chunks: the lexical side of hybrid retrieval. The
 /// tantivy index in `rag-keyword` is one; a store with its own sparse search can be another.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
@@ -264,3 +278,47 @@ macro_rules! forward_smart_pointers {
 }
 
 forward_smart_pointers!(Arc, Box);
+
+#[cfg(test)]
+mod tests {
+    use futures::{FutureExt, StreamExt};
+
+    use super::*;
+    use crate::RagError;
+
+    fn final_event(answer: &str) -> Result<GenerationEvent> {
+        Ok(GenerationEvent::Final(Generation {
+            answer: answer.into(),
+            reasoning: None,
+            used_context_ids: vec![],
+            generator: "test".into(),
+        }))
+    }
+
+    /// Events, then a stream that never ends (a sender the generator never dropped).
+    fn left_open(events: Vec<Result<GenerationEvent>>) -> BoxStream<'static, Result<GenerationEvent>> {
+        Box::pin(futures::stream::iter(events).chain(futures::stream::pending()))
+    }
+
+    #[test]
+    fn a_stream_ends_at_its_final_event_or_error_even_when_left_open() {
+        let then = |last: Vec<Result<GenerationEvent>>| {
+            let mut events = vec![Ok(GenerationEvent::Token("a".into())), Ok(GenerationEvent::Token("b".into()))];
+            events.extend(last);
+            left_open(events)
+        };
+        let got = through_final(then(vec![final_event("ab"), final_event("never seen")]))
+            .collect::<Vec<_>>()
+            .now_or_never()
+            .expect("ends without waiting");
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(matches!(&got[2], Ok(GenerationEvent::Final(g)) if g.answer == "ab"), "{got:?}");
+        let got = through_final(then(vec![Err(RagError::invalid_input("q", "bad")), final_event("never seen")]))
+            .collect::<Vec<_>>()
+            .now_or_never()
+            .expect("ends without waiting");
+        assert!(matches!(got.as_slice(), [Ok(_), Ok(_), Err(RagError::InvalidInput { .. })]), "{got:?}");
+        // Tokens alone: it waits for more, as the generator's stream does.
+        assert!(through_final(then(vec![])).collect::<Vec<_>>().now_or_never().is_none());
+    }
+}

@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use rag_core::{RagError, Result};
 use rag_python::PyResultExt;
-use rag_python::classify::{ErrorRules, OPENAI_COMPATIBLE};
+use rag_python::classify::{ErrorKind, ErrorRule, ErrorRules, OPENAI_COMPATIBLE};
 use rag_python::pyo3::prelude::*;
 use rag_python::pyo3::types::PyModule;
 use rag_python::store::EmbeddedModule;
@@ -57,7 +57,18 @@ pub async fn set_cache_dir(dir: std::path::PathBuf) -> Result<()> {
 
 /// LM failures by class: rate limits, timeouts, connection problems and 5xx are transient;
 /// authentication and other 4xx are permanent ([`rag_python::classify::OPENAI_COMPATIBLE`]).
+/// A reply DSPy cannot parse into the signature's fields is the LM's failure too, not rag's:
+/// permanent (the same prompt gets the same reply), with what to change.
 pub(crate) fn classify(e: RagError) -> RagError {
     const ERRORS: ErrorRules = ErrorRules { backend: "dspy LM", rules: OPENAI_COMPATIBLE };
-    ERRORS.classify(e, "generation")
+    const UNPARSED: ErrorRules = ErrorRules {
+        backend: "dspy LM",
+        rules: &[ErrorRule::new(
+            "dspy.utils.exceptions.AdapterParseError",
+            ErrorKind::Permanent,
+            "the LM's reply lacks the signature's output fields, most often because it was cut off: \
+             raise generator.max_tokens, or use a model that follows DSPy's format",
+        )],
+    };
+    UNPARSED.classify(ERRORS.classify(e, "generation"), "generation")
 }

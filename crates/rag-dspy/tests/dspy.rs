@@ -220,6 +220,20 @@ async fn the_dspy_lm_path_end_to_end_with_retry_and_streaming() {
     assert_eq!(last.answer, "Vitamin D lowers it [1]");
     assert!(tokens.len() >= 2, "streamed in pieces: {tokens:?}");
     assert_eq!(tokens.concat().trim(), last.answer, "the pieces make up the answer");
+    // A reply cut off before its answer field (max_tokens reached): DSPy cannot parse it. A
+    // permanent error naming what to change, streamed or not; the next stream is answered.
+    post(&format!("{}/control", server.url()), r#"{"truncate_chars": 40}"#);
+    let err = g.generate(request()).await.unwrap_err();
+    assert!(matches!(err, RagError::Permanent { .. }), "{err}");
+    assert!(err.to_string().contains("AdapterParseError") && err.to_string().contains("generator.max_tokens"), "{err}");
+    // The stream ends after its error (it used to stay open until Python's garbage collector
+    // freed the token emitter, which an exception's traceback keeps in a reference cycle).
+    let stream = g.generate_stream(request()).await.unwrap();
+    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(60), stream.collect()).await.expect("the stream ends");
+    assert!(matches!(events.as_slice(), [Err(RagError::Permanent { .. })]), "{events:?}");
+    post(&format!("{}/control", server.url()), r#"{"truncate_chars": 0}"#);
+    let events: Vec<_> = g.generate_stream(request()).await.unwrap().collect().await;
+    assert!(matches!(events.last(), Some(Ok(GenerationEvent::Final(_)))), "{events:?}");
     // A bad key: a permanent error, never retried into a transient one.
     let bad = DspyGenerator::builder("openai/fake-model")
         .api_base(&base)

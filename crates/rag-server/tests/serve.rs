@@ -187,6 +187,24 @@ async fn end_to_end() {
         assert!(text.contains(&q), "stream for `{q}` carried `{text}`");
     }
 
+    // An LM reply cut off before its answer (max_tokens reached): a JSON query answers
+    // extractively and says why; a stream ends with an `error` event naming the setting to
+    // change (it used to stay open until Python's garbage collector ran); the next is answered.
+    let control = format!("{}/control", lm.url());
+    rag_testkit::http_post_json(&control, &json!({ "truncate_chars": 40 })).unwrap();
+    let (s, body) = api.post(Some(READER), &format!("{papers}/query"), json!({ "question": "Are statins cut short?" })).await;
+    assert_eq!((s, body["generator"].as_str()), (StatusCode::OK, Some("extractive")), "{body}");
+    assert!(body["degraded"][0].as_str().unwrap().contains("generator.max_tokens"), "{body}");
+    let cut = json!({ "question": "Are statins cut short when streamed?", "stream": true });
+    let events = api.sse(READER, &format!("{papers}/query"), cut).await;
+    let (last_event, last) = events.last().unwrap();
+    assert_eq!(last_event, "error", "{events:?}");
+    assert!(last.contains("backend_failed") && last.contains("generator.max_tokens"), "{last}");
+    rag_testkit::http_post_json(&control, &json!({ "truncate_chars": 0 })).unwrap();
+    let again = json!({ "question": "What do statins reduce, once more?", "stream": true });
+    let events = api.sse(READER, &format!("{papers}/query"), again).await;
+    assert_eq!(events.last().unwrap().0, "done", "{events:?}");
+
     // OpenAI-compatible chat, plain and streamed.
     let msgs = json!([{ "role": "system", "content": "Be brief." }, { "role": "user", "content": "Does vitamin D lower fracture risk?" }]);
     let (s, chat) =

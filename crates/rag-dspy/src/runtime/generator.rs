@@ -216,18 +216,40 @@ fn to_generation(d: &Bound<'_, PyAny>, request: &GenerationRequest, name: &str) 
 }
 
 /// Receives streamed pieces from Python.
+///
+/// Rust closes it ([`Emitter::close`]) as soon as the Python call returns: an exception's
+/// traceback holds the frames that reference the emitter in a reference cycle, so Python might
+/// free it only at its next garbage collection, and the stream's receiver, waiting for every
+/// sender to go, would never end.
 #[pyclass(frozen)]
 struct Emitter {
-    tx: tokio::sync::mpsc::Sender<Result<GenerationEvent>>,
+    tx: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Result<GenerationEvent>>>>,
+}
+
+impl Emitter {
+    fn new(tx: tokio::sync::mpsc::Sender<Result<GenerationEvent>>) -> Self {
+        Self { tx: std::sync::Mutex::new(Some(tx)) }
+    }
+
+    /// Drops the sender: later calls send nothing.
+    fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+    }
 }
 
 #[pymethods]
 impl Emitter {
-    fn __call__(&self, kind: &str, text: String) {
-        if kind == "token" {
-            // The receiver may be gone (the caller stopped listening): nothing to do then.
-            let _ = self.tx.blocking_send(Ok(GenerationEvent::Token(text)));
+    fn __call__(&self, py: Python<'_>, kind: &str, text: String) {
+        if kind != "token" {
+            return;
         }
+        let Some(tx) = self.tx.lock().ok().and_then(|tx| tx.clone()) else { return };
+        // A reader slower than the model fills the channel; waiting for it must not hold the
+        // GIL, or every other Python call of the process would wait on one slow client. The
+        // receiver may be gone (the caller stopped listening): nothing to do then.
+        let _ = py.detach(move || tx.blocking_send(Ok(GenerationEvent::Token(text))));
     }
 }
 
@@ -257,12 +279,12 @@ impl Generator for DspyGenerator {
             let result = runtime
                 .run(move |py| {
                     let texts: Vec<&str> = request.context.iter().map(|p| p.text.as_str()).collect();
-                    let emitter = Py::new(py, Emitter { tx }).py_context(py)?;
+                    let emitter = Py::new(py, Emitter::new(tx)).py_context(py)?;
                     let out = ops(py)?
                         .getattr("stream_cot")
-                        .and_then(|f| f.call1((program.bind(py), lm.bind(py), texts, &request.question, emitter)))
-                        .py_context(py)?;
-                    to_generation(&out, &request, &name)
+                        .and_then(|f| f.call1((program.bind(py), lm.bind(py), texts, &request.question, emitter.clone_ref(py))));
+                    emitter.get().close();
+                    to_generation(&out.py_context(py)?, &request, &name)
                 })
                 .await
                 .map_err(classify);

@@ -87,7 +87,9 @@ impl Api {
         let resp = self.http.post(format!("{}{path}", self.url)).bearer_auth(key).json(&body).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-        let text = resp.text().await.unwrap();
+        // A stream that never ends fails the test instead of hanging it.
+        let text =
+            tokio::time::timeout(std::time::Duration::from_secs(120), resp.text()).await.expect("the stream ends").unwrap();
         text.split("\n\n")
             .filter(|b| !b.trim().is_empty())
             .map(rag_server::api::sse_event)
