@@ -231,11 +231,16 @@ impl Emitter {
         Self { tx: std::sync::Mutex::new(Some(tx)) }
     }
 
+    /// The sender, while open. A poisoned lock still guards a valid `Option` (nothing in its
+    /// critical sections can leave it half-changed), so it is used as is: closing must never
+    /// fail, or the stream would stay open.
+    fn sender(&self) -> std::sync::MutexGuard<'_, Option<tokio::sync::mpsc::Sender<Result<GenerationEvent>>>> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Drops the sender: later calls send nothing.
     fn close(&self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
+        self.sender().take();
     }
 }
 
@@ -245,7 +250,7 @@ impl Emitter {
         if kind != "token" {
             return;
         }
-        let Some(tx) = self.tx.lock().ok().and_then(|tx| tx.clone()) else { return };
+        let Some(tx) = self.sender().clone() else { return };
         // A reader slower than the model fills the channel; waiting for it must not hold the
         // GIL, or every other Python call of the process would wait on one slow client. The
         // receiver may be gone (the caller stopped listening): nothing to do then.
